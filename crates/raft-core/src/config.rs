@@ -1,0 +1,128 @@
+//! How a node runs the protocol, and the state it starts from.
+
+use crate::error::Error;
+use crate::types::{Entry, HardState, Index, Mode, NodeId, Term};
+
+/// Protocol settings. Time is in ticks: the caller decides how long one is.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub id: NodeId,
+    /// Followers campaign after a random timeout in
+    /// `election_tick..2 * election_tick` ticks without a leader.
+    pub election_tick: u64,
+    /// A leader sends heartbeats every `heartbeat_tick` ticks.
+    pub heartbeat_tick: u64,
+    /// Ask for a pre-vote before raising the term (dissertation §9.6), so a
+    /// partitioned node rejoining does not depose a healthy leader.
+    pub pre_vote: bool,
+    /// A leader steps down when it has not heard from a quorum for an
+    /// election timeout; followers then also ignore vote requests while
+    /// they have a live leader (dissertation §4.2.3).
+    pub check_quorum: bool,
+    /// Appends in flight per follower in the replicate state.
+    pub max_inflight: usize,
+    /// Byte budget of one append (at least one entry is always sent).
+    pub max_append_bytes: usize,
+    /// Entry budget of one append (pyraftlog: 1000).
+    pub max_append_entries: usize,
+    /// Byte budget of committed entries handed out in one `Ready`.
+    pub max_apply_bytes: usize,
+    pub mode: Mode,
+    /// Seeds this node's election-timeout randomness.
+    pub seed: u64,
+}
+
+impl Config {
+    pub fn new(id: NodeId) -> Self {
+        Config {
+            id,
+            election_tick: 10,
+            heartbeat_tick: 1,
+            pre_vote: true,
+            check_quorum: true,
+            max_inflight: 256,
+            max_append_bytes: 1 << 20,
+            max_append_entries: 1000,
+            max_apply_bytes: 16 << 20,
+            mode: Mode::Active,
+            seed: id,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |why: &str| Err(Error::InvalidConfig(why.to_string()));
+        if self.id == 0 {
+            return bad("node id 0 is reserved");
+        }
+        if self.heartbeat_tick == 0 {
+            return bad("heartbeat_tick must be at least 1");
+        }
+        if self.election_tick <= self.heartbeat_tick {
+            return bad("election_tick must be greater than heartbeat_tick");
+        }
+        if self.max_inflight == 0 || self.max_append_entries == 0 {
+            return bad("max_inflight and max_append_entries must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// What a node starts from: nothing (a new cluster) or what its storage
+/// holds after a restart.
+#[derive(Clone, Debug, Default)]
+pub struct InitialState {
+    pub hard_state: HardState,
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+    /// The log after (`prev_index`, `prev_term`), all of it durable.
+    pub entries: Vec<Entry>,
+    /// The last index compacted away (0 with no compaction).
+    pub prev_index: Index,
+    pub prev_term: Term,
+    /// What the state machine has already applied.
+    pub applied: Index,
+}
+
+impl InitialState {
+    /// A brand-new member of a cluster of `voters`.
+    pub fn new_cluster(voters: impl IntoIterator<Item = NodeId>) -> Self {
+        InitialState {
+            voters: voters.into_iter().collect(),
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let bad = |why: String| Err(Error::InvalidState(why));
+        if self.voters.is_empty() {
+            return bad("a cluster needs at least one voter".into());
+        }
+        if self.voters.contains(&0) || self.learners.contains(&0) {
+            return bad("node id 0 is reserved".into());
+        }
+        if let Some(l) = self.learners.iter().find(|l| self.voters.contains(l)) {
+            return bad(format!("node {l} is both a voter and a learner"));
+        }
+        for (i, e) in self.entries.iter().enumerate() {
+            if e.index != self.prev_index + 1 + i as Index {
+                return bad(format!(
+                    "entry {} out of place (expected index {})",
+                    e.index,
+                    self.prev_index + 1 + i as Index
+                ));
+            }
+            let prev = if i == 0 {
+                self.prev_term
+            } else {
+                self.entries[i - 1].term
+            };
+            if e.term < prev || e.term > self.hard_state.term {
+                return bad(format!(
+                    "entry {} has term {} out of order",
+                    e.index, e.term
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,177 @@
+//! Messages between peers. Every message carries the sender's term and mode
+//! (pyraftlog: a reluctant leader needs to know who is active).
+
+use crate::types::{Entry, Index, Mode, NodeId, Term};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub term: Term,
+    /// The sender's mode when it sent this message.
+    pub mode: Mode,
+    pub body: Body,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    /// Leader → follower: entries after (`prev_index`, `prev_term`).
+    Append {
+        prev_index: Index,
+        prev_term: Term,
+        entries: Vec<Entry>,
+        commit: Index,
+    },
+    /// Follower → leader, sent only once the follower's log is durable.
+    AppendResponse {
+        /// On success, the last index the follower now holds from this
+        /// append; on rejection, the `prev_index` that did not match.
+        index: Index,
+        reject: Option<RejectHint>,
+    },
+    /// Leader → follower: keeps followers from campaigning, carries the
+    /// commit index (capped at what the follower holds) and the latest
+    /// ReadIndex round.
+    Heartbeat {
+        commit: Index,
+        read_round: u64,
+    },
+    HeartbeatResponse {
+        read_round: u64,
+    },
+    /// (Pre-)candidate → voter. For a pre-vote, `term` is the term the
+    /// sender would campaign in; its own term is not raised.
+    RequestVote {
+        pre_vote: bool,
+        last_index: Index,
+        last_term: Term,
+        /// Set when a leadership transfer asked for this election; voters
+        /// then skip the leader-lease check.
+        transfer: bool,
+    },
+    VoteResponse {
+        pre_vote: bool,
+        granted: bool,
+    },
+    /// Leader → transfer target: campaign now, skipping pre-vote.
+    TimeoutNow,
+    /// Follower → leader: a ReadIndex request forwarded on behalf of a client.
+    ReadIndex {
+        id: u64,
+    },
+    /// Leader → follower: the read index for request `id`, once safe.
+    ReadIndexResponse {
+        id: u64,
+        index: Index,
+    },
+}
+
+/// Why a follower rejected an append, so the leader can skip a whole
+/// conflicting term at once (Raft dissertation §5.3's optimization).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectHint {
+    /// The term of the follower's entry at the rejected index, or `None`
+    /// when the follower's log is shorter than that index.
+    pub conflict_term: Option<Term>,
+    /// The first index of `conflict_term` in the follower's log, or the
+    /// follower's last index + 1 when `conflict_term` is `None`.
+    pub conflict_index: Index,
+}
+
+impl Message {
+    /// Messages a leader sends: their arrival proves a live leader.
+    pub fn is_from_leader(&self) -> bool {
+        matches!(
+            self.body,
+            Body::Append { .. }
+                | Body::Heartbeat { .. }
+                | Body::TimeoutNow
+                | Body::ReadIndexResponse { .. }
+        )
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}->{} term={}", self.from, self.to, self.term)?;
+        if self.mode != Mode::Active {
+            write!(f, " ({})", self.mode)?;
+        }
+        match &self.body {
+            Body::Append {
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+            } => {
+                write!(f, " Append prev={prev_term}/{prev_index} commit={commit}")?;
+                if !entries.is_empty() {
+                    write!(f, " entries=[")?;
+                    for (i, e) in entries.iter().enumerate() {
+                        if i > 0 {
+                            write!(f, ", ")?;
+                        }
+                        write!(f, "{e}")?;
+                    }
+                    write!(f, "]")?;
+                }
+                Ok(())
+            }
+            Body::AppendResponse {
+                index,
+                reject: None,
+            } => write!(f, " AppendResponse index={index}"),
+            Body::AppendResponse {
+                index,
+                reject: Some(h),
+            } => {
+                write!(f, " AppendResponse REJECT index={index} hint=")?;
+                match h.conflict_term {
+                    Some(t) => write!(f, "{t}/{}", h.conflict_index),
+                    None => write!(f, "short/{}", h.conflict_index),
+                }
+            }
+            Body::Heartbeat { commit, read_round } => {
+                write!(f, " Heartbeat commit={commit} read_round={read_round}")
+            }
+            Body::HeartbeatResponse { read_round } => {
+                write!(f, " HeartbeatResponse read_round={read_round}")
+            }
+            Body::RequestVote {
+                pre_vote,
+                last_index,
+                last_term,
+                transfer,
+            } => {
+                let kind = if *pre_vote { "PreVote" } else { "Vote" };
+                write!(f, " {kind} last={last_term}/{last_index}")?;
+                if *transfer {
+                    write!(f, " transfer")?;
+                }
+                Ok(())
+            }
+            Body::VoteResponse { pre_vote, granted } => {
+                let kind = if *pre_vote {
+                    "PreVoteResponse"
+                } else {
+                    "VoteResponse"
+                };
+                let verdict = if *granted { "granted" } else { "REJECT" };
+                write!(f, " {kind} {verdict}")
+            }
+            Body::TimeoutNow => write!(f, " TimeoutNow"),
+            Body::ReadIndex { id } => write!(f, " ReadIndex id={id}"),
+            Body::ReadIndexResponse { id, index } => {
+                write!(f, " ReadIndexResponse id={id} index={index}")
+            }
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! What a leader knows about one follower's log, and how it paces appends.
+
+use crate::types::{Index, Mode};
+use std::collections::VecDeque;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressState {
+    /// The leader does not know where the follower's log ends: one append
+    /// in flight at a time until it learns.
+    Probe,
+    /// The follower is in step: appends stream ahead optimistically, up to
+    /// the in-flight window.
+    Replicate,
+}
+
+/// The leader's view of one peer.
+///
+/// Invariant: `matched < next`.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// Highest index known to be durable on the peer.
+    pub matched: Index,
+    /// Next index to send.
+    pub next: Index,
+    pub state: ProgressState,
+    /// In `Probe`: an append is out and unanswered, so wait.
+    pub probe_sent: bool,
+    pub inflights: Inflights,
+    /// Heard from since the last check-quorum round.
+    pub recent_active: bool,
+    /// The peer's mode as of its last message.
+    pub mode: Mode,
+    /// Highest ReadIndex round the peer has acknowledged.
+    pub read_round: u64,
+    /// Ticks since the leader last heard from this peer (for status).
+    pub last_contact: u64,
+}
+
+impl Progress {
+    pub fn new(next: Index, max_inflight: usize) -> Self {
+        Progress {
+            matched: 0,
+            next,
+            state: ProgressState::Probe,
+            probe_sent: false,
+            inflights: Inflights::new(max_inflight),
+            recent_active: false,
+            mode: Mode::Active,
+            read_round: 0,
+            last_contact: 0,
+        }
+    }
+
+    pub fn become_probe(&mut self) {
+        self.state = ProgressState::Probe;
+        self.next = self.matched + 1;
+        self.probe_sent = false;
+        self.inflights.clear();
+    }
+
+    pub fn become_replicate(&mut self) {
+        self.state = ProgressState::Replicate;
+        self.next = self.matched + 1;
+        self.probe_sent = false;
+        self.inflights.clear();
+    }
+
+    /// Whether the leader should hold back appends to this peer.
+    pub fn is_paused(&self) -> bool {
+        match self.state {
+            ProgressState::Probe => self.probe_sent,
+            ProgressState::Replicate => self.inflights.is_full(),
+        }
+    }
+
+    /// Records that an append ending at `last` was sent.
+    pub fn sent_append(&mut self, last: Index, n_entries: usize) {
+        match self.state {
+            ProgressState::Replicate => {
+                if n_entries > 0 {
+                    self.next = last + 1;
+                    self.inflights.add(last);
+                }
+            }
+            ProgressState::Probe => self.probe_sent = true,
+        }
+    }
+
+    /// A success acknowledged `index`. Returns false if it told us nothing new.
+    pub fn maybe_update(&mut self, index: Index) -> bool {
+        let updated = index > self.matched;
+        if updated {
+            self.matched = index;
+            self.probe_sent = false;
+        }
+        self.next = self.next.max(index + 1);
+        self.inflights.free_to(index);
+        updated
+    }
+
+    /// A rejection of the append after `rejected`; `hint` is where the
+    /// leader's search of the follower's conflict says to try next. Returns
+    /// false if the rejection is stale (answers an append we no longer care
+    /// about).
+    pub fn maybe_decr_to(&mut self, rejected: Index, hint: Index) -> bool {
+        match self.state {
+            ProgressState::Replicate => {
+                if rejected <= self.matched {
+                    return false;
+                }
+                self.become_probe();
+                self.next = hint.min(rejected).max(self.matched + 1);
+                true
+            }
+            ProgressState::Probe => {
+                if self.next != rejected + 1 {
+                    return false;
+                }
+                self.next = hint.min(rejected).max(self.matched + 1);
+                self.probe_sent = false;
+                true
+            }
+        }
+    }
+}
+
+/// A bounded window of appends in flight to one peer, by their last index.
+#[derive(Clone, Debug)]
+pub struct Inflights {
+    cap: usize,
+    last_indexes: VecDeque<Index>,
+}
+
+impl Inflights {
+    pub fn new(cap: usize) -> Self {
+        Inflights {
+            cap,
+            last_indexes: VecDeque::with_capacity(cap.min(64)),
+        }
+    }
+
+    pub fn add(&mut self, last: Index) {
+        debug_assert!(!self.is_full(), "Inflights::add: window full");
+        self.last_indexes.push_back(last);
+    }
+
+    /// Everything up to `index` was received.
+    pub fn free_to(&mut self, index: Index) {
+        while self.last_indexes.front().is_some_and(|&l| l <= index) {
+            self.last_indexes.pop_front();
+        }
+    }
+
+    /// Frees one slot: a heartbeat response shows the peer is alive, so a
+    /// lost append must not block the window for ever.
+    pub fn free_first(&mut self) {
+        self.last_indexes.pop_front();
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.last_indexes.len() >= self.cap
+    }
+
+    pub fn len(&self) -> usize {
+        self.last_indexes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.last_indexes.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.last_indexes.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_pauses_after_one_append() {
+        let mut p = Progress::new(5, 4);
+        assert!(!p.is_paused());
+        p.sent_append(7, 2);
+        assert!(p.is_paused());
+        assert!(p.maybe_update(7));
+        assert!(!p.is_paused());
+        assert_eq!((p.matched, p.next), (7, 8));
+    }
+
+    #[test]
+    fn replicate_window_fills_and_drains() {
+        let mut p = Progress::new(1, 2);
+        p.become_replicate();
+        p.sent_append(3, 3);
+        p.sent_append(5, 2);
+        assert!(p.is_paused());
+        assert_eq!(p.next, 6);
+        p.maybe_update(3);
+        assert!(!p.is_paused());
+        assert_eq!(p.inflights.len(), 1);
+    }
+
+    #[test]
+    fn stale_rejections_are_ignored() {
+        let mut p = Progress::new(10, 4);
+        p.matched = 5;
+        // Probe expects a rejection of next-1 = 9 only.
+        assert!(!p.maybe_decr_to(7, 6));
+        assert!(p.maybe_decr_to(9, 7));
+        assert_eq!(p.next, 7);
+        // The hint never takes next at or below matched.
+        p.next = 7;
+        assert!(p.maybe_decr_to(6, 2));
+        assert_eq!(p.next, 6);
+        p.become_replicate();
+        assert!(
+            !p.maybe_decr_to(5, 1),
+            "rejection at or below matched is stale"
+        );
+    }
+}

@@ -1,0 +1,513 @@
+//! The protocol state machine. Inputs are method calls (`tick`, `step`,
+//! `propose`, ...); outputs accumulate until the caller drains them with
+//! `ready`. No I/O, no clock, no global randomness.
+//!
+//! `step` first reconciles terms, then dispatches by role. Only the
+//! `become_*` methods change the role.
+
+mod election;
+mod reads;
+mod replication;
+mod transfer;
+
+use crate::config::{Config, InitialState};
+use crate::error::Error;
+use crate::log::RaftLog;
+use crate::message::{Body, Message};
+use crate::quorum::JointConfig;
+use crate::ready::{ReadState, Ready};
+use crate::rng::Rng;
+use crate::tracker::ProgressTracker;
+use crate::types::{Entry, HardState, Index, Mode, NodeId, Payload, Role, Term};
+use bytes::Bytes;
+use reads::ReadQueue;
+
+pub struct Raft {
+    cfg: Config,
+    id: NodeId,
+    mode: Mode,
+    role: Role,
+    term: Term,
+    vote: Option<NodeId>,
+    leader: Option<NodeId>,
+    log: RaftLog,
+    tracker: ProgressTracker,
+    rng: Rng,
+
+    /// Ticks since the last leader contact (followers) or the last
+    /// check-quorum round (leaders).
+    election_elapsed: u64,
+    heartbeat_elapsed: u64,
+    /// This node campaigns once `election_elapsed` reaches this.
+    randomized_timeout: u64,
+
+    /// Leader only: the node leadership is being handed to.
+    transferee: Option<NodeId>,
+    transfer_elapsed: u64,
+
+    reads: ReadQueue,
+
+    // Output not yet drained by `ready`.
+    last_hard_state: HardState,
+    messages: Vec<Message>,
+    persisted_messages: Vec<Message>,
+    read_states: Vec<ReadState>,
+    dropped_reads: Vec<u64>,
+}
+
+/// A snapshot of one node's view, for status pages and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub id: NodeId,
+    pub role: Role,
+    pub mode: Mode,
+    pub term: Term,
+    pub vote: Option<NodeId>,
+    pub leader: Option<NodeId>,
+    pub commit: Index,
+    pub applied: Index,
+    pub last_index: Index,
+    pub persisted: Index,
+    pub transferee: Option<NodeId>,
+    /// Leader only: every member but this node.
+    pub peers: Vec<PeerStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub id: NodeId,
+    pub voter: bool,
+    pub mode: Mode,
+    pub matched: Index,
+    pub next: Index,
+    pub replicating: bool,
+    pub recent_active: bool,
+    /// Ticks since the leader last heard from this peer.
+    pub last_contact: u64,
+}
+
+impl Raft {
+    pub fn new(cfg: Config, state: InitialState) -> Result<Self, Error> {
+        cfg.validate()?;
+        state.validate()?;
+        let id = cfg.id;
+        let log = RaftLog::restore(
+            state.prev_index,
+            state.prev_term,
+            state.entries,
+            state.hard_state.commit,
+            state.applied,
+        );
+        let tracker = ProgressTracker::new(
+            JointConfig::simple(state.voters),
+            state.learners.into_iter().collect(),
+            cfg.max_inflight,
+        );
+        let mut r = Raft {
+            id,
+            mode: cfg.mode,
+            role: Role::Follower,
+            term: state.hard_state.term,
+            vote: state.hard_state.vote,
+            leader: None,
+            log,
+            tracker,
+            rng: Rng::new(cfg.seed ^ id.wrapping_mul(0x2545_F491_4F6C_DD1D)),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            randomized_timeout: 0,
+            transferee: None,
+            transfer_elapsed: 0,
+            reads: ReadQueue::default(),
+            last_hard_state: state.hard_state,
+            messages: Vec::new(),
+            persisted_messages: Vec::new(),
+            read_states: Vec::new(),
+            dropped_reads: Vec::new(),
+            cfg,
+        };
+        r.reset_election_timer();
+        Ok(r)
+    }
+
+    // ----- accessors -----
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+    pub fn term(&self) -> Term {
+        self.term
+    }
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+    pub fn log(&self) -> &RaftLog {
+        &self.log
+    }
+    pub fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.committed,
+        }
+    }
+    pub fn voters(&self) -> std::collections::BTreeSet<NodeId> {
+        self.tracker.voters.ids()
+    }
+
+    pub fn status(&self) -> Status {
+        let peers = if self.role == Role::Leader {
+            self.tracker
+                .progress
+                .iter()
+                .filter(|(id, _)| **id != self.id)
+                .map(|(&id, p)| PeerStatus {
+                    id,
+                    voter: self.tracker.is_voter(id),
+                    mode: p.mode,
+                    matched: p.matched,
+                    next: p.next,
+                    replicating: p.state == crate::progress::ProgressState::Replicate,
+                    recent_active: p.recent_active,
+                    last_contact: p.last_contact,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Status {
+            id: self.id,
+            role: self.role,
+            mode: self.mode,
+            term: self.term,
+            vote: self.vote,
+            leader: self.leader,
+            commit: self.log.committed,
+            applied: self.log.applied,
+            last_index: self.log.last_index(),
+            persisted: self.log.persisted,
+            transferee: self.transferee,
+            peers,
+        }
+    }
+
+    // ----- inputs -----
+
+    /// Advances logical time by one tick.
+    pub fn tick(&mut self) {
+        if self.role == Role::Leader {
+            self.tick_leader();
+        } else {
+            self.tick_election();
+        }
+    }
+
+    /// Handles a message from a peer.
+    pub fn step(&mut self, m: Message) {
+        if m.to != self.id || m.from == self.id {
+            return;
+        }
+        if m.term > self.term {
+            if let Body::RequestVote { transfer, .. } = m.body {
+                // §4.2.3: while a live leader is being heard, a vote request
+                // comes from a node that was cut off; ignore it entirely, so
+                // it cannot raise our term and depose the leader.
+                let in_lease = self.cfg.check_quorum
+                    && self.leader.is_some()
+                    && self.election_elapsed < self.cfg.election_tick;
+                if in_lease && !transfer {
+                    return;
+                }
+            }
+            match m.body {
+                // A pre-vote does not raise the term of either side.
+                Body::RequestVote { pre_vote: true, .. } => {}
+                Body::VoteResponse {
+                    pre_vote: true,
+                    granted: true,
+                } => {}
+                _ => {
+                    let leader = m.is_from_leader().then_some(m.from);
+                    self.become_follower(m.term, leader);
+                }
+            }
+        } else if m.term < self.term {
+            match m.body {
+                // A stale leader learns of the newer term from our answer
+                // and steps down (otherwise, with pre-vote or check-quorum,
+                // it might never hear a higher term).
+                Body::Append { .. } | Body::Heartbeat { .. } => {
+                    self.send(
+                        m.from,
+                        Body::AppendResponse {
+                            index: 0,
+                            reject: None,
+                        },
+                    );
+                }
+                Body::RequestVote { pre_vote: true, .. } => {
+                    self.send(
+                        m.from,
+                        Body::VoteResponse {
+                            pre_vote: true,
+                            granted: false,
+                        },
+                    );
+                }
+                _ => {}
+            }
+            return;
+        }
+
+        if let Body::RequestVote {
+            pre_vote,
+            last_index,
+            last_term,
+            ..
+        } = m.body
+        {
+            self.handle_vote_request(&m, pre_vote, last_index, last_term);
+            return;
+        }
+        match self.role {
+            Role::Leader => self.step_leader(m),
+            Role::Candidate | Role::PreCandidate => self.step_candidate(m),
+            Role::Follower => self.step_follower(m),
+        }
+    }
+
+    /// Appends `data` to the log. Returns the (index, term) the entry got:
+    /// it is committed only if that index later commits with that term.
+    pub fn propose(&mut self, data: Bytes) -> Result<(Index, Term), Error> {
+        let (first, term) = self.propose_batch(std::iter::once(data))?;
+        Ok((first, term))
+    }
+
+    /// Appends several entries at once; they get consecutive indexes from
+    /// the returned first one.
+    pub fn propose_batch(
+        &mut self,
+        data: impl IntoIterator<Item = Bytes>,
+    ) -> Result<(Index, Term), Error> {
+        if self.role != Role::Leader {
+            return Err(Error::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if let Some(t) = self.transferee {
+            return Err(Error::TransferInProgress(t));
+        }
+        let first = self.log.last_index() + 1;
+        let payloads: Vec<Payload> = data.into_iter().map(Payload::Normal).collect();
+        self.append_entries(payloads);
+        self.bcast_append(false);
+        Ok((first, self.term))
+    }
+
+    /// Starts an election now, if this node's mode allows it.
+    pub fn campaign(&mut self) -> Result<(), Error> {
+        if self.mode == Mode::Passive {
+            return Err(Error::Passive);
+        }
+        if self.role != Role::Leader {
+            self.start_campaign(false);
+        }
+        Ok(())
+    }
+
+    /// Changes this node's mode at run time.
+    pub fn set_mode(&mut self, mode: Mode) {
+        if self.mode == mode {
+            return;
+        }
+        self.mode = mode;
+        if self.role != Role::Leader {
+            self.reset_election_timer();
+        }
+    }
+
+    /// The caller made entries durable up to (`index`, `term`), and with
+    /// them the hard state of the same `Ready`.
+    pub fn on_persisted(&mut self, index: Index, term: Term) {
+        if self.log.persisted_to(index, term) && self.role == Role::Leader {
+            let persisted = self.log.persisted;
+            let me = self.id;
+            if let Some(p) = self.tracker.progress.get_mut(&me) {
+                p.maybe_update(persisted);
+            }
+            if self.maybe_commit() {
+                self.bcast_append(true);
+            }
+        }
+    }
+
+    /// The state machine applied everything up to `index`.
+    pub fn on_applied(&mut self, index: Index) {
+        self.log.applied_to(index);
+    }
+
+    /// Whether `ready` has anything.
+    pub fn has_ready(&self) -> bool {
+        self.hard_state() != self.last_hard_state
+            || self.log.has_unstable()
+            || !self.messages.is_empty()
+            || !self.persisted_messages.is_empty()
+            || self.log.has_committed_to_apply()
+            || !self.read_states.is_empty()
+            || !self.dropped_reads.is_empty()
+    }
+
+    /// Drains the pending output. See `Ready` for what to do with it.
+    pub fn ready(&mut self) -> Ready {
+        let hs = self.hard_state();
+        let hard_state = (hs != self.last_hard_state).then_some(hs);
+        self.last_hard_state = hs;
+        Ready {
+            hard_state,
+            entries: self.log.take_unstable(),
+            messages: std::mem::take(&mut self.messages),
+            persisted_messages: std::mem::take(&mut self.persisted_messages),
+            committed: self.log.take_committed(self.cfg.max_apply_bytes),
+            reads: std::mem::take(&mut self.read_states),
+            dropped_reads: std::mem::take(&mut self.dropped_reads),
+        }
+    }
+
+    // ----- role changes -----
+
+    fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if term != self.term {
+            self.term = term;
+            self.vote = None;
+        }
+        self.leave_role(leader);
+        self.role = Role::Follower;
+    }
+
+    fn become_pre_candidate(&mut self) {
+        assert_ne!(
+            self.role,
+            Role::Leader,
+            "invariant broken: a leader never becomes a pre-candidate"
+        );
+        self.leave_role(None);
+        self.role = Role::PreCandidate;
+        self.tracker.reset_votes();
+    }
+
+    fn become_candidate(&mut self) {
+        assert_ne!(
+            self.role,
+            Role::Leader,
+            "invariant broken: a leader never becomes a candidate"
+        );
+        self.term += 1;
+        self.vote = Some(self.id);
+        self.leave_role(None);
+        self.role = Role::Candidate;
+        self.tracker.reset_votes();
+    }
+
+    fn become_leader(&mut self) {
+        assert_eq!(
+            self.role,
+            Role::Candidate,
+            "invariant broken: only a candidate becomes leader"
+        );
+        self.leave_role(Some(self.id));
+        self.role = Role::Leader;
+        self.tracker.reset_progress(self.log.last_index() + 1);
+        let (me, persisted) = (self.id, self.log.persisted);
+        if let Some(p) = self.tracker.progress.get_mut(&me) {
+            p.maybe_update(persisted);
+            p.become_replicate();
+        }
+        // §5.4.2: a leader commits entries of earlier terms only by
+        // committing one of its own; the no-op makes that happen at once.
+        self.append_entries(vec![Payload::Noop]);
+        self.bcast_append(true);
+    }
+
+    /// What every role change resets.
+    fn leave_role(&mut self, leader: Option<NodeId>) {
+        if self.leader != leader {
+            self.reads.drop_forwarded(&mut self.dropped_reads);
+        }
+        if self.role == Role::Leader {
+            self.reads.drop_all(self.id, &mut self.dropped_reads);
+        }
+        self.leader = leader;
+        self.transferee = None;
+        self.transfer_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        self.reset_election_timer();
+    }
+
+    // ----- helpers shared by the submodules -----
+
+    fn send(&mut self, to: NodeId, body: Body) {
+        let m = Message {
+            from: self.id,
+            to,
+            term: self.term,
+            mode: self.mode,
+            body,
+        };
+        // Answers that promise durable state wait for the caller's fsync.
+        let after_persist = matches!(
+            m.body,
+            Body::AppendResponse { .. }
+                | Body::VoteResponse {
+                    pre_vote: false,
+                    ..
+                }
+                | Body::RequestVote {
+                    pre_vote: false,
+                    ..
+                }
+        );
+        if after_persist {
+            self.persisted_messages.push(m);
+        } else {
+            self.messages.push(m);
+        }
+    }
+
+    fn append_entries(&mut self, payloads: Vec<Payload>) {
+        let mut index = self.log.last_index();
+        let term = self.term;
+        let entries = payloads
+            .into_iter()
+            .map(|payload| {
+                index += 1;
+                Entry {
+                    term,
+                    index,
+                    payload,
+                }
+            })
+            .collect();
+        self.log.append(entries);
+    }
+
+    fn peers(&self) -> Vec<NodeId> {
+        self.tracker
+            .progress
+            .keys()
+            .copied()
+            .filter(|&id| id != self.id)
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for Raft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.status())
+    }
+}

@@ -1,0 +1,158 @@
+//! Timers, campaigns and votes (Raft §5.2, pre-vote from dissertation §9.6).
+
+use super::Raft;
+use crate::message::{Body, Message};
+use crate::quorum::VoteResult;
+use crate::types::{Index, Mode, Role, Term};
+
+impl Raft {
+    /// A fresh timeout. Active nodes draw from
+    /// `election_tick..2 * election_tick`; reluctant nodes always wait
+    /// longer than any active node could, so a viable active node wins the
+    /// race; passive nodes never campaign, so theirs does not matter.
+    pub(super) fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        let et = self.cfg.election_tick;
+        self.randomized_timeout = match self.mode {
+            Mode::Active => self.rng.range(et, 2 * et),
+            Mode::Reluctant | Mode::Passive => 2 * et,
+        };
+    }
+
+    /// Tick for every role but leader.
+    pub(super) fn tick_election(&mut self) {
+        self.election_elapsed += 1;
+        if self.election_elapsed >= self.randomized_timeout && self.mode != Mode::Passive {
+            self.start_campaign(false);
+        }
+    }
+
+    /// Runs a pre-vote round first when configured, unless a leadership
+    /// transfer asked for this election (the old leader vouches for it).
+    pub(super) fn start_campaign(&mut self, transfer: bool) {
+        if !self.tracker.is_voter(self.id) {
+            self.reset_election_timer();
+            return;
+        }
+        if self.cfg.pre_vote && !transfer {
+            self.become_pre_candidate();
+            self.request_votes(true, false);
+        } else {
+            self.become_candidate();
+            self.request_votes(false, transfer);
+        }
+    }
+
+    fn request_votes(&mut self, pre_vote: bool, transfer: bool) {
+        // Our own vote: for a real election it is in the hard state, which
+        // the requests below wait for (they go out after persisting).
+        if self.tracker.record_vote(self.id, true) == VoteResult::Won {
+            self.on_election_won(pre_vote);
+            return;
+        }
+        let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
+        let term = if pre_vote { self.term + 1 } else { self.term };
+        for id in self.tracker.voters.ids() {
+            if id == self.id {
+                continue;
+            }
+            let body = Body::RequestVote {
+                pre_vote,
+                last_index,
+                last_term,
+                transfer,
+            };
+            let m = Message {
+                from: self.id,
+                to: id,
+                term,
+                mode: self.mode,
+                body,
+            };
+            if pre_vote {
+                self.messages.push(m);
+            } else {
+                self.persisted_messages.push(m);
+            }
+        }
+    }
+
+    fn on_election_won(&mut self, pre_vote: bool) {
+        if pre_vote {
+            self.become_candidate();
+            self.request_votes(false, false);
+        } else {
+            self.become_leader();
+        }
+    }
+
+    /// Any role, after term reconciliation.
+    pub(super) fn handle_vote_request(
+        &mut self,
+        m: &Message,
+        pre_vote: bool,
+        last_index: Index,
+        last_term: Term,
+    ) {
+        // We may vote for m.from if we already did, or have voted for nobody
+        // and know no leader in this term, or (pre-vote) it asks about a
+        // future term.
+        let can_vote = self.vote == Some(m.from)
+            || (self.vote.is_none() && self.leader.is_none())
+            || (pre_vote && m.term > self.term);
+        let granted = can_vote && self.log.is_up_to_date(last_index, last_term);
+        let body = Body::VoteResponse { pre_vote, granted };
+        if granted {
+            // A granted pre-vote answers in the term it asked about.
+            let term = if pre_vote { m.term } else { self.term };
+            let reply = Message {
+                from: self.id,
+                to: m.from,
+                term,
+                mode: self.mode,
+                body,
+            };
+            if pre_vote {
+                self.messages.push(reply);
+            } else {
+                self.vote = Some(m.from);
+                self.election_elapsed = 0;
+                self.persisted_messages.push(reply);
+            }
+        } else {
+            self.send(m.from, body);
+        }
+    }
+
+    /// Pre-candidates and candidates.
+    pub(super) fn step_candidate(&mut self, m: Message) {
+        match m.body {
+            Body::Append { .. } | Body::Heartbeat { .. } => {
+                // A leader exists in our term (for a pre-candidate: in the
+                // term we did not raise).
+                self.become_follower(m.term, Some(m.from));
+                self.step_follower(m);
+            }
+            Body::VoteResponse { pre_vote, granted } => {
+                let expected = if pre_vote {
+                    Role::PreCandidate
+                } else {
+                    Role::Candidate
+                };
+                if self.role != expected {
+                    return;
+                }
+                // A granted pre-vote arrives in term + 1; only that counts.
+                if pre_vote && granted && m.term != self.term + 1 {
+                    return;
+                }
+                match self.tracker.record_vote(m.from, granted) {
+                    VoteResult::Won => self.on_election_won(pre_vote),
+                    VoteResult::Lost => self.become_follower(self.term, None),
+                    VoteResult::Pending => {}
+                }
+            }
+            _ => {}
+        }
+    }
+}

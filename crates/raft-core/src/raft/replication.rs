@@ -1,0 +1,275 @@
+//! Log replication (Raft §5.3, §5.4): appends, heartbeats, acknowledgements
+//! and the commit rule; plus the leader's and follower's message dispatch.
+
+use super::Raft;
+use crate::message::{Body, Message, RejectHint};
+use crate::progress::ProgressState;
+use crate::types::{Index, NodeId, Term};
+
+impl Raft {
+    pub(super) fn tick_leader(&mut self) {
+        self.heartbeat_elapsed += 1;
+        self.election_elapsed += 1;
+        for p in self.tracker.progress.values_mut() {
+            p.last_contact = p.last_contact.saturating_add(1);
+        }
+        if self.transferee.is_some() {
+            self.transfer_elapsed += 1;
+            if self.transfer_elapsed >= self.cfg.election_tick {
+                // The target never took over; accept proposals again.
+                self.transferee = None;
+                self.transfer_elapsed = 0;
+            }
+        }
+        if self.election_elapsed >= self.cfg.election_tick {
+            self.election_elapsed = 0;
+            if self.cfg.check_quorum {
+                if !self.tracker.quorum_active(self.id) {
+                    self.become_follower(self.term, None);
+                    return;
+                }
+                let me = self.id;
+                for (&id, p) in self.tracker.progress.iter_mut() {
+                    p.recent_active = id == me;
+                }
+            }
+        }
+        if self.heartbeat_elapsed >= self.cfg.heartbeat_tick {
+            self.heartbeat_elapsed = 0;
+            self.bcast_heartbeat();
+            self.maybe_hand_over();
+        }
+    }
+
+    pub(super) fn step_leader(&mut self, m: Message) {
+        if let Some(p) = self.tracker.progress.get_mut(&m.from) {
+            p.recent_active = true;
+            p.mode = m.mode;
+            p.last_contact = 0;
+        } else {
+            return; // not a member
+        }
+        match m.body {
+            Body::AppendResponse {
+                index,
+                reject: None,
+            } => self.handle_append_success(m.from, index),
+            Body::AppendResponse {
+                index,
+                reject: Some(hint),
+            } => self.handle_append_reject(m.from, index, hint),
+            Body::HeartbeatResponse { read_round } => {
+                let p = self
+                    .tracker
+                    .progress
+                    .get_mut(&m.from)
+                    .expect("checked above");
+                p.read_round = p.read_round.max(read_round);
+                p.probe_sent = false;
+                if p.state == ProgressState::Replicate && p.inflights.is_full() {
+                    p.inflights.free_first();
+                }
+                if p.matched < self.log.last_index() {
+                    self.send_append(m.from, false);
+                }
+                self.advance_reads();
+            }
+            Body::ReadIndex { id } => self.leader_read(id, m.from),
+            _ => {}
+        }
+    }
+
+    pub(super) fn step_follower(&mut self, m: Message) {
+        match m.body {
+            Body::Append {
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+            } => {
+                self.election_elapsed = 0;
+                self.leader = Some(m.from);
+                self.handle_append(m.from, prev_index, prev_term, &entries, commit);
+            }
+            Body::Heartbeat { commit, read_round } => {
+                self.election_elapsed = 0;
+                self.leader = Some(m.from);
+                self.log.commit_to(commit.min(self.log.last_index()));
+                self.send(m.from, Body::HeartbeatResponse { read_round });
+            }
+            Body::TimeoutNow => {
+                if self.mode != crate::types::Mode::Passive {
+                    self.start_campaign(true);
+                }
+            }
+            Body::ReadIndexResponse { id, index } => self.follower_read_done(id, index),
+            _ => {}
+        }
+    }
+
+    fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev_index: Index,
+        prev_term: Term,
+        entries: &[crate::Entry],
+        commit: Index,
+    ) {
+        if prev_index < self.log.committed {
+            // Everything up to our commit index matches any leader's log.
+            self.send(
+                from,
+                Body::AppendResponse {
+                    index: self.log.committed,
+                    reject: None,
+                },
+            );
+            return;
+        }
+        match self.log.maybe_append(prev_index, prev_term, entries) {
+            Some(last_new) => {
+                self.log.commit_to(commit.min(last_new));
+                self.send(
+                    from,
+                    Body::AppendResponse {
+                        index: last_new,
+                        reject: None,
+                    },
+                );
+            }
+            None => {
+                let hint = match self.log.term(prev_index) {
+                    None => RejectHint {
+                        conflict_term: None,
+                        conflict_index: self.log.last_index() + 1,
+                    },
+                    Some(t) => RejectHint {
+                        conflict_term: Some(t),
+                        conflict_index: self.log.first_index_of_term_at(prev_index),
+                    },
+                };
+                self.send(
+                    from,
+                    Body::AppendResponse {
+                        index: prev_index,
+                        reject: Some(hint),
+                    },
+                );
+            }
+        }
+    }
+
+    fn handle_append_success(&mut self, from: NodeId, index: Index) {
+        let p = self.tracker.progress.get_mut(&from).expect("member");
+        if !p.maybe_update(index) {
+            return;
+        }
+        if p.state == ProgressState::Probe {
+            p.become_replicate();
+        }
+        if self.maybe_commit() {
+            self.bcast_append(true);
+        } else {
+            // Keep the pipeline full.
+            while self.send_append(from, false) {}
+        }
+        if self.transferee == Some(from) && index == self.log.last_index() {
+            self.send(from, Body::TimeoutNow);
+        }
+        self.maybe_hand_over();
+    }
+
+    fn handle_append_reject(&mut self, from: NodeId, rejected: Index, hint: RejectHint) {
+        // Skip the follower's whole conflicting term: if we hold that term,
+        // our entries of it match up to our last one; otherwise retry from
+        // where the follower's run of it begins.
+        let next = match hint.conflict_term {
+            Some(t) => self
+                .log
+                .last_index_of_term(t, rejected)
+                .map_or(hint.conflict_index, |i| i + 1),
+            None => hint.conflict_index,
+        };
+        let p = self.tracker.progress.get_mut(&from).expect("member");
+        if p.maybe_decr_to(rejected, next) {
+            self.send_append(from, true);
+        }
+    }
+
+    /// Commits what a quorum holds, if it is of the current term (§5.4.2).
+    pub(super) fn maybe_commit(&mut self) -> bool {
+        let quorum = self.tracker.committed();
+        if quorum > self.log.committed && self.log.term(quorum) == Some(self.term) {
+            self.log.commit_to(quorum);
+            self.advance_reads();
+            return true;
+        }
+        false
+    }
+
+    /// Sends the next append to `to` unless its progress is paused. Returns
+    /// whether anything was sent.
+    pub(super) fn send_append(&mut self, to: NodeId, allow_empty: bool) -> bool {
+        let last = self.log.last_index();
+        let Some(p) = self.tracker.progress.get(&to) else {
+            return false;
+        };
+        if p.is_paused() {
+            return false;
+        }
+        let next = p.next;
+        if next > last && !allow_empty {
+            return false;
+        }
+        let prev_index = next - 1;
+        let Some(prev_term) = self.log.term(prev_index) else {
+            panic!(
+                "invariant broken: the leader's log lost index {prev_index} needed by node {to} (no snapshots yet)"
+            );
+        };
+        let mut entries = if next <= last {
+            self.log.slice(next, last, self.cfg.max_append_bytes)
+        } else {
+            Vec::new()
+        };
+        entries.truncate(self.cfg.max_append_entries);
+        let n = entries.len();
+        let commit = self.log.committed;
+        self.tracker
+            .progress
+            .get_mut(&to)
+            .expect("checked")
+            .sent_append(prev_index + n as Index, n);
+        self.send(
+            to,
+            Body::Append {
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+            },
+        );
+        true
+    }
+
+    pub(super) fn bcast_append(&mut self, allow_empty: bool) {
+        for id in self.peers() {
+            self.send_append(id, allow_empty);
+        }
+    }
+
+    pub(super) fn bcast_heartbeat(&mut self) {
+        let round = self.reads.current_round();
+        for id in self.peers() {
+            let matched = self.tracker.progress[&id].matched;
+            let commit = matched.min(self.log.committed);
+            self.send(
+                id,
+                Body::Heartbeat {
+                    commit,
+                    read_round: round,
+                },
+            );
+        }
+    }
+}

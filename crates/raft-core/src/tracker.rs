@@ -1,0 +1,120 @@
+//! The leader's table of peers: the voter configuration, learners, each
+//! peer's progress, and the votes of the current election.
+
+use crate::progress::Progress;
+use crate::quorum::{JointConfig, VoteResult};
+use crate::types::{Index, NodeId};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Debug)]
+pub struct ProgressTracker {
+    pub voters: JointConfig,
+    /// Members that receive the log but do not vote or count for commit.
+    pub learners: BTreeSet<NodeId>,
+    /// One entry per member, including this node.
+    ///
+    /// Invariant: the keys are exactly `voters.ids() ∪ learners`.
+    pub progress: BTreeMap<NodeId, Progress>,
+    votes: BTreeMap<NodeId, bool>,
+    max_inflight: usize,
+}
+
+impl ProgressTracker {
+    pub fn new(voters: JointConfig, learners: BTreeSet<NodeId>, max_inflight: usize) -> Self {
+        let mut t = ProgressTracker {
+            voters,
+            learners,
+            progress: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            max_inflight,
+        };
+        t.reset_progress(1);
+        t
+    }
+
+    /// Fresh progress for every member, expecting `next` next.
+    pub fn reset_progress(&mut self, next: Index) {
+        let members: BTreeSet<NodeId> = self.voters.ids().union(&self.learners).copied().collect();
+        self.progress = members
+            .into_iter()
+            .map(|id| (id, Progress::new(next, self.max_inflight)))
+            .collect();
+    }
+
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.voters.contains(id)
+    }
+
+    pub fn is_single_voter(&self, id: NodeId) -> bool {
+        let ids = self.voters.ids();
+        ids.len() == 1 && ids.contains(&id)
+    }
+
+    /// The highest index durable on a quorum.
+    pub fn committed(&self) -> Index {
+        self.voters
+            .committed_index(|id| self.progress.get(&id).map(|p| p.matched))
+    }
+
+    pub fn reset_votes(&mut self) {
+        self.votes.clear();
+    }
+
+    /// Records `id`'s vote (the first one counts) and tallies.
+    pub fn record_vote(&mut self, id: NodeId, granted: bool) -> VoteResult {
+        self.votes.entry(id).or_insert(granted);
+        self.tally()
+    }
+
+    pub fn tally(&self) -> VoteResult {
+        self.voters.vote_result(|id| self.votes.get(&id).copied())
+    }
+
+    /// Whether a quorum was heard from since the last reset; `self_id` is
+    /// always counted.
+    pub fn quorum_active(&self, self_id: NodeId) -> bool {
+        let r = self.voters.vote_result(|id| {
+            Some(id == self_id || self.progress.get(&id).is_some_and(|p| p.recent_active))
+        });
+        r == VoteResult::Won
+    }
+
+    /// Whether a quorum acknowledged ReadIndex round `round` or a later one.
+    pub fn read_round_confirmed(&self, round: u64) -> bool {
+        self.voters.vote_result(|id| {
+            Some(
+                self.progress
+                    .get(&id)
+                    .is_some_and(|p| p.read_round >= round),
+            )
+        }) == VoteResult::Won
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_counts_voters_only() {
+        let mut t = ProgressTracker::new(JointConfig::simple([1, 2, 3]), [4].into(), 8);
+        t.progress.get_mut(&1).unwrap().matched = 5;
+        t.progress.get_mut(&4).unwrap().matched = 5;
+        assert_eq!(t.committed(), 0, "a learner does not make a quorum");
+        t.progress.get_mut(&2).unwrap().matched = 4;
+        assert_eq!(t.committed(), 4);
+    }
+
+    #[test]
+    fn votes_count_once() {
+        let mut t = ProgressTracker::new(JointConfig::simple([1, 2, 3]), BTreeSet::new(), 8);
+        assert_eq!(t.record_vote(1, true), VoteResult::Pending);
+        assert_eq!(t.record_vote(2, false), VoteResult::Pending);
+        assert_eq!(
+            t.record_vote(2, true),
+            VoteResult::Pending,
+            "a second answer is ignored"
+        );
+        assert_eq!(t.record_vote(3, true), VoteResult::Won);
+    }
+}
