@@ -382,12 +382,21 @@ impl Raft {
     // ----- role changes -----
 
     fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        // A follower that only learns of a higher term (from a vote request
+        // it may well reject) keeps its election timer running: otherwise a
+        // node that can never win, campaigning again and again, would keep
+        // everyone else from ever campaigning.
+        let keep_timer = self.role == Role::Follower && leader.is_none();
+        let elapsed = self.election_elapsed;
         if term != self.term {
             self.term = term;
             self.vote = None;
         }
         self.leave_role(leader);
         self.role = Role::Follower;
+        if keep_timer {
+            self.election_elapsed = elapsed;
+        }
     }
 
     fn become_pre_candidate(&mut self) {

@@ -1,0 +1,788 @@
+//! A deterministic simulator for whole raft-core clusters.
+//!
+//! N nodes run in one process over a seeded network that drops, delays,
+//! duplicates and reorders messages and partitions nodes (both ways or one
+//! way). Nodes crash, losing every write not yet acknowledged as durable,
+//! and restart from what was. Modes change and leadership moves at random.
+//! Clients write and read a small replicated key-value register through
+//! the cluster, and their history is recorded.
+//!
+//! After every step the [`checker`] verifies Raft's safety properties. After
+//! the fault phase everything is healed and the cluster must elect a leader
+//! and complete client operations within a bounded number of ticks; then
+//! the history must be linearizable. A run is a pure function of its seed.
+
+pub mod checker;
+pub mod linearizability;
+pub mod network;
+mod workload;
+
+use bytes::Bytes;
+use checker::Checker;
+use linearizability::{Key, Op, OpKind, Value};
+use network::{Event, Faults, Network, TICK, Time};
+use raft_core::{
+    Config, Entry, Error, HardState, Index, InitialState, Message, Mode, NodeId, Payload, Raft,
+    Ready, Rng, Role,
+};
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use workload::{Client, OpState};
+
+/// What one run does. Everything not here derives from `seed`.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub nodes: usize,
+    /// Ticks of faults.
+    pub fault_ticks: u64,
+    /// Ticks, after healing, within which a leader must be elected and every
+    /// client must complete a write and a read.
+    pub heal_ticks: u64,
+    pub clients: usize,
+    /// Print every event to stderr (for replaying one seed).
+    pub trace: bool,
+}
+
+impl SimConfig {
+    pub fn new(seed: u64, nodes: usize) -> Self {
+        SimConfig {
+            seed,
+            nodes,
+            fault_ticks: 1500,
+            heal_ticks: 600,
+            clients: 3,
+            trace: false,
+        }
+    }
+}
+
+/// What a passing run did.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub ticks: u64,
+    /// Completed client operations the linearizability check covered.
+    pub ops_checked: usize,
+    /// Writes whose outcome the client never learned (still checked: they
+    /// may or may not have happened).
+    pub ops_indeterminate: usize,
+    pub messages: u64,
+    pub crashes: u64,
+    pub terms_with_leader: usize,
+    pub committed: usize,
+}
+
+/// A failing run: what broke, and how to replay it.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub seed: u64,
+    pub nodes: usize,
+    pub tick: u64,
+    pub what: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "seed {} failed at tick {}: {}\n  replay: cargo xtask sim --seed {} --nodes {}",
+            self.seed, self.tick, self.what, self.seed, self.nodes
+        )
+    }
+}
+
+/// Runs one simulation.
+pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
+    let mut sim = Sim::new(cfg.clone());
+    match sim.run() {
+        Ok(()) => Ok(sim.report()),
+        Err(what) => Err(Failure {
+            seed: cfg.seed,
+            nodes: cfg.nodes,
+            tick: sim.tick,
+            what,
+        }),
+    }
+}
+
+/// One disk write in flight: a `Ready`'s durable part and the messages
+/// that wait for it.
+struct Write {
+    hard_state: Option<HardState>,
+    entries: Vec<Entry>,
+    messages: Vec<Message>,
+}
+
+struct SimNode {
+    raft: Option<Raft>,
+    /// Bumped on every crash; events of an earlier life are ignored.
+    generation: u64,
+    mode: Mode,
+    durable_hs: HardState,
+    durable_log: Vec<Entry>,
+    /// Writes in flight, completed in order.
+    writes: VecDeque<Write>,
+    last_write_at: Time,
+    kv: BTreeMap<Key, Value>,
+    /// ReadIndex results waiting for the state machine to catch up.
+    reads: Vec<(u64, Index)>,
+}
+
+struct Sim {
+    cfg: SimConfig,
+    raft_cfg: Config,
+    rng: Rng,
+    tick: u64,
+    now: Time,
+    net: Network,
+    ids: Vec<NodeId>,
+    nodes: BTreeMap<NodeId, SimNode>,
+    checker: Checker,
+    clients: Vec<Client>,
+    history: Vec<Op>,
+    /// History entries to leave out: operations known to have had no effect.
+    void: Vec<bool>,
+    /// Orders calls and returns for the linearizability check.
+    order: u64,
+    next_op_id: u64,
+    healing: bool,
+    crashes: u64,
+}
+
+impl Sim {
+    fn new(cfg: SimConfig) -> Self {
+        let mut rng = Rng::new(cfg.seed);
+        let ids: Vec<NodeId> = (1..=cfg.nodes as NodeId).collect();
+        let mut raft_cfg = Config::new(1);
+        raft_cfg.election_tick = 10;
+        raft_cfg.heartbeat_tick = rng.range(1, 4);
+        raft_cfg.pre_vote = rng.chance(4, 5);
+        raft_cfg.check_quorum = rng.chance(4, 5);
+        raft_cfg.max_inflight = rng.range(1, 9) as usize;
+        raft_cfg.max_append_entries = rng.range(1, 9) as usize;
+        let faults = Faults {
+            drop_permille: rng.range(0, 151),
+            dup_permille: rng.range(0, 51),
+            max_delay: rng.range(2, 21),
+        };
+        let clients = (0..cfg.clients)
+            .map(|i| Client::new(ids[i % ids.len()]))
+            .collect();
+        let mut sim = Sim {
+            raft_cfg,
+            rng,
+            tick: 0,
+            now: 0,
+            net: Network::new(faults),
+            nodes: BTreeMap::new(),
+            checker: Checker::default(),
+            clients,
+            history: Vec::new(),
+            void: Vec::new(),
+            order: 0,
+            next_op_id: 1,
+            healing: false,
+            crashes: 0,
+            ids: ids.clone(),
+            cfg,
+        };
+        for &id in &ids {
+            let mode = match sim.rng.range(0, 10) {
+                0 => Mode::Passive,
+                1 => Mode::Reluctant,
+                _ => Mode::Active,
+            };
+            sim.nodes.insert(
+                id,
+                SimNode {
+                    raft: None,
+                    generation: 0,
+                    mode,
+                    durable_hs: HardState::default(),
+                    durable_log: Vec::new(),
+                    writes: VecDeque::new(),
+                    last_write_at: 0,
+                    kv: BTreeMap::new(),
+                    reads: Vec::new(),
+                },
+            );
+            sim.start_node(id);
+        }
+        sim
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        let end_faults = self.cfg.fault_ticks;
+        let deadline = end_faults + self.cfg.heal_ticks;
+        while self.tick < deadline {
+            self.tick += 1;
+            if self.tick == end_faults {
+                self.heal()?;
+            }
+            self.step_tick()?;
+            if self.healing && self.leader().is_some() && self.clients.iter().all(|c| c.healed()) {
+                return self.finish();
+            }
+        }
+        let leader = self
+            .leader()
+            .map_or("no leader".to_string(), |l| format!("leader {l}"));
+        let waiting: Vec<String> = (self.clients.iter().enumerate())
+            .filter(|(_, c)| !c.healed())
+            .map(|(i, c)| format!("client {i} {c:?}"))
+            .collect();
+        Err(format!(
+            "liveness: {} ticks after healing, {leader}; clients not done: {}",
+            self.cfg.heal_ticks,
+            waiting.join("; ")
+        ))
+    }
+
+    fn step_tick(&mut self) -> Result<(), String> {
+        let until = self.tick * TICK;
+        while let Some((at, event)) = self.net.next_due(until) {
+            self.now = at;
+            self.handle_event(event)?;
+        }
+        self.now = until;
+        if !self.healing {
+            self.inject_faults()?;
+        }
+        for id in self.ids.clone() {
+            if let Some(r) = self.raft_mut(id) {
+                r.tick();
+                self.process(id)?;
+            }
+        }
+        self.drive_clients()?;
+        Ok(())
+    }
+
+    fn handle_event(&mut self, event: Event) -> Result<(), String> {
+        match event {
+            Event::Deliver(m) => {
+                let to = m.to;
+                if self.net.is_blocked(m.from, to) {
+                    return Ok(());
+                }
+                if let Some(r) = self.nodes.get_mut(&to).and_then(|n| n.raft.as_mut()) {
+                    if self.cfg.trace {
+                        eprintln!("t={} deliver {m}", self.now);
+                    }
+                    self.net.delivered += 1;
+                    r.step(m);
+                    self.process(to)?;
+                }
+            }
+            Event::WriteDone { node, generation } => {
+                let n = self.nodes.get_mut(&node).expect("node exists");
+                if n.generation != generation || n.raft.is_none() {
+                    return Ok(());
+                }
+                let w = n.writes.pop_front().expect("a write completes only once");
+                if let Some(hs) = w.hard_state {
+                    n.durable_hs = hs;
+                    self.checker.on_hard_state_persisted(node, hs)?;
+                }
+                let n = self.nodes.get_mut(&node).expect("node exists");
+                if let Some(first) = w.entries.first() {
+                    n.durable_log.truncate(first.index as usize - 1);
+                    n.durable_log.extend(w.entries.iter().cloned());
+                }
+                if let Some(last) = w.entries.last() {
+                    n.raft
+                        .as_mut()
+                        .expect("live")
+                        .on_persisted(last.index, last.term);
+                }
+                for m in w.messages {
+                    self.net.send(self.now, m, &mut self.rng);
+                }
+                self.process(node)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drains a node's `Ready`s, doing what each asks, and checks the node.
+    fn process(&mut self, id: NodeId) -> Result<(), String> {
+        loop {
+            self.check_node(id)?;
+            let Some(r) = self.raft_mut(id) else {
+                return Ok(());
+            };
+            if !r.has_ready() {
+                return Ok(());
+            }
+            let rd = r.ready();
+            let prev_term = rd
+                .entries
+                .first()
+                .map(|e| r.log().term(e.index - 1).expect("predecessor in log"));
+            self.handle_ready(id, rd, prev_term)?;
+        }
+    }
+
+    fn check_node(&mut self, id: NodeId) -> Result<(), String> {
+        let Some(r) = self.nodes[&id].raft.as_ref() else {
+            return Ok(());
+        };
+        if self.cfg.trace {
+            let s = r.status();
+            eprintln!(
+                "t={} node {id}: {:?} {} term {} lead {:?} vote {:?} commit {} last {}/{} persisted {}",
+                self.now,
+                s.role,
+                s.mode,
+                s.term,
+                s.leader,
+                s.vote,
+                s.commit,
+                r.log().last_term(),
+                s.last_index,
+                s.persisted
+            );
+        }
+        let committed_before = self.checker.committed_len();
+        self.checker.on_state(r)?;
+        if self.checker.committed_len() > committed_before {
+            let leaders: Vec<&Raft> = self.live().filter(|r| r.role() == Role::Leader).collect();
+            self.checker
+                .check_leaders_hold_committed(&leaders, committed_before)?;
+        }
+        Ok(())
+    }
+
+    fn handle_ready(
+        &mut self,
+        id: NodeId,
+        rd: Ready,
+        prev_term: Option<u64>,
+    ) -> Result<(), String> {
+        if let Some(prev_term) = prev_term {
+            self.checker.on_log_write(id, prev_term, &rd.entries)?;
+        }
+        for m in rd.messages {
+            self.net.send(self.now, m, &mut self.rng);
+        }
+        let n = self.nodes.get_mut(&id).expect("node exists");
+        if rd.hard_state.is_some() || !rd.entries.is_empty() || !rd.persisted_messages.is_empty() {
+            if n.writes.is_empty() && rd.hard_state.is_none() && rd.entries.is_empty() {
+                for m in rd.persisted_messages {
+                    self.net.send(self.now, m, &mut self.rng);
+                }
+            } else {
+                let at = (self.now + self.rng.range(1, 9)).max(n.last_write_at);
+                n.last_write_at = at;
+                n.writes.push_back(Write {
+                    hard_state: rd.hard_state,
+                    entries: rd.entries,
+                    messages: rd.persisted_messages,
+                });
+                let generation = n.generation;
+                self.net.schedule(
+                    at,
+                    Event::WriteDone {
+                        node: id,
+                        generation,
+                    },
+                );
+            }
+        }
+        if !rd.committed.is_empty() {
+            self.checker.on_apply(id, &rd.committed)?;
+            for e in &rd.committed {
+                self.apply(id, e);
+            }
+            let last = rd.committed.last().expect("not empty").index;
+            self.raft_mut(id).expect("live").on_applied(last);
+        }
+        let n = self.nodes.get_mut(&id).expect("node exists");
+        n.reads.extend(rd.reads.iter().map(|rs| (rs.id, rs.index)));
+        for read in rd.dropped_reads {
+            self.read_failed(read);
+        }
+        self.serve_reads(id);
+        Ok(())
+    }
+
+    fn apply(&mut self, id: NodeId, e: &Entry) {
+        if let Payload::Normal(data) = &e.payload {
+            let (key, value) = workload::decode(data);
+            self.nodes
+                .get_mut(&id)
+                .expect("node exists")
+                .kv
+                .insert(key, value);
+        }
+        let generation = self.nodes[&id].generation;
+        for c in 0..self.clients.len() {
+            if let Some(OpState::Proposed {
+                node,
+                generation: g,
+                index,
+                term,
+            }) = self.clients[c].state
+            {
+                if node == id && g == generation && index == e.index {
+                    if term == e.term {
+                        self.complete(c, None);
+                    } else {
+                        // (index, term) lost: the entry can never commit.
+                        self.abandon(c, true);
+                    }
+                }
+            }
+        }
+    }
+
+    fn serve_reads(&mut self, id: NodeId) {
+        let n = self.nodes.get_mut(&id).expect("node exists");
+        let applied = n.raft.as_ref().map_or(0, |r| r.log().applied);
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            n.reads.drain(..).partition(|&(_, idx)| idx <= applied);
+        n.reads = waiting;
+        for (read_id, _) in ready {
+            if let Some(c) = self.clients.iter().position(|c| c.reading(id, read_id)) {
+                let key = self.history[self.clients[c].op.expect("reading")].key;
+                let value = self.nodes[&id].kv.get(&key).copied();
+                self.complete(c, Some(value));
+            }
+        }
+    }
+
+    fn read_failed(&mut self, read_id: u64) {
+        if let Some(c) = self.clients.iter().position(|c| c.op_id == Some(read_id)) {
+            self.abandon(c, true);
+        }
+    }
+
+    // ----- faults -----
+
+    fn inject_faults(&mut self) -> Result<(), String> {
+        let n = self.ids.len() as u64;
+        let pick = |rng: &mut Rng| rng.range(1, n + 1);
+        if self.rng.chance(3, 1000) {
+            let id = pick(&mut self.rng);
+            self.crash(id);
+        }
+        if self.rng.chance(30, 1000) {
+            let id = pick(&mut self.rng);
+            if self.nodes[&id].raft.is_none() {
+                self.start_node(id);
+                self.process(id)?;
+            }
+        }
+        if self.rng.chance(4, 1000) {
+            let mut ids = self.ids.clone();
+            for i in (1..ids.len()).rev() {
+                ids.swap(i, self.rng.range(0, i as u64 + 1) as usize);
+            }
+            let k = self.rng.range(1, n) as usize;
+            self.net.partition(&ids[..k], &ids[k..]);
+        }
+        if self.rng.chance(2, 1000) {
+            let (a, b) = (pick(&mut self.rng), pick(&mut self.rng));
+            if a != b {
+                self.net.block_one_way(a, b);
+            }
+        }
+        if self.rng.chance(15, 1000) {
+            self.net.heal();
+        }
+        if self.rng.chance(3, 1000) {
+            let id = pick(&mut self.rng);
+            let mode =
+                [Mode::Active, Mode::Reluctant, Mode::Passive][self.rng.range(0, 3) as usize];
+            self.set_mode(id, mode)?;
+        }
+        if self.rng.chance(3, 1000) {
+            if let Some(l) = self.leader() {
+                let to = pick(&mut self.rng);
+                let _ = self
+                    .raft_mut(l)
+                    .expect("leader is live")
+                    .transfer_leader(to);
+                self.process(l)?;
+            }
+        }
+        if self.rng.chance(1, 1000) {
+            let id = pick(&mut self.rng);
+            if let Some(r) = self.raft_mut(id) {
+                let _ = r.campaign();
+                self.process(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_mode(&mut self, id: NodeId, mode: Mode) -> Result<(), String> {
+        let n = self.nodes.get_mut(&id).expect("node exists");
+        n.mode = mode;
+        if let Some(r) = n.raft.as_mut() {
+            r.set_mode(mode);
+            self.process(id)?;
+        }
+        Ok(())
+    }
+
+    fn crash(&mut self, id: NodeId) {
+        let n = self.nodes.get_mut(&id).expect("node exists");
+        if n.raft.take().is_none() {
+            return;
+        }
+        if self.cfg.trace {
+            eprintln!(
+                "t={} CRASH node {id} (durable: {:?}, {} entries)",
+                self.now,
+                n.durable_hs,
+                n.durable_log.len()
+            );
+        }
+        self.crashes += 1;
+        n.generation += 1;
+        n.writes.clear();
+        n.kv.clear();
+        n.reads.clear();
+        n.last_write_at = 0;
+        for c in 0..self.clients.len() {
+            if self.clients[c]
+                .state
+                .as_ref()
+                .is_some_and(|s| s.node() == Some(id))
+            {
+                let is_read = matches!(self.clients[c].state, Some(OpState::Reading { .. }));
+                self.abandon(c, is_read);
+            }
+        }
+    }
+
+    fn start_node(&mut self, id: NodeId) {
+        let n = self.nodes.get_mut(&id).expect("node exists");
+        let mut cfg = self.raft_cfg.clone();
+        cfg.id = id;
+        cfg.mode = n.mode;
+        cfg.seed = self.cfg.seed ^ (n.generation << 32) ^ id;
+        let state = InitialState {
+            hard_state: n.durable_hs,
+            voters: self.ids.clone(),
+            entries: n.durable_log.clone(),
+            ..Default::default()
+        };
+        n.raft = Some(Raft::new(cfg, state).expect("valid initial state"));
+        self.checker.on_restart(id);
+    }
+
+    /// The end of the fault phase: every node up, every link perfect, and no
+    /// node passive (a cluster of passive nodes can never elect anyone).
+    fn heal(&mut self) -> Result<(), String> {
+        self.healing = true;
+        self.net.heal();
+        self.net.faults = Faults::NONE;
+        for id in self.ids.clone() {
+            if self.nodes[&id].raft.is_none() {
+                self.start_node(id);
+                self.process(id)?;
+            }
+            if self.nodes[&id].mode == Mode::Passive {
+                self.set_mode(id, Mode::Active)?;
+            }
+        }
+        for c in &mut self.clients {
+            c.healing = true;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        let ops: Vec<Op> = self
+            .history
+            .iter()
+            .zip(&self.void)
+            .filter(|(_, v)| !**v)
+            .map(|(o, _)| o.clone())
+            .collect();
+        if let Err((key, ops)) = linearizability::check(&ops) {
+            let lines: Vec<String> = ops.iter().map(|o| format!("{o:?}")).collect();
+            return Err(format!(
+                "linearizability: no valid order for key {key}:\n    {}",
+                lines.join("\n    ")
+            ));
+        }
+        Ok(())
+    }
+
+    fn report(&self) -> Report {
+        let live: Vec<&Op> = self
+            .history
+            .iter()
+            .zip(&self.void)
+            .filter(|(_, v)| !**v)
+            .map(|(o, _)| o)
+            .collect();
+        Report {
+            ticks: self.tick,
+            ops_checked: live.iter().filter(|o| o.ret.is_some()).count(),
+            ops_indeterminate: live.iter().filter(|o| o.ret.is_none()).count(),
+            messages: self.net.delivered,
+            crashes: self.crashes,
+            terms_with_leader: self.checker.terms_with_leader(),
+            committed: self.checker.committed_len(),
+        }
+    }
+
+    // ----- helpers -----
+
+    fn raft_mut(&mut self, id: NodeId) -> Option<&mut Raft> {
+        self.nodes.get_mut(&id).and_then(|n| n.raft.as_mut())
+    }
+
+    fn live(&self) -> impl Iterator<Item = &Raft> {
+        self.nodes.values().filter_map(|n| n.raft.as_ref())
+    }
+
+    /// The leader of the highest term among live nodes.
+    fn leader(&self) -> Option<NodeId> {
+        self.live()
+            .filter(|r| r.role() == Role::Leader)
+            .max_by_key(|r| r.term())
+            .map(|r| r.id())
+    }
+
+    fn next_order(&mut self) -> u64 {
+        self.order += 1;
+        self.order
+    }
+
+    // ----- clients (see workload.rs for their state) -----
+
+    fn drive_clients(&mut self) -> Result<(), String> {
+        for c in 0..self.clients.len() {
+            self.drive_client(c)?;
+        }
+        Ok(())
+    }
+
+    fn drive_client(&mut self, c: usize) -> Result<(), String> {
+        let tick = self.tick;
+        match self.clients[c].state {
+            Some(OpState::Proposed { .. }) | Some(OpState::Reading { .. }) => {
+                if tick - self.clients[c].started >= workload::OP_TIMEOUT {
+                    let is_read = matches!(self.clients[c].state, Some(OpState::Reading { .. }));
+                    self.abandon(c, is_read);
+                }
+                return Ok(());
+            }
+            Some(OpState::Waiting { retry_at }) if tick < retry_at => return Ok(()),
+            Some(OpState::Waiting { .. }) => {
+                if tick - self.clients[c].started >= workload::OP_TIMEOUT {
+                    self.abandon(c, true);
+                    return Ok(());
+                }
+            }
+            None => {
+                if !self.rng.chance(1, 3) {
+                    return Ok(());
+                }
+                let key = self.rng.range(0, workload::KEYS) as Key;
+                let op_id = self.next_op_id;
+                self.next_op_id += 1;
+                let kind = if self.rng.chance(3, 5) {
+                    OpKind::Put(op_id)
+                } else {
+                    OpKind::Get(None)
+                };
+                let call = self.next_order();
+                self.history.push(Op {
+                    client: c,
+                    key,
+                    kind,
+                    call,
+                    ret: None,
+                });
+                self.void.push(false);
+                let cl = &mut self.clients[c];
+                cl.op = Some(self.history.len() - 1);
+                cl.op_id = Some(op_id);
+                cl.started = tick;
+            }
+        }
+        self.submit(c)
+    }
+
+    fn submit(&mut self, c: usize) -> Result<(), String> {
+        let target = self.clients[c].target;
+        let op = self.clients[c].op.expect("op in progress");
+        let op_id = self.clients[c].op_id.expect("op in progress");
+        let (key, is_put) = (
+            self.history[op].key,
+            matches!(self.history[op].kind, OpKind::Put(_)),
+        );
+        let generation = self.nodes[&target].generation;
+        let Some(r) = self.raft_mut(target) else {
+            self.retry_elsewhere(c);
+            return Ok(());
+        };
+        let result = if is_put {
+            r.propose(Bytes::from(workload::encode(key, op_id)))
+                .map(|(index, term)| OpState::Proposed {
+                    node: target,
+                    generation,
+                    index,
+                    term,
+                })
+        } else {
+            r.read_index(op_id).map(|()| OpState::Reading {
+                node: target,
+                read_id: op_id,
+            })
+        };
+        match result {
+            Ok(state) => {
+                self.clients[c].state = Some(state);
+                self.process(target)?;
+            }
+            Err(Error::NotLeader { leader: Some(l) }) => {
+                self.clients[c].target = l;
+                self.clients[c].state = Some(OpState::Waiting {
+                    retry_at: self.tick + 1,
+                });
+            }
+            Err(_) => self.retry_elsewhere(c),
+        }
+        Ok(())
+    }
+
+    fn retry_elsewhere(&mut self, c: usize) {
+        let n = self.ids.len() as u64;
+        self.clients[c].target = self.rng.range(1, n + 1);
+        self.clients[c].state = Some(OpState::Waiting {
+            retry_at: self.tick + 3,
+        });
+    }
+
+    /// The client got its answer.
+    fn complete(&mut self, c: usize, read: Option<Option<Value>>) {
+        let ret = self.next_order();
+        let op = self.clients[c].op.expect("op in progress");
+        self.history[op].ret = Some(ret);
+        if let Some(v) = read {
+            self.history[op].kind = OpKind::Get(v);
+        }
+        let is_put = read.is_none();
+        self.clients[c].finish(is_put);
+    }
+
+    /// The client gives up on its operation. `no_effect`: it surely did not
+    /// happen (a read, or a write never accepted or overwritten), so it
+    /// leaves the history; otherwise it stays, with unknown outcome.
+    fn abandon(&mut self, c: usize, no_effect: bool) {
+        if let Some(op) = self.clients[c].op {
+            let never_proposed = matches!(self.clients[c].state, Some(OpState::Waiting { .. }));
+            if no_effect || never_proposed || matches!(self.history[op].kind, OpKind::Get(_)) {
+                self.void[op] = true;
+            }
+        }
+        self.clients[c].reset();
+    }
+}

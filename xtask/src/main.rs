@@ -1,0 +1,24 @@
+//! `cargo xtask <task>`: the project's tasks that are not plain cargo.
+
+mod sim;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "raftstack project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Run the deterministic cluster simulator over a range of seeds.
+    Sim(sim::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Sim(args) => sim::run(args),
+    }
+}
