@@ -147,6 +147,15 @@ struct Sim {
     next_op_id: u64,
     healing: bool,
     crashes: u64,
+    /// Multiplies the rate of every fault.
+    intensity: u64,
+    /// The term each node was last seen leading.
+    led: BTreeMap<NodeId, u64>,
+    /// New leaders picked to crash soon after their election, and when:
+    /// the moments right after an election are where the subtle commit
+    /// rules (Raft figure 8) matter.
+    doomed: Vec<(NodeId, u64)>,
+    max_disk_delay: Time,
 }
 
 impl Sim {
@@ -160,6 +169,10 @@ impl Sim {
         raft_cfg.check_quorum = rng.chance(4, 5);
         raft_cfg.max_inflight = rng.range(1, 9) as usize;
         raft_cfg.max_append_entries = rng.range(1, 9) as usize;
+        // How hard this seed shakes the cluster, and how slow its disks are:
+        // long writes widen the windows in which a crash loses data.
+        let intensity = rng.range(1, 5);
+        let max_disk_delay = rng.range(1, 3 * TICK + 1);
         let faults = Faults {
             drop_permille: rng.range(0, 151),
             dup_permille: rng.range(0, 51),
@@ -183,6 +196,10 @@ impl Sim {
             next_op_id: 1,
             healing: false,
             crashes: 0,
+            intensity,
+            max_disk_delay,
+            led: BTreeMap::new(),
+            doomed: Vec::new(),
             ids: ids.clone(),
             cfg,
         };
@@ -372,7 +389,8 @@ impl Sim {
                     self.net.send(self.now, m, &mut self.rng);
                 }
             } else {
-                let at = (self.now + self.rng.range(1, 9)).max(n.last_write_at);
+                let at =
+                    (self.now + self.rng.range(1, self.max_disk_delay + 1)).max(n.last_write_at);
                 n.last_write_at = at;
                 n.writes.push_back(Write {
                     hard_state: rd.hard_state,
@@ -461,10 +479,35 @@ impl Sim {
 
     fn inject_faults(&mut self) -> Result<(), String> {
         let n = self.ids.len() as u64;
+        let k = self.intensity;
         let pick = |rng: &mut Rng| rng.range(1, n + 1);
-        if self.rng.chance(3, 1000) {
+        if self.rng.chance(3 * k, 1000) {
             let id = pick(&mut self.rng);
             self.crash(id);
+        }
+        let new_leaders: Vec<(NodeId, u64)> = self
+            .live()
+            .filter(|r| r.role() == Role::Leader && self.led.get(&r.id()) != Some(&r.term()))
+            .map(|r| (r.id(), r.term()))
+            .collect();
+        for (id, term) in new_leaders {
+            self.led.insert(id, term);
+            if self.rng.chance(k, 16) {
+                let at = self.tick + self.rng.range(0, 4);
+                self.doomed.push((id, at));
+            }
+        }
+        let tick = self.tick;
+        let (due, later): (Vec<_>, Vec<_>) = self.doomed.drain(..).partition(|&(_, at)| at <= tick);
+        self.doomed = later;
+        for (id, _) in due {
+            self.crash(id);
+        }
+        if self.rng.chance(k, 2000) {
+            // A power failure: every node loses its unsynced writes at once.
+            for id in self.ids.clone() {
+                self.crash(id);
+            }
         }
         if self.rng.chance(30, 1000) {
             let id = pick(&mut self.rng);
@@ -473,7 +516,7 @@ impl Sim {
                 self.process(id)?;
             }
         }
-        if self.rng.chance(4, 1000) {
+        if self.rng.chance(4 * k, 1000) {
             let mut ids = self.ids.clone();
             for i in (1..ids.len()).rev() {
                 ids.swap(i, self.rng.range(0, i as u64 + 1) as usize);
@@ -481,7 +524,7 @@ impl Sim {
             let k = self.rng.range(1, n) as usize;
             self.net.partition(&ids[..k], &ids[k..]);
         }
-        if self.rng.chance(2, 1000) {
+        if self.rng.chance(2 * k, 1000) {
             let (a, b) = (pick(&mut self.rng), pick(&mut self.rng));
             if a != b {
                 self.net.block_one_way(a, b);
@@ -490,13 +533,13 @@ impl Sim {
         if self.rng.chance(15, 1000) {
             self.net.heal();
         }
-        if self.rng.chance(3, 1000) {
+        if self.rng.chance(3 * k, 1000) {
             let id = pick(&mut self.rng);
             let mode =
                 [Mode::Active, Mode::Reluctant, Mode::Passive][self.rng.range(0, 3) as usize];
             self.set_mode(id, mode)?;
         }
-        if self.rng.chance(3, 1000) {
+        if self.rng.chance(3 * k, 1000) {
             if let Some(l) = self.leader() {
                 let to = pick(&mut self.rng);
                 let _ = self
@@ -506,7 +549,7 @@ impl Sim {
                 self.process(l)?;
             }
         }
-        if self.rng.chance(1, 1000) {
+        if self.rng.chance(k, 1000) {
             let id = pick(&mut self.rng);
             if let Some(r) = self.raft_mut(id) {
                 let _ = r.campaign();
@@ -602,10 +645,16 @@ impl Sim {
             .filter(|(_, v)| !**v)
             .map(|(o, _)| o.clone())
             .collect();
-        if let Err((key, ops)) = linearizability::check(&ops) {
+        if let Err((key, verdict, ops)) = linearizability::check(&ops) {
             let lines: Vec<String> = ops.iter().map(|o| format!("{o:?}")).collect();
+            let what = match verdict {
+                linearizability::Verdict::Unknown => {
+                    "search budget exhausted (neither proven nor refuted)"
+                }
+                _ => "no valid order",
+            };
             return Err(format!(
-                "linearizability: no valid order for key {key}:\n    {}",
+                "linearizability: {what} for key {key}:\n    {}",
                 lines.join("\n    ")
             ));
         }
@@ -701,6 +750,11 @@ impl Sim {
                     ret: None,
                 });
                 self.void.push(false);
+                // Some operations go to any node, not the client's usual
+                // one, as clients of a real cluster do.
+                if self.rng.chance(1, 4) {
+                    self.clients[c].target = self.rng.range(1, self.ids.len() as u64 + 1);
+                }
                 let cl = &mut self.clients[c];
                 cl.op = Some(self.history.len() - 1);
                 cl.op_id = Some(op_id);
