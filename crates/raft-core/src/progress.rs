@@ -32,6 +32,8 @@ pub struct Progress {
     pub mode: Mode,
     /// Highest ReadIndex round the peer has acknowledged.
     pub read_round: u64,
+    /// `matched` when the peer last answered a heartbeat.
+    pub matched_at_heartbeat: Index,
     /// Ticks since the leader last heard from this peer (for status).
     pub last_contact: u64,
 }
@@ -47,6 +49,7 @@ impl Progress {
             recent_active: false,
             mode: Mode::Active,
             read_round: 0,
+            matched_at_heartbeat: 0,
             last_contact: 0,
         }
     }

@@ -46,6 +46,9 @@ pub struct Raft {
     transfer_elapsed: u64,
 
     reads: ReadQueue,
+    /// Leader: the commit index moved since followers were last told. One
+    /// broadcast per `Ready` tells them, however many acks moved it.
+    commit_bcast_pending: bool,
 
     // Output not yet drained by `ready`.
     last_hard_state: HardState,
@@ -119,6 +122,7 @@ impl Raft {
             transferee: None,
             transfer_elapsed: 0,
             reads: ReadQueue::default(),
+            commit_bcast_pending: false,
             last_hard_state: state.hard_state,
             messages: Vec::new(),
             persisted_messages: Vec::new(),
@@ -341,9 +345,7 @@ impl Raft {
             if let Some(p) = self.tracker.progress.get_mut(&me) {
                 p.maybe_update(persisted);
             }
-            if self.maybe_commit() {
-                self.bcast_append(true);
-            }
+            self.maybe_commit();
         }
     }
 
@@ -354,7 +356,8 @@ impl Raft {
 
     /// Whether `ready` has anything.
     pub fn has_ready(&self) -> bool {
-        self.hard_state() != self.last_hard_state
+        self.commit_bcast_pending
+            || self.hard_state() != self.last_hard_state
             || self.log.has_unstable()
             || !self.messages.is_empty()
             || !self.persisted_messages.is_empty()
@@ -365,6 +368,9 @@ impl Raft {
 
     /// Drains the pending output. See `Ready` for what to do with it.
     pub fn ready(&mut self) -> Ready {
+        if std::mem::take(&mut self.commit_bcast_pending) && self.role == Role::Leader {
+            self.bcast_append(true);
+        }
         let hs = self.hard_state();
         let hard_state = (hs != self.last_hard_state).then_some(hs);
         self.last_hard_state = hs;

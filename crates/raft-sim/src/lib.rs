@@ -146,6 +146,8 @@ struct Sim {
     order: u64,
     next_op_id: u64,
     healing: bool,
+    /// Healed and every client done: no new operations.
+    quiescing: bool,
     crashes: u64,
     /// Multiplies the rate of every fault.
     intensity: u64,
@@ -195,6 +197,7 @@ impl Sim {
             order: 0,
             next_op_id: 1,
             healing: false,
+            quiescing: false,
             crashes: 0,
             intensity,
             max_disk_delay,
@@ -237,7 +240,15 @@ impl Sim {
                 self.heal()?;
             }
             self.step_tick()?;
-            if self.healing && self.leader().is_some() && self.clients.iter().all(|c| c.healed()) {
+            if self.healing
+                && !self.quiescing
+                && self.leader().is_some()
+                && self.clients.iter().all(|c| c.healed())
+            {
+                // Clients stop; every node must now converge on its own.
+                self.quiescing = true;
+            }
+            if self.quiescing && self.converged() {
                 return self.finish();
             }
         }
@@ -248,6 +259,24 @@ impl Sim {
             .filter(|(_, c)| !c.healed())
             .map(|(i, c)| format!("client {i} {c:?}"))
             .collect();
+        if waiting.is_empty() {
+            let nodes: Vec<String> = self
+                .live()
+                .map(|r| {
+                    format!(
+                        "node {} applied {} of last {}",
+                        r.id(),
+                        r.log().applied,
+                        r.log().last_index()
+                    )
+                })
+                .collect();
+            return Err(format!(
+                "liveness: {} ticks after healing, {leader}, but the nodes never converged: {}",
+                self.cfg.heal_ticks,
+                nodes.join(", ")
+            ));
+        }
         Err(format!(
             "liveness: {} ticks after healing, {leader}; clients not done: {}",
             self.cfg.heal_ticks,
@@ -616,12 +645,13 @@ impl Sim {
         self.checker.on_restart(id);
     }
 
-    /// The end of the fault phase: every node up, every link perfect, and no
+    /// The end of the fault phase: every node up, no partitions, and no
     /// node passive (a cluster of passive nodes can never elect anyone).
     fn heal(&mut self) -> Result<(), String> {
         self.healing = true;
+        // Links stay lossy (fair-loss): Raft must make progress and every
+        // node converge without a perfect network, only a connected one.
         self.net.heal();
-        self.net.faults = Faults::NONE;
         for id in self.ids.clone() {
             if self.nodes[&id].raft.is_none() {
                 self.start_node(id);
@@ -690,6 +720,20 @@ impl Sim {
         self.nodes.values().filter_map(|n| n.raft.as_ref())
     }
 
+    /// Every node is up and has applied the leader's whole log.
+    fn converged(&self) -> bool {
+        let Some(l) = self.leader() else { return false };
+        let last = self.nodes[&l]
+            .raft
+            .as_ref()
+            .expect("leader is live")
+            .log()
+            .last_index();
+        self.nodes
+            .values()
+            .all(|n| n.raft.as_ref().is_some_and(|r| r.log().applied == last))
+    }
+
     /// The leader of the highest term among live nodes.
     fn leader(&self) -> Option<NodeId> {
         self.live()
@@ -730,7 +774,7 @@ impl Sim {
                 }
             }
             None => {
-                if !self.rng.chance(1, 3) {
+                if self.quiescing || !self.rng.chance(1, 3) {
                     return Ok(());
                 }
                 let key = self.rng.range(0, workload::KEYS) as Key;

@@ -65,6 +65,14 @@ impl Raft {
                     .get_mut(&m.from)
                     .expect("checked above");
                 p.read_round = p.read_round.max(read_round);
+                // Appends out for a whole heartbeat round with nothing
+                // acknowledged were lost (a follower answering heartbeats
+                // answers appends too): resend from what it has.
+                let stalled = p.matched == p.matched_at_heartbeat && p.next > p.matched + 1;
+                if p.state == ProgressState::Replicate && stalled {
+                    p.become_probe();
+                }
+                p.matched_at_heartbeat = p.matched;
                 p.probe_sent = false;
                 if p.state == ProgressState::Replicate && p.inflights.is_full() {
                     p.inflights.free_first();
@@ -167,12 +175,9 @@ impl Raft {
         if p.state == ProgressState::Probe {
             p.become_replicate();
         }
-        if self.maybe_commit() {
-            self.bcast_append(true);
-        } else {
-            // Keep the pipeline full.
-            while self.send_append(from, false) {}
-        }
+        self.maybe_commit();
+        // Keep the pipeline full.
+        while self.send_append(from, false) {}
         if self.transferee == Some(from) && index == self.log.last_index() {
             self.send(from, Body::TimeoutNow);
         }
@@ -197,14 +202,13 @@ impl Raft {
     }
 
     /// Commits what a quorum holds, if it is of the current term (§5.4.2).
-    pub(super) fn maybe_commit(&mut self) -> bool {
+    pub(super) fn maybe_commit(&mut self) {
         let quorum = self.tracker.committed();
         if quorum > self.log.committed && self.log.term(quorum) == Some(self.term) {
             self.log.commit_to(quorum);
+            self.commit_bcast_pending = true;
             self.advance_reads();
-            return true;
         }
-        false
     }
 
     /// Sends the next append to `to` unless its progress is paused. Returns
