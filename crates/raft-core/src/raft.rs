@@ -357,6 +357,7 @@ impl Raft {
     /// Whether `ready` has anything.
     pub fn has_ready(&self) -> bool {
         self.commit_bcast_pending
+            || self.read_round_due()
             || self.hard_state() != self.last_hard_state
             || self.log.has_unstable()
             || !self.messages.is_empty()
@@ -371,6 +372,7 @@ impl Raft {
         if std::mem::take(&mut self.commit_bcast_pending) && self.role == Role::Leader {
             self.bcast_append(true);
         }
+        self.start_read_round();
         let hs = self.hard_state();
         let hard_state = (hs != self.last_hard_state).then_some(hs);
         self.last_hard_state = hs;

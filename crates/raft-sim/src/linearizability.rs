@@ -161,14 +161,10 @@ mod tests {
     #[test]
     fn lost_write_may_or_may_not_apply() {
         let lost = op(OpKind::Put(7), 0, None);
-        assert!(check_register(&[
-            lost.clone(),
-            op(OpKind::Get(Some(7)), 5, Some(6))
-        ]));
-        assert!(check_register(&[
-            lost.clone(),
-            op(OpKind::Get(None), 5, Some(6))
-        ]));
+        let seen = [lost.clone(), op(OpKind::Get(Some(7)), 5, Some(6))];
+        assert_eq!(check_register(&seen), Verdict::Linearizable);
+        let unseen = [lost.clone(), op(OpKind::Get(None), 5, Some(6))];
+        assert_eq!(check_register(&unseen), Verdict::Linearizable);
         // but not un-apply once seen
         let h = [
             lost,

@@ -44,11 +44,11 @@ fn run_seeds(nodes: usize, first: u64, count: u64) {
 }
 
 #[test]
-fn three_nodes_200_seeds() {
-    run_seeds(3, 0, 200);
+fn three_nodes_400_seeds() {
+    run_seeds(3, 0, 400);
 }
 
 #[test]
-fn five_nodes_100_seeds() {
-    run_seeds(5, 1_000_000, 100);
+fn five_nodes_200_seeds() {
+    run_seeds(5, 1_000_000, 200);
 }

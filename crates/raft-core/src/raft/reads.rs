@@ -1,5 +1,6 @@
 //! Linearizable reads by ReadIndex (dissertation §6.4), batched: every read
-//! waiting when a round starts shares that round's heartbeat exchange.
+//! that arrived since the last `Ready` shares one heartbeat exchange, and
+//! reads arriving while a round is out wait for the next one.
 //!
 //! A round is confirmed once a quorum has acknowledged a heartbeat that
 //! carried its number or a later one; rounds start only after the read
@@ -72,34 +73,45 @@ impl Raft {
 
     pub(super) fn leader_read(&mut self, id: u64, from: NodeId) {
         self.reads.waiting.push(PendingRead { id, from });
-        self.advance_reads();
     }
 
-    /// Starts a round for waiting reads and completes confirmed rounds.
+    /// Whether `start_read_round` has work: reads wait, none are in flight,
+    /// and an entry of this term has committed (until then the commit index
+    /// may lag what earlier leaders committed, §6.4 step 1).
+    pub(super) fn read_round_due(&self) -> bool {
+        self.role == Role::Leader
+            && !self.reads.waiting.is_empty()
+            && self.reads.in_flight.is_empty()
+            && self.log.term(self.log.committed) == Some(self.term)
+    }
+
+    /// Starts a round for every waiting read. Called once per `Ready`, so
+    /// all reads that arrived since the last one share a round.
+    pub(super) fn start_read_round(&mut self) {
+        if !self.read_round_due() {
+            return;
+        }
+        self.reads.round += 1;
+        let round = self.reads.round;
+        let reads = std::mem::take(&mut self.reads.waiting);
+        self.reads
+            .in_flight
+            .push_back((round, self.log.committed, reads));
+        let me = self.id;
+        if let Some(p) = self.tracker.progress.get_mut(&me) {
+            p.read_round = round;
+        }
+        if self.tracker.read_round_confirmed(round) {
+            self.advance_reads();
+        } else {
+            self.bcast_heartbeat();
+        }
+    }
+
+    /// Completes the rounds a quorum has confirmed.
     pub(super) fn advance_reads(&mut self) {
         if self.role != Role::Leader {
             return;
-        }
-        // Until an entry of this term commits, the commit index may lag what
-        // earlier leaders committed (§6.4 step 1).
-        let committed_in_term = self.log.term(self.log.committed) == Some(self.term);
-        if !committed_in_term {
-            return;
-        }
-        if !self.reads.waiting.is_empty() && self.reads.in_flight.is_empty() {
-            self.reads.round += 1;
-            let reads = std::mem::take(&mut self.reads.waiting);
-            self.reads
-                .in_flight
-                .push_back((self.reads.round, self.log.committed, reads));
-            let me = self.id;
-            let round = self.reads.round;
-            if let Some(p) = self.tracker.progress.get_mut(&me) {
-                p.read_round = round;
-            }
-            if !self.tracker.read_round_confirmed(round) {
-                self.bcast_heartbeat();
-            }
         }
         while let Some(&(round, index, _)) = self.reads.in_flight.front() {
             if !self.tracker.read_round_confirmed(round) {
@@ -112,11 +124,6 @@ impl Raft {
                 } else {
                     self.send(r.from, Body::ReadIndexResponse { id: r.id, index });
                 }
-            }
-            // Reads that arrived during this round get the next one.
-            if !self.reads.waiting.is_empty() {
-                self.advance_reads();
-                return;
             }
         }
     }

@@ -4,7 +4,7 @@
 use super::Raft;
 use crate::message::{Body, Message, RejectHint};
 use crate::progress::ProgressState;
-use crate::types::{Index, NodeId, Term};
+use crate::types::{Index, Mode, NodeId, Term};
 
 impl Raft {
     pub(super) fn tick_leader(&mut self) {
@@ -105,11 +105,8 @@ impl Raft {
                 self.log.commit_to(commit.min(self.log.last_index()));
                 self.send(m.from, Body::HeartbeatResponse { read_round });
             }
-            Body::TimeoutNow => {
-                if self.mode != crate::types::Mode::Passive {
-                    self.start_campaign(true);
-                }
-            }
+            // A passive node never campaigns, even when told to.
+            Body::TimeoutNow if self.mode != Mode::Passive => self.start_campaign(true),
             Body::ReadIndexResponse { id, index } => self.follower_read_done(id, index),
             _ => {}
         }

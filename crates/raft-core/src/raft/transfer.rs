@@ -30,9 +30,17 @@ impl Raft {
         }
         self.transferee = Some(target);
         self.transfer_elapsed = 0;
-        if self.tracker.progress[&target].matched == self.log.last_index() {
+        let p = self
+            .tracker
+            .progress
+            .get_mut(&target)
+            .expect("voters have progress");
+        if p.matched == self.log.last_index() {
             self.send(target, Body::TimeoutNow);
         } else {
+            // Catch the target up now, from what it is known to hold,
+            // rather than trusting appends in flight to arrive.
+            p.become_probe();
             self.send_append(target, false);
         }
         Ok(())
