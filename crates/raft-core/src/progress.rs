@@ -106,11 +106,14 @@ impl Progress {
     /// false if the rejection is stale (answers an append we no longer care
     /// about).
     pub fn maybe_decr_to(&mut self, rejected: Index, hint: Index) -> bool {
+        // The peer acknowledged `matched` as durable, so a rejection at or
+        // below it is an old answer (or a peer that lost its disk, which no
+        // amount of resending fixes): answering it could loop for ever.
+        if rejected <= self.matched {
+            return false;
+        }
         match self.state {
             ProgressState::Replicate => {
-                if rejected <= self.matched {
-                    return false;
-                }
                 self.become_probe();
                 self.next = hint.min(rejected).max(self.matched + 1);
                 true

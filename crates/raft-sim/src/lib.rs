@@ -29,6 +29,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use workload::{Client, OpState};
 
+/// A run handling more events than this has a message storm (messages
+/// breeding messages); a healthy run handles a few tens of thousands.
+const MAX_EVENTS: u64 = 2_000_000;
+
 /// What one run does. Everything not here derives from `seed`.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -146,6 +150,8 @@ struct Sim {
     order: u64,
     next_op_id: u64,
     healing: bool,
+    /// Events handled so far, against `MAX_EVENTS`.
+    events: u64,
     /// Healed and every client done: no new operations.
     quiescing: bool,
     crashes: u64,
@@ -197,6 +203,7 @@ impl Sim {
             order: 0,
             next_op_id: 1,
             healing: false,
+            events: 0,
             quiescing: false,
             crashes: 0,
             intensity,
@@ -288,6 +295,10 @@ impl Sim {
         let until = self.tick * TICK;
         while let Some((at, event)) = self.net.next_due(until) {
             self.now = at;
+            self.events += 1;
+            if self.events > MAX_EVENTS {
+                return Err(format!("message storm: over {MAX_EVENTS} events"));
+            }
             self.handle_event(event)?;
         }
         self.now = until;

@@ -30,7 +30,7 @@ pub struct Op {
 }
 
 /// How many search states one key's check may visit before giving up.
-const MAX_STATES: usize = 2_000_000;
+const MAX_STATES: usize = 200_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
