@@ -18,6 +18,7 @@ pub mod quorum;
 mod raft;
 mod ready;
 mod rng;
+mod storage;
 pub mod tracker;
 mod types;
 
@@ -27,4 +28,5 @@ pub use message::{Body, Message, RejectHint};
 pub use raft::{PeerStatus, Raft, Status};
 pub use ready::{ReadState, Ready};
 pub use rng::Rng;
+pub use storage::{LogStore, Membership, StoredState, WriteBatch};
 pub use types::{Entry, HardState, Index, Mode, NodeId, Payload, Role, Term};

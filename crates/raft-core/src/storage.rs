@@ -1,0 +1,62 @@
+//! The storage contract: what the driver asks of a durable log. raft-log
+//! implements it on redb and in memory; the protocol itself never calls
+//! it (it does no I/O), the caller does, with each `Ready`.
+
+use crate::types::{Entry, HardState, Index, NodeId, Term};
+
+/// The voter and learner sets in force, as last persisted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Membership {
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+}
+
+/// One `Ready`'s durable part: written in one transaction, all or nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriteBatch<'a> {
+    pub hard_state: Option<HardState>,
+    /// Replace every stored entry at or above `entries[0].index`, then
+    /// append these. Must be contiguous, and start no later than one past
+    /// the stored last index.
+    pub entries: &'a [Entry],
+    pub membership: Option<&'a Membership>,
+}
+
+/// What a node finds in its storage when it starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredState {
+    pub hard_state: HardState,
+    pub membership: Option<Membership>,
+    /// The last index and term purged (compacted away); (0, 0) if none.
+    pub purged: (Index, Term),
+    /// The last stored index (`purged.0` when the log is empty).
+    pub last_index: Index,
+}
+
+/// A node's durable Raft log and hard state.
+///
+/// Invariant: the stored entries are exactly the indexes
+/// `purged.0 + 1 ..= last_index`, contiguous.
+pub trait LogStore {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    fn state(&self) -> Result<StoredState, Self::Error>;
+
+    /// Entries with indexes in `lo..hi`, stopping once `max_bytes` of
+    /// payload is exceeded (at least one entry when the range is not
+    /// empty). Indexes must lie within the stored range.
+    fn entries(&self, lo: Index, hi: Index, max_bytes: usize) -> Result<Vec<Entry>, Self::Error>;
+
+    /// The term of the entry at `index`, or of the last purged one; `None`
+    /// outside the stored range.
+    fn term(&self, index: Index) -> Result<Option<Term>, Self::Error>;
+
+    /// Writes a batch. When this returns `Ok`, the batch is durable (for a
+    /// durable store). On `Err`, nothing of the batch may be assumed
+    /// written, and a durable store refuses further writes until reopened.
+    fn write(&mut self, batch: WriteBatch<'_>) -> Result<(), Self::Error>;
+
+    /// Drops entries up to and including `index` (after a snapshot covers
+    /// them). Purging at or below what is already purged does nothing.
+    fn purge_to(&mut self, index: Index) -> Result<(), Self::Error>;
+}

@@ -1,0 +1,167 @@
+//! The byte layout of what the redb store keeps: small, fixed, versioned
+//! by the `format` key (see docs/storage.md).
+
+use bytes::Bytes;
+use raft_core::{Entry, HardState, Index, Membership, NodeId, Payload, Term};
+
+const NOOP: u8 = 0;
+const NORMAL: u8 = 1;
+
+/// Entry value: term (u64 LE), kind (u8), then the payload bytes.
+pub fn encode_entry(e: &Entry, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&e.term.to_le_bytes());
+    match &e.payload {
+        Payload::Noop => out.push(NOOP),
+        Payload::Normal(b) => {
+            out.push(NORMAL);
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+pub fn decode_entry(index: Index, v: &[u8]) -> Result<Entry, String> {
+    if v.len() < 9 {
+        return Err(format!("entry {index}: {} bytes, need at least 9", v.len()));
+    }
+    let term = u64::from_le_bytes(v[..8].try_into().expect("8 bytes"));
+    let payload = match v[8] {
+        NOOP if v.len() == 9 => Payload::Noop,
+        NORMAL => Payload::Normal(Bytes::copy_from_slice(&v[9..])),
+        kind => return Err(format!("entry {index}: unknown kind {kind}")),
+    };
+    Ok(Entry {
+        term,
+        index,
+        payload,
+    })
+}
+
+pub fn decode_term(index: Index, v: &[u8]) -> Result<Term, String> {
+    v.get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .ok_or_else(|| format!("entry {index}: truncated"))
+}
+
+/// Hard state: term, vote (0 for none), commit; u64 LE each.
+pub fn encode_hard_state(hs: &HardState) -> [u8; 24] {
+    let mut b = [0u8; 24];
+    b[..8].copy_from_slice(&hs.term.to_le_bytes());
+    b[8..16].copy_from_slice(&hs.vote.unwrap_or(0).to_le_bytes());
+    b[16..].copy_from_slice(&hs.commit.to_le_bytes());
+    b
+}
+
+pub fn decode_hard_state(v: &[u8]) -> Result<HardState, String> {
+    let w = words(v, 3).ok_or("hard state: expected 24 bytes")?;
+    Ok(HardState {
+        term: w[0],
+        vote: (w[1] != 0).then_some(w[1]),
+        commit: w[2],
+    })
+}
+
+/// A pair of u64 LE (the purged index and term).
+pub fn encode_pair(a: u64, b: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&a.to_le_bytes());
+    out[8..].copy_from_slice(&b.to_le_bytes());
+    out
+}
+
+pub fn decode_pair(v: &[u8]) -> Result<(u64, u64), String> {
+    let w = words(v, 2).ok_or("expected 16 bytes")?;
+    Ok((w[0], w[1]))
+}
+
+/// Membership: voter count, voters, learner count, learners; u64 LE each.
+pub fn encode_membership(m: &Membership) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 * (2 + m.voters.len() + m.learners.len()));
+    for list in [&m.voters, &m.learners] {
+        out.extend_from_slice(&(list.len() as u64).to_le_bytes());
+        for id in list {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+    }
+    out
+}
+
+pub fn decode_membership(v: &[u8]) -> Result<Membership, String> {
+    let bad = || "membership: malformed".to_string();
+    if v.len() % 8 != 0 {
+        return Err(bad());
+    }
+    let w = words(v, v.len() / 8).ok_or_else(bad)?;
+    let mut it = w.into_iter();
+    let list = |it: &mut std::vec::IntoIter<u64>| -> Result<Vec<NodeId>, String> {
+        let n = it.next().ok_or_else(bad)? as usize;
+        if n > it.len() {
+            return Err(bad());
+        }
+        Ok(it.by_ref().take(n).collect())
+    };
+    let voters = list(&mut it)?;
+    let learners = list(&mut it)?;
+    if it.next().is_some() {
+        return Err(bad());
+    }
+    Ok(Membership { voters, learners })
+}
+
+fn words(v: &[u8], n: usize) -> Option<Vec<u64>> {
+    (v.len() == 8 * n).then(|| {
+        v.chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let mut buf = Vec::new();
+        for e in [
+            Entry {
+                term: 3,
+                index: 9,
+                payload: Payload::Noop,
+            },
+            Entry {
+                term: 4,
+                index: 10,
+                payload: Payload::Normal(Bytes::from_static(b"xyz")),
+            },
+            Entry {
+                term: 4,
+                index: 11,
+                payload: Payload::Normal(Bytes::new()),
+            },
+        ] {
+            encode_entry(&e, &mut buf);
+            assert_eq!(decode_entry(e.index, &buf).unwrap(), e);
+        }
+        let hs = HardState {
+            term: 7,
+            vote: Some(2),
+            commit: 5,
+        };
+        assert_eq!(decode_hard_state(&encode_hard_state(&hs)).unwrap(), hs);
+        let m = Membership {
+            voters: vec![1, 2, 3],
+            learners: vec![9],
+        };
+        assert_eq!(decode_membership(&encode_membership(&m)).unwrap(), m);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(decode_entry(1, b"short").is_err());
+        assert!(decode_entry(1, &[0, 0, 0, 0, 0, 0, 0, 0, 7]).is_err());
+        assert!(decode_hard_state(b"nope").is_err());
+        assert!(decode_membership(&[255; 8]).is_err());
+        assert!(decode_membership(&[1, 0, 0]).is_err());
+    }
+}

@@ -1,0 +1,50 @@
+//! Raft log stores implementing [`raft_core::LogStore`]:
+//! [`RedbLogStore`], durable, one redb file per node, one transaction and
+//! one fsync per batch (group commit); and [`MemLogStore`], the same
+//! semantics in memory (for nodes run without a storage file, and tests).
+//!
+//! The durability contract is in `docs/storage.md`.
+
+mod codec;
+pub mod conformance;
+mod error;
+mod fault;
+mod mem;
+mod redb_store;
+
+pub use error::Error;
+pub use fault::FaultSwitch;
+pub use mem::MemLogStore;
+pub use redb_store::RedbLogStore;
+
+use raft_core::{Index, WriteBatch};
+
+/// Checks a batch against the stored range (`purged`, `last`]: entries
+/// must be contiguous, start after what is purged and no later than one
+/// past the last index. Shared by both stores so they refuse alike.
+pub(crate) fn check_batch(batch: &WriteBatch<'_>, purged: Index, last: Index) -> Result<(), Error> {
+    let Some(first) = batch.entries.first() else {
+        return Ok(());
+    };
+    if first.index <= purged {
+        return Err(Error::InvalidWrite(format!(
+            "entry {} is at or below the purged index {purged}",
+            first.index
+        )));
+    }
+    if first.index > last + 1 {
+        return Err(Error::InvalidWrite(format!(
+            "entry {} leaves a gap after the last index {last}",
+            first.index
+        )));
+    }
+    for (i, e) in batch.entries.iter().enumerate() {
+        if e.index != first.index + i as Index {
+            return Err(Error::InvalidWrite(format!(
+                "entries not contiguous at {}",
+                e.index
+            )));
+        }
+    }
+    Ok(())
+}

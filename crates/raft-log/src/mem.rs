@@ -1,0 +1,105 @@
+//! The in-memory log: `RedbLogStore`'s semantics without a file.
+
+use crate::{Error, check_batch};
+use raft_core::{Entry, HardState, Index, LogStore, Membership, StoredState, Term, WriteBatch};
+use std::collections::VecDeque;
+
+#[derive(Debug, Default, Clone)]
+pub struct MemLogStore {
+    hard_state: HardState,
+    membership: Option<Membership>,
+    purged: (Index, Term),
+    /// `entries[i].index == purged.0 + 1 + i`.
+    entries: VecDeque<Entry>,
+}
+
+impl MemLogStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn last_index(&self) -> Index {
+        self.purged.0 + self.entries.len() as Index
+    }
+
+    fn check_range(&self, index: Index) -> Result<(), Error> {
+        let (first, last) = (self.purged.0 + 1, self.last_index());
+        if index < first || index > last {
+            return Err(Error::OutOfRange { index, first, last });
+        }
+        Ok(())
+    }
+}
+
+impl LogStore for MemLogStore {
+    type Error = Error;
+
+    fn state(&self) -> Result<StoredState, Error> {
+        Ok(StoredState {
+            hard_state: self.hard_state,
+            membership: self.membership.clone(),
+            purged: self.purged,
+            last_index: self.last_index(),
+        })
+    }
+
+    fn entries(&self, lo: Index, hi: Index, max_bytes: usize) -> Result<Vec<Entry>, Error> {
+        if lo >= hi {
+            return Ok(Vec::new());
+        }
+        self.check_range(lo)?;
+        self.check_range(hi - 1)?;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for e in self
+            .entries
+            .range((lo - self.purged.0 - 1) as usize..(hi - self.purged.0 - 1) as usize)
+        {
+            bytes += e.size();
+            if !out.is_empty() && bytes > max_bytes {
+                break;
+            }
+            out.push(e.clone());
+        }
+        Ok(out)
+    }
+
+    fn term(&self, index: Index) -> Result<Option<Term>, Error> {
+        if index == self.purged.0 {
+            return Ok(Some(self.purged.1));
+        }
+        if index < self.purged.0 || index > self.last_index() {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.entries[(index - self.purged.0 - 1) as usize].term,
+        ))
+    }
+
+    fn write(&mut self, batch: WriteBatch<'_>) -> Result<(), Error> {
+        check_batch(&batch, self.purged.0, self.last_index())?;
+        if let Some(first) = batch.entries.first() {
+            self.entries
+                .truncate((first.index - self.purged.0 - 1) as usize);
+            self.entries.extend(batch.entries.iter().cloned());
+        }
+        if let Some(hs) = batch.hard_state {
+            self.hard_state = hs;
+        }
+        if let Some(m) = batch.membership {
+            self.membership = Some(m.clone());
+        }
+        Ok(())
+    }
+
+    fn purge_to(&mut self, index: Index) -> Result<(), Error> {
+        if index <= self.purged.0 {
+            return Ok(());
+        }
+        self.check_range(index)?;
+        let term = self.term(index)?.expect("in range");
+        self.entries.drain(..(index - self.purged.0) as usize);
+        self.purged = (index, term);
+        Ok(())
+    }
+}
