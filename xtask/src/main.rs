@@ -1,5 +1,6 @@
 //! `cargo xtask <task>`: the project's tasks that are not plain cargo.
 
+mod bench;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -15,10 +16,13 @@ struct Cli {
 enum Task {
     /// Run the deterministic cluster simulator over a range of seeds.
     Sim(sim::Args),
+    /// Benchmarks; each prints one JSON document.
+    Bench(bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Sim(args) => sim::run(args),
+        Task::Bench(args) => bench::run(args),
     }
 }

@@ -1,0 +1,30 @@
+//! Appends N single-entry batches to a fresh log: a target for strace and
+//! perf when studying where a durable append's time goes.
+//! `cargo run --release -p raft-log --example append_loop -- FILE N`
+
+use bytes::Bytes;
+use raft_core::{Entry, LogStore, Payload, WriteBatch};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let path = args.next().expect("usage: append_loop FILE N");
+    let n: u64 = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("usage: append_loop FILE N");
+    std::fs::remove_file(&path).ok();
+    let mut s = raft_log::RedbLogStore::open(&path).expect("open");
+    let data = Bytes::from(vec![0xA5u8; 256]);
+    for i in 1..=n {
+        let e = [Entry {
+            index: i,
+            term: 1,
+            payload: Payload::Normal(data.clone()),
+        }];
+        s.write(WriteBatch {
+            entries: &e,
+            ..Default::default()
+        })
+        .expect("write");
+    }
+}
