@@ -1,6 +1,6 @@
-//! Appends N single-entry batches to a fresh log: a target for strace and
-//! perf when studying where a durable append's time goes.
-//! `cargo run --release -p raft-log --example append_loop -- FILE N`
+//! Appends N batches of B entries (default 1) to a fresh log: a target for
+//! strace and perf when studying where a durable append's time goes.
+//! `cargo run --release -p raft-log --example append_loop -- FILE N [B]`
 
 use bytes::Bytes;
 use raft_core::{Entry, LogStore, Payload, WriteBatch};

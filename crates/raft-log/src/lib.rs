@@ -19,6 +19,18 @@ pub use redb_store::RedbLogStore;
 
 use raft_core::{Index, WriteBatch};
 
+/// Checks that `index` lies in the stored range (`purged`, `last`].
+pub(crate) fn check_in_range(index: Index, purged: Index, last: Index) -> Result<(), Error> {
+    if index <= purged || index > last {
+        return Err(Error::OutOfRange {
+            index,
+            first: purged + 1,
+            last,
+        });
+    }
+    Ok(())
+}
+
 /// Checks a batch against the stored range (`purged`, `last`]: entries
 /// must be contiguous, start after what is purged and no later than one
 /// past the last index. Shared by both stores so they refuse alike.

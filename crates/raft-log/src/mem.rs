@@ -1,6 +1,6 @@
 //! The in-memory log: `RedbLogStore`'s semantics without a file.
 
-use crate::{Error, check_batch};
+use crate::{Error, check_batch, check_in_range};
 use raft_core::{Entry, HardState, Index, LogStore, Membership, StoredState, Term, WriteBatch};
 use std::collections::VecDeque;
 
@@ -21,14 +21,6 @@ impl MemLogStore {
     fn last_index(&self) -> Index {
         self.purged.0 + self.entries.len() as Index
     }
-
-    fn check_range(&self, index: Index) -> Result<(), Error> {
-        let (first, last) = (self.purged.0 + 1, self.last_index());
-        if index < first || index > last {
-            return Err(Error::OutOfRange { index, first, last });
-        }
-        Ok(())
-    }
 }
 
 impl LogStore for MemLogStore {
@@ -47,8 +39,8 @@ impl LogStore for MemLogStore {
         if lo >= hi {
             return Ok(Vec::new());
         }
-        self.check_range(lo)?;
-        self.check_range(hi - 1)?;
+        check_in_range(lo, self.purged.0, self.last_index())?;
+        check_in_range(hi - 1, self.purged.0, self.last_index())?;
         let mut out = Vec::new();
         let mut bytes = 0;
         for e in self
@@ -96,7 +88,7 @@ impl LogStore for MemLogStore {
         if index <= self.purged.0 {
             return Ok(());
         }
-        self.check_range(index)?;
+        check_in_range(index, self.purged.0, self.last_index())?;
         let term = self.term(index)?.expect("in range");
         self.entries.drain(..(index - self.purged.0) as usize);
         self.purged = (index, term);

@@ -3,7 +3,7 @@
 
 use crate::codec;
 use crate::fault::{FaultSwitch, FaultyBackend};
-use crate::{Error, check_batch};
+use crate::{Error, check_batch, check_in_range};
 use raft_core::{Entry, HardState, Index, LogStore, StoredState, Term, WriteBatch};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
@@ -166,14 +166,6 @@ impl RedbLogStore {
         &self.path
     }
 
-    fn check_range(&self, index: Index) -> Result<(), Error> {
-        let (first, last) = (self.purged.0 + 1, self.last_index);
-        if index < first || index > last {
-            return Err(Error::OutOfRange { index, first, last });
-        }
-        Ok(())
-    }
-
     fn writable(&self) -> Result<(), Error> {
         match &self.poisoned {
             Some(why) => Err(Error::Poisoned(why.clone())),
@@ -244,8 +236,8 @@ impl LogStore for RedbLogStore {
         if lo >= hi {
             return Ok(Vec::new());
         }
-        self.check_range(lo)?;
-        self.check_range(hi - 1)?;
+        check_in_range(lo, self.purged.0, self.last_index)?;
+        check_in_range(hi - 1, self.purged.0, self.last_index)?;
         let rtx = self.db.begin_read().map_err(redb::Error::from)?;
         let table = rtx.open_table(ENTRIES).map_err(redb::Error::from)?;
         let mut out = Vec::with_capacity((hi - lo).min(1024) as usize);
@@ -325,7 +317,7 @@ impl LogStore for RedbLogStore {
             return Ok(());
         }
         self.writable()?;
-        self.check_range(index)?;
+        check_in_range(index, self.purged.0, self.last_index)?;
         let term = self.term(index)?.expect("in range");
         let from = self.purged.0 + 1;
         self.transact(|wtx, _| {

@@ -95,6 +95,65 @@ impl fmt::Display for Failure {
     }
 }
 
+/// What a range of seeds did, added up.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub passed: u64,
+    pub total: Report,
+    /// Sorted by seed.
+    pub failures: Vec<Failure>,
+}
+
+/// Runs seeds `first..first + count` on `jobs` threads; `configure` makes
+/// each seed's configuration.
+pub fn run_seeds(
+    first: u64,
+    count: u64,
+    jobs: usize,
+    configure: impl Fn(u64) -> SimConfig + Sync,
+) -> Summary {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let next = AtomicU64::new(first);
+    let summary = Mutex::new(Summary::default());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1) {
+            s.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= first + count {
+                        break;
+                    }
+                    let result = run(&configure(seed));
+                    let mut sum = summary.lock().expect("no panics while locked");
+                    match result {
+                        Ok(r) => {
+                            sum.passed += 1;
+                            sum.total.add(&r);
+                        }
+                        Err(f) => sum.failures.push(f),
+                    }
+                }
+            });
+        }
+    });
+    let mut summary = summary.into_inner().expect("threads done");
+    summary.failures.sort_by_key(|f| f.seed);
+    summary
+}
+
+impl Report {
+    fn add(&mut self, r: &Report) {
+        self.ticks += r.ticks;
+        self.ops_checked += r.ops_checked;
+        self.ops_indeterminate += r.ops_indeterminate;
+        self.messages += r.messages;
+        self.crashes += r.crashes;
+        self.terms_with_leader += r.terms_with_leader;
+        self.committed += r.committed;
+    }
+}
+
 /// Runs one simulation.
 pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
     let mut sim = Sim::new(cfg.clone());
