@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: the project's tasks that are not plain cargo.
 
 mod bench;
+mod certs;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +17,8 @@ struct Cli {
 enum Task {
     /// Run the deterministic cluster simulator over a range of seeds.
     Sim(sim::Args),
+    /// Make the test CA and the node and client certificates (certs/).
+    Certs(certs::Args),
     /// Benchmarks; each prints one JSON document.
     Bench(bench::Args),
 }
@@ -24,5 +27,6 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Sim(args) => sim::run(args),
         Task::Bench(args) => bench::run(args),
+        Task::Certs(args) => certs::run(args),
     }
 }

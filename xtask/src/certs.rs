@@ -1,0 +1,212 @@
+//! `cargo xtask certs`: pyraftlog's openssl recipe for a test CA and device
+//! certificate, done with rcgen so no openssl binary is needed; plus a
+//! client certificate for tools and tests.
+//!
+//! Like the recipe, keys are made once: a second run keeps the CA (and the
+//! device and client keys) and re-issues the certificates; `--force` starts
+//! over with a new CA.
+
+use anyhow::{Context, bail};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use std::path::{Path, PathBuf};
+use time::{Duration, OffsetDateTime};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where to write the files.
+    #[arg(long, default_value = "certs")]
+    out: PathBuf,
+    /// Make a new CA (and new keys) even if one exists.
+    #[arg(long)]
+    force: bool,
+}
+
+pub const CA_KEY: &str = "transport-ca.key";
+pub const CA_CERT: &str = "transport-ca.pem";
+pub const NODE_KEY: &str = "transport-consensus.key";
+pub const NODE_CSR: &str = "transport-consensus.csr";
+pub const NODE_CERT: &str = "transport-consensus.crt";
+pub const CLIENT_KEY: &str = "transport-client.key";
+pub const CLIENT_CERT: &str = "transport-client.crt";
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let made = make_certs(&args.out, args.force)?;
+    for line in made {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Writes the certificate set into `dir`; returns what it did, a line each.
+pub fn make_certs(dir: &Path, force: bool) -> anyhow::Result<Vec<String>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut said = Vec::new();
+    let now = OffsetDateTime::now_utc();
+
+    // The CA: made once, as in the recipe ("Only do once").
+    let (ca_key, ca_pem) = match (read(dir, CA_KEY)?, read(dir, CA_CERT)?) {
+        (Some(k), Some(c)) if !force => {
+            said.push(format!(
+                "kept the existing CA in {} (--force makes a new one)",
+                dir.display()
+            ));
+            (KeyPair::from_pem(&k).context("reading the CA key")?, c)
+        }
+        (Some(_), None) | (None, Some(_)) if !force => {
+            bail!(
+                "{} has only half of the CA ({CA_KEY}, {CA_CERT}); remove it or pass --force",
+                dir.display()
+            )
+        }
+        _ => {
+            let key = KeyPair::generate()?;
+            let mut p = CertificateParams::default();
+            p.distinguished_name = name("raftstack test CA");
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            p.not_before = now - Duration::days(1);
+            p.not_after = now + Duration::days(1024);
+            let cert = p.self_signed(&key)?;
+            write(dir, CA_KEY, &key.serialize_pem())?;
+            write(dir, CA_CERT, &cert.pem())?;
+            said.push(format!("made a new CA: {}", dir.join(CA_CERT).display()));
+            (key, cert.pem())
+        }
+    };
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("reading the CA certificate")?;
+
+    // The node ("device") certificate: CN=localhost, for localhost and 127.0.0.1,
+    // usable as server and as client (nodes dial each other).
+    let node_key = key_once(dir, NODE_KEY, force)?;
+    let mut p = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    p.distinguished_name = name("localhost");
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    p.not_before = now - Duration::days(1);
+    p.not_after = now + Duration::days(500);
+    write(dir, NODE_CSR, &p.serialize_request(&node_key)?.pem()?)?;
+    write(dir, NODE_CERT, &p.signed_by(&node_key, &issuer)?.pem())?;
+    said.push(format!(
+        "issued {} (CN=localhost, SANs localhost and 127.0.0.1)",
+        dir.join(NODE_CERT).display()
+    ));
+
+    // A client certificate for raftctl, curl and tests.
+    let client_key = key_once(dir, CLIENT_KEY, force)?;
+    let mut p = CertificateParams::new(Vec::<String>::new())?;
+    p.distinguished_name = name("raftstack client");
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p.not_before = now - Duration::days(1);
+    p.not_after = now + Duration::days(500);
+    write(dir, CLIENT_CERT, &p.signed_by(&client_key, &issuer)?.pem())?;
+    said.push(format!("issued {}", dir.join(CLIENT_CERT).display()));
+    Ok(said)
+}
+
+fn name(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, "GB");
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+fn key_once(dir: &Path, file: &str, force: bool) -> anyhow::Result<KeyPair> {
+    match read(dir, file)? {
+        Some(pem) if !force => KeyPair::from_pem(&pem).with_context(|| format!("reading {file}")),
+        _ => {
+            let key = KeyPair::generate()?;
+            write(dir, file, &key.serialize_pem())?;
+            Ok(key)
+        }
+    }
+}
+
+fn read(dir: &Path, file: &str) -> anyhow::Result<Option<String>> {
+    let path = dir.join(file);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn write(dir: &Path, file: &str, contents: &str) -> anyhow::Result<()> {
+    let path = dir.join(file);
+    std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    if file.ends_with(".key") {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn openssl() -> bool {
+        Command::new("openssl")
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    #[test]
+    fn second_run_keeps_the_ca_and_force_replaces_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        make_certs(dir.path(), false).expect("first run");
+        let ca = std::fs::read(dir.path().join(CA_CERT)).expect("ca");
+        let said = make_certs(dir.path(), false).expect("second run");
+        assert!(said[0].contains("kept the existing CA"), "{said:?}");
+        assert_eq!(std::fs::read(dir.path().join(CA_CERT)).expect("ca"), ca);
+        make_certs(dir.path(), true).expect("forced run");
+        assert_ne!(std::fs::read(dir.path().join(CA_CERT)).expect("ca"), ca);
+    }
+
+    #[test]
+    fn openssl_accepts_the_chain() {
+        if !openssl() {
+            eprintln!("openssl not installed; skipping the cross-check");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        make_certs(dir.path(), false).expect("certs");
+        for cert in [NODE_CERT, CLIENT_CERT] {
+            let out = Command::new("openssl")
+                .args(["verify", "-CAfile"])
+                .arg(dir.path().join(CA_CERT))
+                .arg(dir.path().join(cert))
+                .output()
+                .expect("run openssl");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.trim_end().ends_with("OK"),
+                "{cert}: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let csr = Command::new("openssl")
+            .args(["req", "-noout", "-verify", "-in"])
+            .arg(dir.path().join(NODE_CSR))
+            .output()
+            .expect("run openssl");
+        assert!(
+            csr.status.success(),
+            "the CSR verifies: {}",
+            String::from_utf8_lossy(&csr.stderr)
+        );
+    }
+}
