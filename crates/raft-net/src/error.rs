@@ -1,0 +1,18 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    #[error("{path}: {reason}")]
+    CertFile { path: PathBuf, reason: String },
+    #[error("TLS setup: {0}")]
+    Tls(#[from] tokio_rustls::rustls::Error),
+    #[error("frame of {len} bytes is over the {max}-byte limit")]
+    FrameTooLarge { len: usize, max: usize },
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("handshake refused: {0}")]
+    Handshake(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,13 @@
+//! Raft peer transport: mutual-TLS TCP (tokio-rustls, TLS 1.3 only), frames
+//! of a length prefix and a MessagePack body, a handshake naming protocol
+//! version, cluster and node. The wire format is in `docs/wire.md`.
+
+mod error;
+pub mod frame;
+pub mod tls;
+mod transport;
+pub mod wire;
+
+pub use error::NetError;
+pub use tls::{TlsFiles, TlsSetup};
+pub use transport::{NetConfig, Transport};

@@ -1,0 +1,110 @@
+//! Mutual TLS set-up from PEM files: every connection, both ways, presents
+//! a certificate chaining to the cluster CA, and only TLS 1.3 is spoken.
+
+use crate::NetError;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio_rustls::rustls::crypto::{CryptoProvider, ring};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig, version};
+
+/// Where a node's TLS material lives.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// The files `cargo xtask certs` writes into `dir`.
+    pub fn node_in(dir: &Path) -> Self {
+        TlsFiles {
+            ca: dir.join("transport-ca.pem"),
+            cert: dir.join("transport-consensus.crt"),
+            key: dir.join("transport-consensus.key"),
+        }
+    }
+}
+
+/// Server and client configurations sharing one identity and one CA.
+#[derive(Clone)]
+pub struct TlsSetup {
+    pub server: Arc<ServerConfig>,
+    pub client: Arc<ClientConfig>,
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(ring::default_provider())
+}
+
+fn cert_error(path: &Path, reason: impl Into<String>) -> NetError {
+    NetError::CertFile {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, NetError> {
+    std::fs::read(path).map_err(|e| cert_error(path, format!("cannot read: {e}")))
+}
+
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, NetError> {
+    let pem = read(path)?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| cert_error(path, format!("not a PEM certificate file: {e}")))?;
+    if certs.is_empty() {
+        return Err(cert_error(path, "holds no certificate"));
+    }
+    Ok(certs)
+}
+
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, NetError> {
+    let pem = read(path)?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|e| cert_error(path, format!("not a PEM key file: {e}")))?
+        .ok_or_else(|| cert_error(path, "holds no private key"))
+}
+
+pub fn load_roots(path: &Path) -> Result<Arc<RootCertStore>, NetError> {
+    let mut roots = RootCertStore::empty();
+    for c in load_certs(path)? {
+        roots
+            .add(c)
+            .map_err(|e| cert_error(path, format!("not a usable CA certificate: {e}")))?;
+    }
+    Ok(Arc::new(roots))
+}
+
+impl TlsSetup {
+    pub fn load(files: &TlsFiles) -> Result<Self, NetError> {
+        let roots = load_roots(&files.ca)?;
+        let chain = load_certs(&files.cert)?;
+        let key = load_key(&files.key)?;
+        let mismatch = |e: tokio_rustls::rustls::Error| {
+            cert_error(
+                &files.key,
+                format!("does not go with {}: {e}", files.cert.display()),
+            )
+        };
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+            .build()
+            .map_err(|e| cert_error(&files.ca, e.to_string()))?;
+        let server = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&version::TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain.clone(), key.clone_key())
+            .map_err(mismatch)?;
+        let client = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&version::TLS13])?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(mismatch)?;
+        Ok(TlsSetup {
+            server: Arc::new(server),
+            client: Arc::new(client),
+        })
+    }
+}

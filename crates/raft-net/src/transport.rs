@@ -1,0 +1,379 @@
+//! The transport: one listener for inbound connections, one outbound
+//! connection per peer with a bounded queue, coalesced writes, and
+//! reconnection with exponential backoff and jitter.
+//!
+//! Bad input from a connection (garbage, an oversized or malformed frame,
+//! a failed handshake, a stalled peer) closes that connection only, with
+//! one log line.
+
+use crate::NetError;
+use crate::frame::{self, DEFAULT_MAX_FRAME};
+use crate::tls::TlsSetup;
+use crate::wire::{self, Frame, PROTOCOL_VERSION};
+use bytes::BytesMut;
+use raft_core::{Message, NodeId};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+#[derive(Clone)]
+pub struct NetConfig {
+    pub id: NodeId,
+    /// Connections from another cluster are refused.
+    pub cluster: String,
+    pub listen: SocketAddr,
+    /// Every peer's address as `host:port`; the host is the name checked
+    /// against the peer's certificate.
+    pub peers: BTreeMap<NodeId, String>,
+    pub tls: TlsSetup,
+    pub max_frame: usize,
+    /// Messages queued per peer before new ones are dropped.
+    pub queue: usize,
+    /// Time allowed for a TLS handshake plus hello, and for any frame once
+    /// it has begun to arrive.
+    pub handshake_timeout: Duration,
+    /// An inbound connection silent this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl NetConfig {
+    pub fn new(id: NodeId, cluster: &str, listen: SocketAddr, tls: TlsSetup) -> Self {
+        NetConfig {
+            id,
+            cluster: cluster.to_string(),
+            listen,
+            peers: BTreeMap::new(),
+            tls,
+            max_frame: DEFAULT_MAX_FRAME,
+            queue: 4096,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+struct Peer {
+    tx: mpsc::Sender<Message>,
+    dropped: Arc<AtomicU64>,
+}
+
+pub struct Transport {
+    peers: BTreeMap<NodeId, Peer>,
+    local_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+    /// Inbound messages dropped because the receiver was full.
+    inbound_dropped: Arc<AtomicU64>,
+}
+
+impl Transport {
+    /// Binds the listener and starts the peer connections. Messages from
+    /// peers arrive on the returned receiver.
+    pub async fn start(cfg: NetConfig) -> Result<(Transport, mpsc::Receiver<Message>), NetError> {
+        let listener = TcpListener::bind(cfg.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let (in_tx, in_rx) = mpsc::channel(cfg.queue);
+        let cfg = Arc::new(cfg);
+        let inbound_dropped = Arc::new(AtomicU64::new(0));
+        let mut tasks = vec![tokio::spawn(accept_loop(
+            listener,
+            cfg.clone(),
+            in_tx,
+            inbound_dropped.clone(),
+        ))];
+        let mut peers = BTreeMap::new();
+        for (&id, addr) in &cfg.peers {
+            if id == cfg.id {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(cfg.queue);
+            tasks.push(tokio::spawn(dial_loop(cfg.clone(), id, addr.clone(), rx)));
+            peers.insert(
+                id,
+                Peer {
+                    tx,
+                    dropped: Arc::new(AtomicU64::new(0)),
+                },
+            );
+        }
+        Ok((
+            Transport {
+                peers,
+                local_addr,
+                tasks,
+                inbound_dropped,
+            },
+            in_rx,
+        ))
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Queues `m` for its peer. Never blocks: when the queue is full (the
+    /// peer is slow or away) the message is dropped and counted; Raft
+    /// retransmits what matters.
+    pub fn send(&self, m: Message) {
+        if let Some(p) = self.peers.get(&m.to) {
+            if p.tx.try_send(m).is_err() {
+                p.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Messages dropped so far for `peer` because its queue was full.
+    pub fn dropped(&self, peer: NodeId) -> u64 {
+        self.peers
+            .get(&peer)
+            .map_or(0, |p| p.dropped.load(Ordering::Relaxed))
+    }
+
+    pub fn inbound_dropped(&self) -> u64 {
+        self.inbound_dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Owns every inbound connection's task: when the transport stops, this
+/// task is aborted, the set is dropped, and every connection closes.
+async fn accept_loop(
+    listener: TcpListener,
+    cfg: Arc<NetConfig>,
+    tx: mpsc::Sender<Message>,
+    dropped: Arc<AtomicU64>,
+) {
+    let acceptor = TlsAcceptor::from(cfg.tls.server.clone());
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        while conns.try_join_next().is_some() {}
+        let (tcp, addr) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, cfg, tx, dropped) =
+            (acceptor.clone(), cfg.clone(), tx.clone(), dropped.clone());
+        conns.spawn(async move {
+            if let Err(e) = serve_inbound(tcp, acceptor, &cfg, tx, &dropped).await {
+                tracing::warn!(peer = %addr, "closed inbound connection: {e}");
+            }
+        });
+    }
+}
+
+async fn serve_inbound(
+    tcp: TcpStream,
+    acceptor: TlsAcceptor,
+    cfg: &NetConfig,
+    tx: mpsc::Sender<Message>,
+    dropped: &AtomicU64,
+) -> Result<(), NetError> {
+    let limit = cfg.handshake_timeout;
+    let mut tls = tokio::time::timeout(limit, acceptor.accept(tcp))
+        .await
+        .map_err(|_| NetError::Handshake("TLS handshake timed out".into()))??;
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let hello = read_frame(&mut tls, &mut buf, cfg.max_frame, limit, limit).await?;
+    let node = wire::check_hello(&hello, &cfg.cluster)?;
+    if !cfg.peers.contains_key(&node) {
+        return Err(NetError::Handshake(format!("node {node} is not a member")));
+    }
+    loop {
+        match read_frame(&mut tls, &mut buf, cfg.max_frame, cfg.idle_timeout, limit).await? {
+            Frame::Messages(ms) => {
+                for m in ms {
+                    if m.from != node || m.to != cfg.id {
+                        return Err(NetError::Malformed(format!(
+                            "node {node} sent a message {}->{}",
+                            m.from, m.to
+                        )));
+                    }
+                    if tx.try_send(m).is_err() {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Frame::Hello { .. } => return Err(NetError::Malformed("a second hello".into())),
+        }
+    }
+}
+
+/// Reads one frame: waits up to `idle` for it to begin, then at most
+/// `complete` in all for the rest (a peer trickling bytes is cut off).
+async fn read_frame<S: AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut BytesMut,
+    max: usize,
+    idle: Duration,
+    complete: Duration,
+) -> Result<Frame, NetError> {
+    let now = tokio::time::Instant::now;
+    let mut deadline = (!buf.is_empty()).then(|| now() + complete);
+    loop {
+        if let Some(body) = frame::decode(buf, max)? {
+            return wire::from_body(&body);
+        }
+        let until = deadline.unwrap_or_else(|| now() + idle);
+        let n = tokio::time::timeout_at(until, s.read_buf(buf))
+            .await
+            .map_err(|_| NetError::Handshake("peer too slow".into()))??;
+        if n == 0 {
+            return Err(NetError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        deadline.get_or_insert_with(|| now() + complete);
+    }
+}
+
+/// Keeps one outbound connection to `peer` up, and drains its queue into it.
+async fn dial_loop(
+    cfg: Arc<NetConfig>,
+    peer: NodeId,
+    addr: String,
+    mut rx: mpsc::Receiver<Message>,
+) {
+    let connector = TlsConnector::from(cfg.tls.client.clone());
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr.as_str(), |(h, _)| h)
+        .trim_matches(['[', ']'])
+        .to_string();
+    let mut backoff = Backoff::new(cfg.id ^ peer.rotate_left(17));
+    let mut logged = false;
+    loop {
+        match connect(&connector, &addr, &host, &cfg).await {
+            Ok(stream) => {
+                backoff.reset();
+                logged = false;
+                tracing::debug!(peer, %addr, "connected");
+                match pump(stream, &mut rx).await {
+                    Ok(()) => return, // the transport is shutting down
+                    Err(e) => tracing::debug!(peer, "connection lost: {e}"),
+                }
+            }
+            Err(e) => {
+                if !logged {
+                    tracing::warn!(peer, %addr, "cannot connect: {e}");
+                    logged = true;
+                }
+            }
+        }
+        tokio::time::sleep(backoff.next()).await;
+    }
+}
+
+async fn connect(
+    connector: &TlsConnector,
+    addr: &str,
+    host: &str,
+    cfg: &NetConfig,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, NetError> {
+    let limit = cfg.handshake_timeout;
+    let tcp = tokio::time::timeout(limit, TcpStream::connect(addr))
+        .await
+        .map_err(|_| NetError::Handshake("connect timed out".into()))??;
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|e| NetError::Handshake(format!("bad host {host:?}: {e}")))?;
+    let mut tls = tokio::time::timeout(limit, connector.connect(name, tcp))
+        .await
+        .map_err(|_| NetError::Handshake("TLS handshake timed out".into()))??;
+    let mut out = BytesMut::new();
+    frame::encode(
+        &wire::to_body(&Frame::Hello {
+            version: PROTOCOL_VERSION,
+            cluster: cfg.cluster.clone(),
+            node: cfg.id,
+        }),
+        &mut out,
+    );
+    tls.write_all(&out).await?;
+    tls.flush().await?;
+    Ok(tls)
+}
+
+/// Writes queued messages, many per frame, until the connection fails
+/// (`Err`) or the queue closes (`Ok`). The peer never writes to this
+/// connection, so a read returning is how a closed peer shows up at once.
+async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    rx: &mut mpsc::Receiver<Message>,
+) -> Result<(), NetError> {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut probe = [0u8; 1];
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    loop {
+        tokio::select! {
+            m = rx.recv() => {
+                let Some(m) = m else { return Ok(()) };
+                let mut batch = vec![m];
+                while batch.len() < 4096 {
+                    match rx.try_recv() {
+                        Ok(m) => batch.push(m),
+                        Err(_) => break,
+                    }
+                }
+                out.clear();
+                frame::encode(&wire::to_body(&Frame::Messages(batch)), &mut out);
+                wr.write_all(&out).await?;
+                wr.flush().await?;
+            }
+            r = rd.read(&mut probe) => {
+                return Err(match r {
+                    Ok(_) => NetError::Io(std::io::ErrorKind::ConnectionReset.into()),
+                    Err(e) => e.into(),
+                });
+            }
+        }
+    }
+}
+
+/// Exponential backoff from 20 ms to 2 s; each delay is half fixed, half
+/// random, so peers that lost each other do not retry in lockstep.
+struct Backoff {
+    attempt: u32,
+    state: u64,
+}
+
+impl Backoff {
+    fn new(seed: u64) -> Self {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Backoff {
+            attempt: 0,
+            state: seed ^ t | 1,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    fn next(&mut self) -> Duration {
+        let cap_ms = (20u64 << self.attempt.min(7)).min(2000);
+        self.attempt += 1;
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        Duration::from_millis(cap_ms / 2 + self.state % (cap_ms / 2 + 1))
+    }
+}

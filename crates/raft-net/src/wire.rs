@@ -1,0 +1,100 @@
+//! What frames carry: first a handshake, then batches of Raft messages,
+//! each body MessagePack (rmp-serde).
+
+use crate::NetError;
+use raft_core::{Message, NodeId};
+use serde::{Deserialize, Serialize};
+
+/// Bumped on any incompatible change to frames or messages.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    /// The first frame on every connection, from the dialling side.
+    Hello {
+        version: u32,
+        cluster: String,
+        node: NodeId,
+    },
+    /// Messages coalesced into one write.
+    Messages(Vec<Message>),
+}
+
+pub fn to_body(f: &Frame) -> Vec<u8> {
+    rmp_serde::to_vec(f).expect("frames always serialize")
+}
+
+pub fn from_body(body: &[u8]) -> Result<Frame, NetError> {
+    rmp_serde::from_slice(body).map_err(|e| NetError::Malformed(e.to_string()))
+}
+
+/// Checks a peer's handshake against ours.
+pub fn check_hello(f: &Frame, cluster: &str) -> Result<NodeId, NetError> {
+    match f {
+        Frame::Hello {
+            version,
+            cluster: c,
+            node,
+        } => {
+            if *version != PROTOCOL_VERSION {
+                return Err(NetError::Handshake(format!(
+                    "protocol version {version}, we speak {PROTOCOL_VERSION}"
+                )));
+            }
+            if c != cluster {
+                return Err(NetError::Handshake(format!(
+                    "cluster {c:?}, we are {cluster:?}"
+                )));
+            }
+            Ok(*node)
+        }
+        Frame::Messages(_) => Err(NetError::Handshake("messages before the handshake".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use raft_core::{Body, Entry, Mode, Payload};
+
+    #[test]
+    fn messages_round_trip() {
+        let m = Message {
+            from: 1,
+            to: 2,
+            term: 3,
+            mode: Mode::Reluctant,
+            body: Body::Append {
+                prev_index: 4,
+                prev_term: 2,
+                entries: vec![Entry {
+                    term: 3,
+                    index: 5,
+                    payload: Payload::Normal(Bytes::from_static(b"x")),
+                }],
+                commit: 4,
+            },
+        };
+        let f = Frame::Messages(vec![m]);
+        assert_eq!(from_body(&to_body(&f)).unwrap(), f);
+    }
+
+    #[test]
+    fn handshake_checks() {
+        let ok = Frame::Hello {
+            version: PROTOCOL_VERSION,
+            cluster: "c".into(),
+            node: 7,
+        };
+        assert_eq!(check_hello(&ok, "c").unwrap(), 7);
+        assert!(check_hello(&ok, "other").is_err());
+        let old = Frame::Hello {
+            version: 0,
+            cluster: "c".into(),
+            node: 7,
+        };
+        assert!(check_hello(&old, "c").is_err());
+        assert!(from_body(b"\xc1garbage").is_err());
+    }
+}

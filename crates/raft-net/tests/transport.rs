@@ -1,0 +1,347 @@
+//! Real mutual TLS on loopback: messages flow, restarted peers are
+//! reconnected, and bad input closes only the offending connection.
+
+use raft_core::{Body, Message, Mode, NodeId};
+use raft_net::{NetConfig, TlsFiles, TlsSetup, Transport};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::Receiver;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{self, ClientConfig};
+
+/// A CA and a node certificate for localhost/127.0.0.1, written to `dir`.
+fn make_pki(dir: &Path, ca_name: &str) -> TlsFiles {
+    std::fs::create_dir_all(dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::default();
+    p.distinguished_name.push(DnType::CommonName, ca_name);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = p.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(p, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    p.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = p.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("transport-ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("transport-consensus.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("transport-consensus.key"), key.serialize_pem()).unwrap();
+    TlsFiles::node_in(dir)
+}
+
+fn msg(from: NodeId, to: NodeId, n: u64) -> Message {
+    Message {
+        from,
+        to,
+        term: n,
+        mode: Mode::Active,
+        body: Body::Heartbeat {
+            commit: n,
+            read_round: 0,
+        },
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+async fn node(
+    id: NodeId,
+    addr: SocketAddr,
+    peers: &[(NodeId, SocketAddr)],
+    tls: &TlsSetup,
+) -> (Transport, Receiver<Message>) {
+    let mut cfg = NetConfig::new(id, "test-cluster", addr, tls.clone());
+    cfg.peers = peers.iter().map(|(i, a)| (*i, a.to_string())).collect();
+    cfg.handshake_timeout = Duration::from_millis(500);
+    Transport::start(cfg).await.expect("start transport")
+}
+
+/// Sends until one arrives (connections may still be coming up).
+async fn expect_delivery(from: &Transport, rx: &mut Receiver<Message>, m: Message) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        from.send(m.clone());
+        match tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
+            Ok(Some(got)) if got == m => return,
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("receiver closed"),
+            Err(_) if tokio::time::Instant::now() > deadline => panic!("{m} never arrived"),
+            Err(_) => {}
+        }
+    }
+}
+
+struct Pair {
+    a: Transport,
+    a_rx: Receiver<Message>,
+    b: Transport,
+    b_rx: Receiver<Message>,
+    a_addr: SocketAddr,
+    b_addr: SocketAddr,
+    tls: TlsSetup,
+    _dir: tempfile::TempDir,
+}
+
+async fn pair() -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TlsSetup::load(&make_pki(dir.path(), "test CA")).unwrap();
+    let (a_addr, b_addr) = (free_addr(), free_addr());
+    let peers = [(1, a_addr), (2, b_addr)];
+    let (a, a_rx) = node(1, a_addr, &peers, &tls).await;
+    let (b, b_rx) = node(2, b_addr, &peers, &tls).await;
+    Pair {
+        a,
+        a_rx,
+        b,
+        b_rx,
+        a_addr,
+        b_addr,
+        tls,
+        _dir: dir,
+    }
+}
+
+/// The pair still works both ways.
+async fn still_healthy(p: &mut Pair, n: u64) {
+    expect_delivery(&p.a, &mut p.b_rx, msg(1, 2, n)).await;
+    expect_delivery(&p.b, &mut p.a_rx, msg(2, 1, n)).await;
+}
+
+/// Waits for the server to close `s` (EOF or error), with a deadline.
+async fn closed_by_server<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> bool {
+    let mut b = [0u8; 64];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn client_config(files: Option<&TlsFiles>, ca: &Path) -> Arc<ClientConfig> {
+    let roots = raft_net::tls::load_roots(ca).unwrap();
+    let b = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots);
+    Arc::new(match files {
+        Some(f) => b
+            .with_client_auth_cert(
+                raft_net::tls::load_certs(&f.cert).unwrap(),
+                raft_net::tls::load_key(&f.key).unwrap(),
+            )
+            .unwrap(),
+        None => b.with_no_client_auth(),
+    })
+}
+
+async fn tls_client(
+    addr: SocketAddr,
+    cfg: Arc<ClientConfig>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    tokio_rustls::TlsConnector::from(cfg)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
+#[tokio::test]
+async fn messages_flow_both_ways_over_mutual_tls() {
+    let mut p = pair().await;
+    still_healthy(&mut p, 1).await;
+    // Many messages in a burst arrive in order.
+    for i in 0..500 {
+        p.a.send(msg(1, 2, 1000 + i));
+    }
+    for i in 0..500 {
+        let m = tokio::time::timeout(Duration::from_secs(5), p.b_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m, msg(1, 2, 1000 + i));
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_peer_is_reconnected() {
+    let mut p = pair().await;
+    still_healthy(&mut p, 1).await;
+    drop(p.b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let peers = [(1, p.a_addr), (2, p.b_addr)];
+    let (b, mut b_rx) = node(2, p.b_addr, &peers, &p.tls).await;
+    let started = tokio::time::Instant::now();
+    expect_delivery(&p.a, &mut b_rx, msg(1, 2, 7)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "reconnected in {:?}",
+        started.elapsed()
+    );
+    p.b = b;
+    p.b_rx = b_rx;
+}
+
+#[tokio::test]
+async fn garbage_bytes_close_only_that_connection() {
+    let mut p = pair().await;
+    let mut raw = TcpStream::connect(p.a_addr).await.unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff\x13garbage")
+        .await
+        .unwrap();
+    assert!(closed_by_server(&mut raw).await);
+    still_healthy(&mut p, 2).await;
+}
+
+#[tokio::test]
+async fn a_client_without_a_certificate_is_refused() {
+    let mut p = pair().await;
+    let dir = p._dir.path().to_path_buf();
+    match tls_client(p.a_addr, client_config(None, &dir.join("transport-ca.pem"))).await {
+        Err(_) => {}
+        // TLS 1.3 finishes the client side before the server checks the
+        // client certificate; the server then closes.
+        Ok(mut s) => {
+            let _ = s.write_all(b"x").await;
+            assert!(closed_by_server(&mut s).await);
+        }
+    }
+    still_healthy(&mut p, 3).await;
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_ca_is_refused() {
+    let mut p = pair().await;
+    let other = tempfile::tempdir().unwrap();
+    let files = make_pki(other.path(), "another CA");
+    // It trusts our CA for the server, but presents a foreign client cert.
+    let ca = p._dir.path().join("transport-ca.pem");
+    match tls_client(p.a_addr, client_config(Some(&files), &ca)).await {
+        Err(_) => {}
+        Ok(mut s) => {
+            let _ = s.write_all(b"x").await;
+            assert!(closed_by_server(&mut s).await);
+        }
+    }
+    still_healthy(&mut p, 4).await;
+}
+
+async fn valid_client(p: &Pair) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let files = TlsFiles::node_in(p._dir.path());
+    tls_client(p.a_addr, client_config(Some(&files), &files.ca))
+        .await
+        .unwrap()
+}
+
+fn hello(cluster: &str, node: NodeId) -> Vec<u8> {
+    let mut out = bytes::BytesMut::new();
+    let f = raft_net::wire::Frame::Hello {
+        version: raft_net::wire::PROTOCOL_VERSION,
+        cluster: cluster.into(),
+        node,
+    };
+    raft_net::frame::encode(&raft_net::wire::to_body(&f), &mut out);
+    out.to_vec()
+}
+
+#[tokio::test]
+async fn an_oversized_frame_closes_the_connection() {
+    let mut p = pair().await;
+    let mut s = valid_client(&p).await;
+    s.write_all(&hello("test-cluster", 2)).await.unwrap();
+    s.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+    s.flush().await.unwrap();
+    assert!(closed_by_server(&mut s).await);
+    still_healthy(&mut p, 5).await;
+}
+
+#[tokio::test]
+async fn malformed_messagepack_closes_the_connection() {
+    let mut p = pair().await;
+    let mut s = valid_client(&p).await;
+    s.write_all(&hello("test-cluster", 2)).await.unwrap();
+    let mut out = bytes::BytesMut::new();
+    raft_net::frame::encode(b"\x92\xc1\xc1 not msgpack", &mut out);
+    s.write_all(&out).await.unwrap();
+    s.flush().await.unwrap();
+    assert!(closed_by_server(&mut s).await);
+    still_healthy(&mut p, 6).await;
+}
+
+#[tokio::test]
+async fn another_cluster_or_a_stranger_is_refused() {
+    let mut p = pair().await;
+    for h in [hello("other-cluster", 2), hello("test-cluster", 99)] {
+        let mut s = valid_client(&p).await;
+        s.write_all(&h).await.unwrap();
+        s.flush().await.unwrap();
+        assert!(closed_by_server(&mut s).await);
+    }
+    still_healthy(&mut p, 7).await;
+}
+
+#[tokio::test]
+async fn a_slowloris_peer_is_cut_off() {
+    let mut p = pair().await;
+    // Stalls mid-handshake (TCP only) and mid-frame (after TLS).
+    let mut raw = TcpStream::connect(p.a_addr).await.unwrap();
+    raw.write_all(&[0x16, 0x03]).await.unwrap();
+    let mut s = valid_client(&p).await;
+    s.write_all(&hello("test-cluster", 2)).await.unwrap();
+    s.write_all(&[0, 0, 1, 0, 0x92]).await.unwrap();
+    s.flush().await.unwrap();
+    still_healthy(&mut p, 8).await;
+    assert!(
+        closed_by_server(&mut raw).await,
+        "stalled handshake cut off"
+    );
+    assert!(closed_by_server(&mut s).await, "stalled frame cut off");
+}
+
+#[tokio::test]
+async fn missing_or_mismatched_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = make_pki(dir.path(), "test CA");
+    let missing = TlsFiles {
+        cert: dir.path().join("nope.crt"),
+        ..files.clone()
+    };
+    let err = TlsSetup::load(&missing)
+        .err()
+        .expect("missing file")
+        .to_string();
+    assert!(
+        err.contains("nope.crt") && err.contains("cannot read"),
+        "{err}"
+    );
+    let other = tempfile::tempdir().unwrap();
+    let other_files = make_pki(other.path(), "another CA");
+    let mismatched = TlsFiles {
+        key: other_files.key.clone(),
+        ..files.clone()
+    };
+    let err = TlsSetup::load(&mismatched)
+        .err()
+        .expect("mismatched key")
+        .to_string();
+    assert!(err.contains("does not go with"), "{err}");
+    std::fs::write(dir.path().join("junk.pem"), "not pem at all").unwrap();
+    let junk = TlsFiles {
+        ca: dir.path().join("junk.pem"),
+        ..files
+    };
+    let err = TlsSetup::load(&junk).err().expect("junk CA").to_string();
+    assert!(err.contains("junk.pem"), "{err}");
+}
