@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// What to measure: `log`.
+    /// What to measure: `log` or `net`.
     what: String,
     /// Where benchmark files go (on the disk being measured).
     #[arg(long, default_value = "target/bench")]
@@ -28,7 +28,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.dir.display()))?;
     let report = match args.what.as_str() {
         "log" => bench_log(&args)?,
-        other => bail!("unknown benchmark {other:?} (known: log)"),
+        "net" => crate::bench_net::run(&args.dir, args.seconds)?,
+        other => bail!("unknown benchmark {other:?} (known: log, net)"),
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -1,0 +1,182 @@
+//! `cargo xtask bench net`: peer traffic between two transports over
+//! loopback mutual TLS, and the same framing over plain TCP and over TLS
+//! streams with no transport around them, to separate TLS's cost from the
+//! transport's.
+
+use bytes::{Bytes, BytesMut};
+use raft_core::{Body, Entry, Message, Mode, Payload};
+use raft_net::wire::{self, Frame};
+use raft_net::{NetConfig, TlsFiles, TlsSetup, Transport, frame};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn message(payload: usize, n: u64) -> Message {
+    let data = Bytes::from(vec![0x5Au8; payload]);
+    Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        mode: Mode::Active,
+        body: Body::Append {
+            prev_index: n,
+            prev_term: 1,
+            entries: vec![Entry {
+                term: 1,
+                index: n + 1,
+                payload: Payload::Normal(data),
+            }],
+            commit: n,
+        },
+    }
+}
+
+pub fn run(dir: &Path, seconds: f64) -> anyhow::Result<Value> {
+    let certs = dir.join("net-certs");
+    crate::certs::make_certs(&certs, false)?;
+    let tls = TlsSetup::load(&TlsFiles::node_in(&certs))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let mut results = Vec::new();
+        for size in [64usize, 4096] {
+            let transport = transport_bench(&tls, size, seconds).await?;
+            let plain = stream_bench(None, size, seconds).await?;
+            let over_tls = stream_bench(Some(&tls), size, seconds).await?;
+            let ratio = over_tls.0 / plain.0;
+            results.push(json!({
+                "payload_bytes": size,
+                "transport_tls": rate(transport),
+                "stream_tls": rate(over_tls),
+                "stream_plain_tcp": rate(plain),
+                "tls_vs_plain": (ratio * 100.0).round() / 100.0,
+            }));
+        }
+        let ratio_4k = results[1]["tls_vs_plain"].as_f64().unwrap_or(0.0);
+        Ok(json!({
+            "benchmark": "net",
+            "results": results,
+            "targets": { "tls_vs_plain_4k": { "value": ratio_4k, "target": ">= 0.6", "met": ratio_4k >= 0.6 } },
+        }))
+    })
+}
+
+fn rate((msgs, mb): (f64, f64)) -> Value {
+    json!({ "messages_per_sec": msgs.round(), "mb_per_sec": (mb * 10.0).round() / 10.0 })
+}
+
+/// The real transport, A to B, with a window so the bounded queue is not
+/// simply overrun.
+async fn transport_bench(tls: &TlsSetup, size: usize, seconds: f64) -> anyhow::Result<(f64, f64)> {
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr());
+    let (a_addr, b_addr) = (free()?, free()?);
+    let peers: std::collections::BTreeMap<_, _> =
+        [(1, a_addr.to_string()), (2, b_addr.to_string())].into();
+    let mut ca = NetConfig::new(1, "bench", a_addr, tls.clone());
+    ca.peers = peers.clone();
+    let mut cb = NetConfig::new(2, "bench", b_addr, tls.clone());
+    cb.peers = peers;
+    let (a, _a_rx) = Transport::start(ca).await?;
+    let (_b, mut b_rx) = Transport::start(cb).await?;
+    let received = Arc::new(AtomicU64::new(0));
+    let r = received.clone();
+    tokio::spawn(async move {
+        while b_rx.recv().await.is_some() {
+            r.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    // Wait for the connection.
+    while received.load(Ordering::Relaxed) == 0 {
+        a.send(message(size, 0));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let m = message(size, 1);
+    let start = Instant::now();
+    let base = received.load(Ordering::Relaxed);
+    let mut sent = 0u64;
+    while start.elapsed().as_secs_f64() < seconds {
+        while sent - (received.load(Ordering::Relaxed) - base) < 2048 {
+            a.send(m.clone());
+            sent += 1;
+        }
+        tokio::task::yield_now().await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let got = (received.load(Ordering::Relaxed) - base) as f64;
+    Ok((got / secs, got * size as f64 / secs / 1e6))
+}
+
+/// Frames of 256 messages, written as fast as the stream takes them.
+async fn stream_bench(
+    tls: Option<&TlsSetup>,
+    size: usize,
+    seconds: f64,
+) -> anyhow::Result<(f64, f64)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let received = Arc::new(AtomicU64::new(0));
+    let r = received.clone();
+    let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server.clone()));
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        tcp.set_nodelay(true).ok();
+        match acceptor {
+            Some(acc) => count_frames(acc.accept(tcp).await.expect("tls accept"), r).await,
+            None => count_frames(tcp, r).await,
+        }
+    });
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let batch: Vec<Message> = (0..256).map(|i| message(size, i)).collect();
+    let mut out = BytesMut::new();
+    frame::encode(&wire::to_body(&Frame::Messages(batch)), &mut out);
+    let frame_bytes = out.freeze();
+    let secs = match tls {
+        Some(t) => {
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost")?;
+            let s = tokio_rustls::TlsConnector::from(t.client.clone())
+                .connect(name, tcp)
+                .await?;
+            write_for(s, &frame_bytes, seconds).await?
+        }
+        None => write_for(tcp, &frame_bytes, seconds).await?,
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got = received.load(Ordering::Relaxed) as f64;
+    Ok((got / secs, got * size as f64 / secs / 1e6))
+}
+
+async fn write_for<S: AsyncWrite + Unpin>(
+    mut s: S,
+    frame_bytes: &[u8],
+    seconds: f64,
+) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < seconds {
+        s.write_all(frame_bytes).await?;
+    }
+    s.flush().await?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Decodes every frame fully (as the transport does) and counts messages.
+async fn count_frames<S: AsyncRead + Unpin>(mut s: S, count: Arc<AtomicU64>) {
+    let mut buf = BytesMut::with_capacity(1 << 20);
+    loop {
+        match s.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        while let Ok(Some(body)) = frame::decode(&mut buf, frame::DEFAULT_MAX_FRAME) {
+            if let Ok(Frame::Messages(ms)) = wire::from_body(&body) {
+                count.fetch_add(ms.len() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+}
