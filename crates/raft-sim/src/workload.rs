@@ -7,7 +7,7 @@ use raft_core::{Index, NodeId, Term};
 /// Keys of the replicated register store; few, so operations collide.
 pub const KEYS: u64 = 3;
 /// Ticks after which a client gives up on an operation.
-pub const OP_TIMEOUT: u64 = 120;
+pub const OP_TIMEOUT: u64 = 60;
 
 #[derive(Clone, Copy, Debug)]
 pub enum OpState {

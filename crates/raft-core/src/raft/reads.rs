@@ -28,8 +28,9 @@ pub(super) struct ReadQueue {
     waiting: Vec<PendingRead>,
     /// Rounds started and not yet confirmed: (round, read index, reads).
     in_flight: VecDeque<(u64, Index, Vec<PendingRead>)>,
-    /// Follower: ids of reads forwarded to the leader.
-    forwarded: Vec<u64>,
+    /// Follower: reads forwarded to the leader, with the heartbeats seen
+    /// since (each) was last sent.
+    forwarded: Vec<(u64, u8)>,
 }
 
 impl ReadQueue {
@@ -49,7 +50,7 @@ impl ReadQueue {
     }
 
     pub(super) fn drop_forwarded(&mut self, dropped: &mut Vec<u64>) {
-        dropped.append(&mut self.forwarded);
+        dropped.extend(self.forwarded.drain(..).map(|(id, _)| id));
     }
 }
 
@@ -63,7 +64,7 @@ impl Raft {
                 Ok(())
             }
             (_, Some(leader)) => {
-                self.reads.forwarded.push(id);
+                self.reads.forwarded.push((id, 0));
                 self.send(leader, Body::ReadIndex { id });
                 Ok(())
             }
@@ -128,8 +129,25 @@ impl Raft {
         }
     }
 
+    /// Follower, on each heartbeat from the leader: a read still unanswered
+    /// after two heartbeats was lost on the way (or its answer was), so it
+    /// is asked again; the leader answers a repeat like a new read.
+    pub(super) fn resend_forwarded_reads(&mut self, leader: NodeId) {
+        let mut again = Vec::new();
+        for (id, beats) in &mut self.reads.forwarded {
+            *beats += 1;
+            if *beats >= 2 {
+                *beats = 0;
+                again.push(*id);
+            }
+        }
+        for id in again {
+            self.send(leader, Body::ReadIndex { id });
+        }
+    }
+
     pub(super) fn follower_read_done(&mut self, id: u64, index: Index) {
-        if let Some(pos) = self.reads.forwarded.iter().position(|&f| f == id) {
+        if let Some(pos) = self.reads.forwarded.iter().position(|&(f, _)| f == id) {
             self.reads.forwarded.swap_remove(pos);
             self.read_states.push(ReadState { id, index });
         }

@@ -104,6 +104,7 @@ impl Raft {
                 self.leader = Some(m.from);
                 self.log.commit_to(commit.min(self.log.last_index()));
                 self.send(m.from, Body::HeartbeatResponse { read_round });
+                self.resend_forwarded_reads(m.from);
             }
             // A passive node never campaigns, even when told to.
             Body::TimeoutNow if self.mode != Mode::Passive => self.start_campaign(true),
