@@ -45,11 +45,6 @@ impl ProgressTracker {
         self.voters.contains(id)
     }
 
-    pub fn is_single_voter(&self, id: NodeId) -> bool {
-        let ids = self.voters.ids();
-        ids.len() == 1 && ids.contains(&id)
-    }
-
     /// The highest index durable on a quorum.
     pub fn committed(&self) -> Index {
         self.voters

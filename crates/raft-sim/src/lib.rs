@@ -478,12 +478,15 @@ impl Sim {
         if let Some(prev_term) = prev_term {
             self.checker.on_log_write(id, prev_term, &rd.entries)?;
         }
+        let must_persist = rd.must_persist();
         for m in rd.messages {
             self.net.send(self.now, m, &mut self.rng);
         }
         let n = self.nodes.get_mut(&id).expect("node exists");
-        if rd.hard_state.is_some() || !rd.entries.is_empty() || !rd.persisted_messages.is_empty() {
-            if n.writes.is_empty() && rd.hard_state.is_none() && rd.entries.is_empty() {
+        if must_persist || !rd.persisted_messages.is_empty() {
+            // With nothing to write and no write ahead of them, the
+            // messages that wait for the disk can go at once.
+            if n.writes.is_empty() && !must_persist {
                 for m in rd.persisted_messages {
                     self.net.send(self.now, m, &mut self.rng);
                 }

@@ -53,21 +53,12 @@ pub struct Faults {
     pub max_delay: Time,
 }
 
-impl Faults {
-    pub const NONE: Faults = Faults {
-        drop_permille: 0,
-        dup_permille: 0,
-        max_delay: 3,
-    };
-}
-
 pub struct Network {
     queue: BinaryHeap<Reverse<Queued>>,
     seq: u64,
     pub faults: Faults,
     /// Directed links that lose everything.
     blocked: BTreeSet<(NodeId, NodeId)>,
-    pub sent: u64,
     pub delivered: u64,
 }
 
@@ -78,7 +69,6 @@ impl Network {
             seq: 0,
             faults,
             blocked: BTreeSet::new(),
-            sent: 0,
             delivered: 0,
         }
     }
@@ -102,7 +92,6 @@ impl Network {
     }
 
     pub fn send(&mut self, now: Time, m: Message, rng: &mut Rng) {
-        self.sent += 1;
         if self.blocked.contains(&(m.from, m.to)) || rng.chance(self.faults.drop_permille, 1000) {
             return;
         }
@@ -134,14 +123,5 @@ impl Network {
 
     pub fn heal(&mut self) {
         self.blocked.clear();
-    }
-
-    pub fn describe_partitions(&self) -> String {
-        let v: Vec<String> = self
-            .blocked
-            .iter()
-            .map(|(a, b)| format!("{a}-x->{b}"))
-            .collect();
-        v.join(" ")
     }
 }
