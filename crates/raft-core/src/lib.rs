@@ -13,6 +13,8 @@ mod config;
 mod error;
 pub mod log;
 mod message;
+#[cfg(feature = "runtime")]
+pub mod node;
 pub mod progress;
 pub mod quorum;
 mod raft;

@@ -1,0 +1,450 @@
+//! The protocol task: one loop that owns the `Raft`, the state machine and
+//! every waiter.
+
+use super::storage::{self, Done, Job};
+use super::{Command, Node, NodeConfig, NodeError, NodeStatus, Reply, StateMachine, Transport};
+use crate::storage::{LogStore, Membership, WriteBatch};
+use crate::types::{Index, Payload, Role, Term};
+use crate::{InitialState, Message, Raft, Ready};
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc as std_mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::MissedTickBehavior;
+
+/// Inbound messages handled per round before the node looks at anything
+/// else, so a flood of peer traffic cannot starve ticks or clients.
+const MAX_INBOUND_PER_ROUND: usize = 1024;
+
+pub(super) fn start<S, T, M>(
+    cfg: NodeConfig,
+    mut store: S,
+    transport: T,
+    inbound: mpsc::Receiver<Message>,
+    sm: M,
+) -> Result<Node<M::Output>, NodeError>
+where
+    S: LogStore + Send + 'static,
+    T: Transport,
+    M: StateMachine,
+{
+    let fail = |e: S::Error| NodeError::Storage(e.to_string());
+    let stored = store.state().map_err(fail)?;
+    let membership = match stored.membership.clone() {
+        Some(m) => m,
+        None => {
+            let m = Membership {
+                voters: cfg.voters.clone(),
+                learners: vec![],
+            };
+            store
+                .write(WriteBatch {
+                    membership: Some(&m),
+                    ..Default::default()
+                })
+                .map_err(fail)?;
+            m
+        }
+    };
+    let (prev_index, prev_term) = stored.purged;
+    let mut entries = Vec::new();
+    let mut lo = prev_index + 1;
+    while lo <= stored.last_index {
+        let chunk = store
+            .entries(lo, stored.last_index + 1, 64 << 20)
+            .map_err(fail)?;
+        lo += chunk.len() as Index;
+        entries.extend(chunk);
+    }
+    let init = InitialState {
+        hard_state: stored.hard_state,
+        voters: membership.voters,
+        learners: membership.learners,
+        entries,
+        prev_index,
+        prev_term,
+        applied: prev_index,
+    };
+    let raft = Raft::new(cfg.raft.clone(), init).map_err(NodeError::from_protocol)?;
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let (storage, storage_thread) = storage::spawn(store, done_tx);
+    let (cmd_tx, cmd_rx) = mpsc::channel(cfg.max_batch.max(64));
+    let (status_tx, status_rx) = watch::channel(status_of(&raft, &cfg, None));
+    let timeout = cfg.request_timeout;
+    let driver = Driver {
+        raft,
+        cfg,
+        transport,
+        sm,
+        storage,
+        storage_thread: Some(storage_thread),
+        writes_in_flight: 0,
+        proposals: BTreeMap::new(),
+        reads_asked: HashMap::new(),
+        reads_ready: BTreeMap::new(),
+        next_read: 1,
+        status: status_tx,
+        failed: None,
+    };
+    tokio::spawn(driver.run(cmd_rx, inbound, done_rx));
+    Ok(Node {
+        tx: cmd_tx,
+        status: status_rx,
+        timeout,
+    })
+}
+
+fn status_of(raft: &Raft, cfg: &NodeConfig, failed: Option<String>) -> NodeStatus {
+    let s = raft.status();
+    let election_tick = cfg.raft.election_tick;
+    let quorum_live = {
+        let voters = raft.voters();
+        let live = voters
+            .iter()
+            .filter(|v| {
+                **v == s.id
+                    || s.peers
+                        .iter()
+                        .any(|p| p.id == **v && p.last_contact < election_tick)
+            })
+            .count();
+        s.role == Role::Leader && live * 2 > voters.len()
+    };
+    NodeStatus {
+        voters: raft.voters().into_iter().collect(),
+        raft: s,
+        failed,
+        tick_ms: cfg.tick.as_millis() as u64,
+        election_tick,
+        quorum_live,
+    }
+}
+
+struct Driver<T, M: StateMachine> {
+    raft: Raft,
+    cfg: NodeConfig,
+    transport: T,
+    sm: M,
+    storage: std_mpsc::Sender<Job>,
+    storage_thread: Option<std::thread::JoinHandle<()>>,
+    /// Jobs queued to the storage thread and not yet reported done.
+    writes_in_flight: usize,
+    /// Proposals waiting to be applied, by index, with the term they got.
+    proposals: BTreeMap<Index, (Term, Reply<(Index, M::Output)>)>,
+    /// Reads asked of the protocol, by read id.
+    reads_asked: HashMap<u64, Reply<Index>>,
+    /// Reads whose index is known, waiting for the state machine to get
+    /// there.
+    reads_ready: BTreeMap<Index, Vec<Reply<Index>>>,
+    next_read: u64,
+    status: watch::Sender<NodeStatus>,
+    failed: Option<String>,
+}
+
+impl<T: Transport, M: StateMachine> Driver<T, M> {
+    async fn run(
+        mut self,
+        mut cmds: mpsc::Receiver<Command<M::Output>>,
+        mut inbound: mpsc::Receiver<Message>,
+        mut done: mpsc::UnboundedReceiver<Done>,
+    ) {
+        let mut ticker = tokio::time::interval(self.cfg.tick);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut shutdown: Option<oneshot::Sender<()>> = None;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    if self.failed.is_none() {
+                        self.raft.tick();
+                    }
+                }
+                Some(m) = inbound.recv() => {
+                    self.step(m);
+                    for _ in 1..MAX_INBOUND_PER_ROUND {
+                        match inbound.try_recv() {
+                            Ok(m) => self.step(m),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(d) = done.recv() => self.on_done(d),
+                c = cmds.recv() => {
+                    let Some(c) = c else { break };
+                    let mut batch = vec![c];
+                    while batch.len() < self.cfg.max_batch {
+                        match cmds.try_recv() {
+                            Ok(c) => batch.push(c),
+                            Err(_) => break,
+                        }
+                    }
+                    if let Some(s) = self.on_commands(batch) {
+                        shutdown = Some(s);
+                        break;
+                    }
+                }
+            }
+            self.advance();
+        }
+        self.stop(shutdown).await;
+    }
+
+    fn step(&mut self, m: Message) {
+        if self.failed.is_none() {
+            self.raft.step(m);
+        }
+    }
+
+    /// Handles a batch of user commands; all proposals among them go into
+    /// one log append. Returns the shutdown reply when asked to stop.
+    fn on_commands(&mut self, batch: Vec<Command<M::Output>>) -> Option<oneshot::Sender<()>> {
+        let mut proposals: Vec<(
+            Bytes,
+            Result<Reply<(Index, M::Output)>, Reply<(Index, Term)>>,
+        )> = Vec::new();
+        let mut shutdown = None;
+        for c in batch {
+            match c {
+                Command::Propose(data, r) => proposals.push((data, Ok(r))),
+                Command::Append(data, r) => proposals.push((data, Err(r))),
+                Command::Read(r) => self.read(r),
+                Command::SetMode(mode) => self.raft.set_mode(mode),
+                Command::Transfer(to, r) => {
+                    let res = self.raft.transfer_leader(to);
+                    let _ = r.send(res.map_err(NodeError::from_protocol));
+                }
+                Command::Campaign(r) => {
+                    let res = self.raft.campaign();
+                    let _ = r.send(res.map_err(NodeError::from_protocol));
+                }
+                Command::Entries(lo, hi, max, r) => {
+                    let log = self.raft.log();
+                    let hi = hi.min(log.committed.saturating_add(1));
+                    let lo = lo.max(log.first_index());
+                    let _ = r.send(Ok(if lo < hi {
+                        log.slice(lo, hi, max)
+                    } else {
+                        Vec::new()
+                    }));
+                }
+                Command::Shutdown(s) => shutdown = Some(s),
+            }
+        }
+        if !proposals.is_empty() {
+            self.propose(proposals);
+        }
+        shutdown
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn propose(
+        &mut self,
+        batch: Vec<(
+            Bytes,
+            Result<Reply<(Index, M::Output)>, Reply<(Index, Term)>>,
+        )>,
+    ) {
+        if let Some(f) = &self.failed {
+            for (_, r) in batch {
+                fail(r, NodeError::Storage(f.clone()));
+            }
+            return;
+        }
+        let (data, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        match self.raft.propose_batch(data) {
+            Ok((first, term)) => {
+                for (i, r) in replies.into_iter().enumerate() {
+                    let index = first + i as Index;
+                    match r {
+                        Ok(r) => {
+                            self.proposals.insert(index, (term, r));
+                        }
+                        Err(r) => {
+                            let _ = r.send(Ok((index, term)));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                let e = NodeError::from_protocol(e);
+                for r in replies {
+                    fail(r, e.clone());
+                }
+            }
+        }
+    }
+
+    fn read(&mut self, r: Reply<Index>) {
+        if let Some(f) = &self.failed {
+            let _ = r.send(Err(NodeError::Storage(f.clone())));
+            return;
+        }
+        let id = self.next_read;
+        self.next_read += 1;
+        match self.raft.read_index(id) {
+            Ok(()) => {
+                self.reads_asked.insert(id, r);
+            }
+            Err(e) => {
+                let _ = r.send(Err(NodeError::from_protocol(e)));
+            }
+        }
+    }
+
+    fn on_done(&mut self, d: Done) {
+        self.writes_in_flight -= 1;
+        match d {
+            Done::Persisted { upto, then_send } => {
+                if let Some((index, term)) = upto {
+                    self.raft.on_persisted(index, term);
+                }
+                for m in then_send {
+                    self.transport.send(m);
+                }
+            }
+            Done::Failed(why) => {
+                tracing::error!("storage failed, this node stops taking writes: {why}");
+                self.failed = Some(why.clone());
+                self.publish();
+                for (_, (_, r)) in std::mem::take(&mut self.proposals) {
+                    let _ = r.send(Err(NodeError::Storage(why.clone())));
+                }
+            }
+        }
+    }
+
+    /// Drains every `Ready` the protocol has, then publishes the status.
+    fn advance(&mut self) {
+        while self.failed.is_none() && self.raft.has_ready() {
+            let rd = self.raft.ready();
+            self.handle_ready(rd);
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let s = status_of(&self.raft, &self.cfg, self.failed.clone());
+        self.status.send_replace(s);
+    }
+
+    fn handle_ready(&mut self, rd: Ready) {
+        let must_persist = rd.must_persist();
+        let Ready {
+            hard_state,
+            entries,
+            messages,
+            persisted_messages,
+            committed,
+            reads,
+            dropped_reads,
+        } = rd;
+        for m in messages {
+            self.transport.send(m);
+        }
+        if must_persist || (!persisted_messages.is_empty() && self.writes_in_flight > 0) {
+            // Behind earlier writes: even a job with nothing to write must
+            // wait its turn, since its messages may acknowledge them.
+            self.writes_in_flight += 1;
+            let job = Job {
+                hard_state,
+                entries,
+                then_send: persisted_messages,
+            };
+            if self.storage.send(job).is_err() {
+                self.writes_in_flight -= 1;
+            }
+        } else {
+            for m in persisted_messages {
+                self.transport.send(m);
+            }
+        }
+        self.apply(committed);
+        for rs in reads {
+            if let Some(r) = self.reads_asked.remove(&rs.id) {
+                self.reads_ready.entry(rs.index).or_default().push(r);
+            }
+        }
+        for id in dropped_reads {
+            if let Some(r) = self.reads_asked.remove(&id) {
+                let leader = self.raft.leader();
+                let _ = r.send(Err(match leader {
+                    None => NodeError::NoLeader,
+                    Some(_) => NodeError::NotLeader { leader },
+                }));
+            }
+        }
+        self.serve_reads();
+    }
+
+    fn apply(&mut self, committed: Vec<crate::Entry>) {
+        let Some(last) = committed.last().map(|e| e.index) else {
+            return;
+        };
+        for e in committed {
+            let output = match &e.payload {
+                Payload::Normal(data) => Some(self.sm.apply(e.index, data)),
+                Payload::Noop => None,
+            };
+            // Proposals at lower indexes than this entry can no longer be
+            // applied: their slot went to another entry or was skipped.
+            while let Some(entry) = self.proposals.first_entry() {
+                if *entry.key() >= e.index {
+                    break;
+                }
+                let (_, r) = entry.remove();
+                let _ = r.send(Err(NodeError::Dropped));
+            }
+            if let Some((term, r)) = self.proposals.remove(&e.index) {
+                let _ = r.send(match output {
+                    Some(o) if term == e.term => Ok((e.index, o)),
+                    _ => Err(NodeError::Dropped),
+                });
+            }
+        }
+        self.raft.on_applied(last);
+    }
+
+    fn serve_reads(&mut self) {
+        let applied = self.raft.log().applied;
+        while let Some(entry) = self.reads_ready.first_entry() {
+            if *entry.key() > applied {
+                break;
+            }
+            let index = *entry.key();
+            for r in entry.remove() {
+                let _ = r.send(Ok(index));
+            }
+        }
+    }
+
+    async fn stop(mut self, shutdown: Option<oneshot::Sender<()>>) {
+        for (_, (_, r)) in std::mem::take(&mut self.proposals) {
+            let _ = r.send(Err(NodeError::ShuttingDown));
+        }
+        // Dropping the job sender ends the storage thread after what it has
+        // queued (closing the store); the status channel closing tells
+        // watchers.
+        let Driver {
+            storage,
+            storage_thread,
+            ..
+        } = self;
+        drop(storage);
+        if let Some(t) = storage_thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        if let Some(s) = shutdown {
+            let _ = s.send(());
+        }
+    }
+}
+
+fn fail<A, B>(r: Result<Reply<A>, Reply<B>>, e: NodeError) {
+    match r {
+        Ok(r) => {
+            let _ = r.send(Err(e));
+        }
+        Err(r) => {
+            let _ = r.send(Err(e));
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! The async node driver: runs [`Raft`](crate::Raft) on tokio over a
+//! [`LogStore`], a [`Transport`] and a [`StateMachine`], and hands users a
+//! cloneable [`Node`].
+//!
+//! One task owns the protocol and does, per round: take inputs (ticks,
+//! peer messages, user commands, storage completions), drain the `Ready`,
+//! send messages at once (so followers write in parallel with the leader's
+//! fsync), queue the durable part to the storage thread, apply committed
+//! entries, answer waiters. The storage thread owns the `LogStore` (it
+//! blocks on fsync), merges whatever is queued into one write, and reports
+//! back in order.
+
+mod driver;
+pub mod local;
+mod storage;
+
+use crate::storage::LogStore;
+use crate::types::{Entry, Index, Mode, NodeId, Role, Term};
+use crate::{Config, Message, Status};
+use bytes::Bytes;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Sends messages to peers. Never blocks; may drop (Raft retransmits).
+pub trait Transport: Send + Sync + 'static {
+    fn send(&self, m: Message);
+}
+
+/// The replicated application. Entries arrive in log order, each exactly
+/// once per process lifetime (a restarted node replays from `applied()`).
+pub trait StateMachine: Send + 'static {
+    type Output: Send + 'static;
+    /// Applies one committed application entry.
+    fn apply(&mut self, index: Index, data: &Bytes) -> Self::Output;
+}
+
+/// Driver settings around the protocol's own.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub raft: Config,
+    /// The initial voters, used when the store holds no membership yet.
+    pub voters: Vec<NodeId>,
+    /// How long one protocol tick lasts.
+    pub tick: Duration,
+    /// How long a proposal or read waits before failing with `Timeout`
+    /// (or `NoQuorum` when this node leads without a live quorum).
+    pub request_timeout: Duration,
+    /// Proposals taken into one `Ready` (and so one fsync) at most.
+    pub max_batch: usize,
+}
+
+impl NodeConfig {
+    pub fn new(raft: Config, voters: Vec<NodeId>) -> Self {
+        NodeConfig {
+            raft,
+            voters,
+            tick: Duration::from_millis(50),
+            request_timeout: Duration::from_secs(5),
+            max_batch: 4096,
+        }
+    }
+}
+
+/// Why a request to the node failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    #[error("no leader is known")]
+    NoLeader,
+    #[error("the leader cannot reach a quorum")]
+    NoQuorum,
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("the entry was replaced by another leader's; it was not applied")]
+    Dropped,
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// The outcome of a write in flight when the disk failed is unknown:
+    /// it may have reached the disk (and so may still commit).
+    #[error("storage failed, the node no longer takes writes: {0}")]
+    Storage(String),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+impl NodeError {
+    fn from_protocol(e: crate::Error) -> Self {
+        match e {
+            crate::Error::NotLeader { leader: None } => NodeError::NoLeader,
+            crate::Error::NotLeader { leader } => NodeError::NotLeader { leader },
+            other => NodeError::Refused(other.to_string()),
+        }
+    }
+}
+
+/// What the node publishes after every round, for status pages.
+#[derive(Clone, Debug)]
+pub struct NodeStatus {
+    pub raft: Status,
+    pub voters: Vec<NodeId>,
+    /// Set once storage failed; the node then refuses writes.
+    pub failed: Option<String>,
+    /// Milliseconds per tick, to turn `last_contact` ticks into time.
+    pub tick_ms: u64,
+    pub election_tick: u64,
+    /// Leader only: whether a quorum was heard from within an election
+    /// timeout.
+    pub quorum_live: bool,
+}
+
+impl NodeStatus {
+    pub fn is_leader(&self) -> bool {
+        self.raft.role == Role::Leader
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
+
+enum Command<O> {
+    Propose(Bytes, Reply<(Index, O)>),
+    /// Like `Propose`, but answered with (index, term) as soon as the entry
+    /// is appended, for callers that follow the log themselves.
+    Append(Bytes, Reply<(Index, Term)>),
+    Read(Reply<Index>),
+    SetMode(Mode),
+    Transfer(NodeId, Reply<()>),
+    Campaign(Reply<()>),
+    Entries(Index, Index, usize, Reply<Vec<Entry>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A cloneable handle to a running node.
+pub struct Node<O> {
+    tx: mpsc::Sender<Command<O>>,
+    status: watch::Receiver<NodeStatus>,
+    timeout: Duration,
+}
+
+impl<O> Clone for Node<O> {
+    fn clone(&self) -> Self {
+        Node {
+            tx: self.tx.clone(),
+            status: self.status.clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+impl<O: Send + 'static> Node<O> {
+    /// Starts a node: loads the store, then runs until shut down or every
+    /// handle is dropped. Messages from peers arrive on `inbound`.
+    pub fn start<S, T, M>(
+        cfg: NodeConfig,
+        store: S,
+        transport: T,
+        inbound: mpsc::Receiver<Message>,
+        sm: M,
+    ) -> Result<Self, NodeError>
+    where
+        S: LogStore + Send + 'static,
+        T: Transport,
+        M: StateMachine<Output = O>,
+    {
+        driver::start(cfg, store, transport, inbound, sm)
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command<O>) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?;
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(NodeError::ShuttingDown),
+            Err(_) => Err(self.timeout_error()),
+        }
+    }
+
+    fn timeout_error(&self) -> NodeError {
+        let s = self.status.borrow();
+        if s.is_leader() && !s.quorum_live {
+            NodeError::NoQuorum
+        } else if s.raft.leader.is_none() {
+            NodeError::NoLeader
+        } else {
+            NodeError::Timeout(self.timeout)
+        }
+    }
+
+    /// Replicates `data`, and answers once this node applied it, with its
+    /// index and the state machine's output. Leader only.
+    pub async fn propose(&self, data: Bytes) -> Result<(Index, O), NodeError> {
+        self.call(|r| Command::Propose(data, r)).await
+    }
+
+    /// Appends `data` to the log and answers with its (index, term) at once,
+    /// before it commits. Leader only.
+    pub async fn append(&self, data: Bytes) -> Result<(Index, Term), NodeError> {
+        self.call(|r| Command::Append(data, r)).await
+    }
+
+    /// A linearizable read barrier (ReadIndex): answers, with the read
+    /// index, once this node's state machine has applied everything
+    /// committed when the call was made. Works on followers too.
+    pub async fn read_barrier(&self) -> Result<Index, NodeError> {
+        self.call(Command::Read).await
+    }
+
+    pub async fn set_mode(&self, mode: Mode) -> Result<(), NodeError> {
+        self.tx
+            .send(Command::SetMode(mode))
+            .await
+            .map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// Starts handing leadership to `to` (leader only).
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<(), NodeError> {
+        self.call(|r| Command::Transfer(to, r)).await
+    }
+
+    /// Campaigns now (skips the election timeout).
+    pub async fn campaign(&self) -> Result<(), NodeError> {
+        self.call(Command::Campaign).await
+    }
+
+    /// Committed entries with indexes in `lo..hi`, up to `max_bytes`
+    /// (at least one when any is in range).
+    pub async fn entries(
+        &self,
+        lo: Index,
+        hi: Index,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>, NodeError> {
+        self.call(|r| Command::Entries(lo, hi, max_bytes, r)).await
+    }
+
+    /// Follows the committed log from index `from`.
+    pub fn follow(&self, from: Index) -> LogFollower<O> {
+        LogFollower {
+            node: self.clone(),
+            next: from.max(1),
+            status: self.status.clone(),
+        }
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that changes whenever the node's status does.
+    pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
+        self.status.clone()
+    }
+
+    /// Waits until this node has applied `index`, or `timeout` passes.
+    pub async fn wait_applied(&self, index: Index, timeout: Duration) -> Result<(), NodeError> {
+        let mut rx = self.status.clone();
+        let r = tokio::time::timeout(timeout, rx.wait_for(|s| s.raft.applied >= index)).await;
+        match r {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(NodeError::ShuttingDown),
+            Err(_) => Err(NodeError::Timeout(timeout)),
+        }
+    }
+
+    /// Stops the node; returns once the protocol task and the storage
+    /// thread are done with what they had.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Reads the committed log in order, waiting for new entries.
+pub struct LogFollower<O> {
+    node: Node<O>,
+    next: Index,
+    status: watch::Receiver<NodeStatus>,
+}
+
+impl<O: Send + 'static> LogFollower<O> {
+    /// The next committed entries (at least one), waiting for them.
+    pub async fn next_batch(&mut self) -> Result<Vec<Entry>, NodeError> {
+        loop {
+            let next = self.next;
+            self.status
+                .wait_for(|s| s.raft.commit >= next || s.failed.is_some())
+                .await
+                .map_err(|_| NodeError::ShuttingDown)?;
+            if let Some(f) = self.status.borrow().failed.clone() {
+                return Err(NodeError::Storage(f));
+            }
+            let batch = self.node.entries(next, Index::MAX, 1 << 20).await?;
+            if let Some(last) = batch.last() {
+                self.next = last.index + 1;
+                return Ok(batch);
+            }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The storage thread: owns the `LogStore`, turns queued jobs into as few
+//! writes as it can (one transaction and one fsync for all that queued up
+//! while the last one ran), and reports completions in order.
+
+use crate::Message;
+use crate::storage::{LogStore, WriteBatch};
+use crate::types::{Entry, HardState, Index, Term};
+use std::sync::mpsc as std_mpsc;
+use tokio::sync::mpsc;
+
+/// One `Ready`'s durable part, plus what to send once it is durable.
+pub(super) struct Job {
+    pub hard_state: Option<HardState>,
+    pub entries: Vec<Entry>,
+    pub then_send: Vec<Message>,
+}
+
+pub(super) enum Done {
+    /// Everything queued before is durable up to `upto` (the last entry
+    /// written, if any); send `then_send` now.
+    Persisted {
+        upto: Option<(Index, Term)>,
+        then_send: Vec<Message>,
+    },
+    /// The store failed; it takes no more writes.
+    Failed(String),
+}
+
+pub(super) fn spawn<S: LogStore + Send + 'static>(
+    mut store: S,
+    done: mpsc::UnboundedSender<Done>,
+) -> (std_mpsc::Sender<Job>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = std_mpsc::channel::<Job>();
+    let handle = std::thread::Builder::new()
+        .name("raft-storage".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut merged = first;
+                while let Ok(next) = rx.try_recv() {
+                    merge(&mut merged, next);
+                }
+                let upto = merged.entries.last().map(|e| (e.index, e.term));
+                if merged.hard_state.is_some() || !merged.entries.is_empty() {
+                    let batch = WriteBatch {
+                        hard_state: merged.hard_state,
+                        entries: &merged.entries,
+                        membership: None,
+                    };
+                    if let Err(e) = store.write(batch) {
+                        let _ = done.send(Done::Failed(e.to_string()));
+                        return;
+                    }
+                }
+                let msg = Done::Persisted {
+                    upto,
+                    then_send: merged.then_send,
+                };
+                if done.send(msg).is_err() {
+                    return;
+                }
+            }
+        })
+        .expect("spawning the storage thread");
+    (tx, handle)
+}
+
+/// Folds a later job into an earlier one: its entries replace any at the
+/// same or higher indexes (as the store would), its hard state wins.
+fn merge(into: &mut Job, next: Job) {
+    if next.hard_state.is_some() {
+        into.hard_state = next.hard_state;
+    }
+    if let Some(first) = next.entries.first() {
+        let keep = into
+            .entries
+            .iter()
+            .position(|e| e.index >= first.index)
+            .unwrap_or(into.entries.len());
+        into.entries.truncate(keep);
+        into.entries.extend(next.entries);
+    }
+    into.then_send.extend(next.then_send);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Payload;
+
+    fn e(index: Index, term: Term) -> Entry {
+        Entry {
+            index,
+            term,
+            payload: Payload::Noop,
+        }
+    }
+
+    fn job(entries: Vec<Entry>, term: Option<Term>) -> Job {
+        Job {
+            hard_state: term.map(|term| HardState {
+                term,
+                ..Default::default()
+            }),
+            entries,
+            then_send: vec![],
+        }
+    }
+
+    #[test]
+    fn merging_replaces_a_conflicting_suffix() {
+        let mut a = job(vec![e(5, 1), e(6, 1), e(7, 1)], Some(1));
+        merge(&mut a, job(vec![e(6, 2)], Some(2)));
+        merge(&mut a, job(vec![], None));
+        let got: Vec<_> = a.entries.iter().map(|e| (e.index, e.term)).collect();
+        assert_eq!(got, vec![(5, 1), (6, 2)]);
+        assert_eq!(a.hard_state.unwrap().term, 2);
+        merge(&mut a, job(vec![e(7, 2), e(8, 2)], None));
+        assert_eq!(a.entries.len(), 4);
+    }
+}
