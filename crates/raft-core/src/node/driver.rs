@@ -130,7 +130,7 @@ struct Driver<T, M: StateMachine> {
     /// Jobs queued to the storage thread and not yet reported done.
     writes_in_flight: usize,
     /// Proposals waiting to be applied, by index, with the term they got.
-    proposals: BTreeMap<Index, (Term, Reply<(Index, M::Output)>)>,
+    proposals: BTreeMap<Index, (Term, ApplyReply<M::Output>)>,
     /// Reads asked of the protocol, by read id.
     reads_asked: HashMap<u64, Reply<Index>>,
     /// Reads whose index is known, waiting for the state machine to get
@@ -204,8 +204,8 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
         let mut shutdown = None;
         for c in batch {
             match c {
-                Command::Propose(data, r) => proposals.push((data, Ok(r))),
-                Command::Append(data, r) => proposals.push((data, Err(r))),
+                Command::Propose(data, r) => proposals.push((data, Waiter::Applied(r))),
+                Command::Append(data, r) => proposals.push((data, Waiter::Appended(r))),
                 Command::Read(r) => self.read(r),
                 Command::SetMode(mode) => self.raft.set_mode(mode),
                 Command::Transfer(to, r) => {
@@ -245,7 +245,7 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
     ) {
         if let Some(f) = &self.failed {
             for (_, r) in batch {
-                fail(r, NodeError::Storage(f.clone()));
+                r.fail(NodeError::Storage(f.clone()));
             }
             return;
         }
@@ -255,10 +255,10 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
                 for (i, r) in replies.into_iter().enumerate() {
                     let index = first + i as Index;
                     match r {
-                        Ok(r) => {
+                        Waiter::Applied(r) => {
                             self.proposals.insert(index, (term, r));
                         }
-                        Err(r) => {
+                        Waiter::Appended(r) => {
                             let _ = r.send(Ok((index, term)));
                         }
                     }
@@ -267,7 +267,7 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
             Err(e) => {
                 let e = NodeError::from_protocol(e);
                 for r in replies {
-                    fail(r, e.clone());
+                    r.fail(e.clone());
                 }
             }
         }
@@ -438,13 +438,23 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
     }
 }
 
-fn fail<A, B>(r: Result<Reply<A>, Reply<B>>, e: NodeError) {
-    match r {
-        Ok(r) => {
-            let _ = r.send(Err(e));
-        }
-        Err(r) => {
-            let _ = r.send(Err(e));
+type ApplyReply<O> = Reply<(Index, O)>;
+
+/// Who waits for a proposal: to hear once it is applied, or only appended.
+enum Waiter<O> {
+    Applied(ApplyReply<O>),
+    Appended(Reply<(Index, Term)>),
+}
+
+impl<O> Waiter<O> {
+    fn fail(self, e: NodeError) {
+        match self {
+            Waiter::Applied(r) => {
+                let _ = r.send(Err(e));
+            }
+            Waiter::Appended(r) => {
+                let _ = r.send(Err(e));
+            }
         }
     }
 }
