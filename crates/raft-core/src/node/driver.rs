@@ -197,10 +197,7 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
     /// Handles a batch of user commands; all proposals among them go into
     /// one log append. Returns the shutdown reply when asked to stop.
     fn on_commands(&mut self, batch: Vec<Command<M::Output>>) -> Option<oneshot::Sender<()>> {
-        let mut proposals: Vec<(
-            Bytes,
-            Result<Reply<(Index, M::Output)>, Reply<(Index, Term)>>,
-        )> = Vec::new();
+        let mut proposals: Vec<(Bytes, Waiter<M::Output>)> = Vec::new();
         let mut shutdown = None;
         for c in batch {
             match c {
@@ -235,14 +232,7 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
         shutdown
     }
 
-    #[allow(clippy::type_complexity)]
-    fn propose(
-        &mut self,
-        batch: Vec<(
-            Bytes,
-            Result<Reply<(Index, M::Output)>, Reply<(Index, Term)>>,
-        )>,
-    ) {
+    fn propose(&mut self, batch: Vec<(Bytes, Waiter<M::Output>)>) {
         if let Some(f) = &self.failed {
             for (_, r) in batch {
                 r.fail(NodeError::Storage(f.clone()));
