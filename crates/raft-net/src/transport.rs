@@ -42,6 +42,9 @@ pub struct NetConfig {
     pub handshake_timeout: Duration,
     /// An inbound connection silent this long is closed.
     pub idle_timeout: Duration,
+    /// This node's client (command-port) address, told to peers in the
+    /// handshake.
+    pub client_addr: String,
 }
 
 impl NetConfig {
@@ -56,6 +59,7 @@ impl NetConfig {
             queue: 4096,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
+            client_addr: String::new(),
         }
     }
 }
@@ -71,7 +75,11 @@ pub struct Transport {
     tasks: Vec<JoinHandle<()>>,
     /// Inbound messages dropped because the receiver was full.
     inbound_dropped: Arc<AtomicU64>,
+    client_addrs: ClientAddrs,
 }
+
+/// Peers' client addresses, as their handshakes told them.
+type ClientAddrs = Arc<std::sync::Mutex<BTreeMap<NodeId, String>>>;
 
 impl Transport {
     /// Binds the listener and starts the peer connections. Messages from
@@ -82,11 +90,13 @@ impl Transport {
         let (in_tx, in_rx) = mpsc::channel(cfg.queue);
         let cfg = Arc::new(cfg);
         let inbound_dropped = Arc::new(AtomicU64::new(0));
+        let client_addrs = ClientAddrs::default();
         let mut tasks = vec![tokio::spawn(accept_loop(
             listener,
             cfg.clone(),
             in_tx,
             inbound_dropped.clone(),
+            client_addrs.clone(),
         ))];
         let mut peers = BTreeMap::new();
         for (&id, addr) in &cfg.peers {
@@ -109,6 +119,7 @@ impl Transport {
                 local_addr,
                 tasks,
                 inbound_dropped,
+                client_addrs,
             },
             in_rx,
         ))
@@ -139,6 +150,18 @@ impl Transport {
     pub fn inbound_dropped(&self) -> u64 {
         self.inbound_dropped.load(Ordering::Relaxed)
     }
+
+    /// The client address `peer` announced when it last connected to us.
+    pub fn client_addr(&self, peer: NodeId) -> Option<String> {
+        let g = self.client_addrs.lock().unwrap_or_else(|p| p.into_inner());
+        g.get(&peer).cloned()
+    }
+}
+
+impl raft_core::node::Transport for Transport {
+    fn send(&self, m: Message) {
+        Transport::send(self, m)
+    }
 }
 
 impl Drop for Transport {
@@ -156,6 +179,7 @@ async fn accept_loop(
     cfg: Arc<NetConfig>,
     tx: mpsc::Sender<Message>,
     dropped: Arc<AtomicU64>,
+    client_addrs: ClientAddrs,
 ) {
     let acceptor = TlsAcceptor::from(cfg.tls.server.clone());
     let mut conns = tokio::task::JoinSet::new();
@@ -172,8 +196,9 @@ async fn accept_loop(
         let _ = tcp.set_nodelay(true);
         let (acceptor, cfg, tx, dropped) =
             (acceptor.clone(), cfg.clone(), tx.clone(), dropped.clone());
+        let addrs = client_addrs.clone();
         conns.spawn(async move {
-            if let Err(e) = serve_inbound(tcp, acceptor, &cfg, tx, &dropped).await {
+            if let Err(e) = serve_inbound(tcp, acceptor, &cfg, tx, &dropped, &addrs).await {
                 tracing::warn!(peer = %addr, "closed inbound connection: {e}");
             }
         });
@@ -186,6 +211,7 @@ async fn serve_inbound(
     cfg: &NetConfig,
     tx: mpsc::Sender<Message>,
     dropped: &AtomicU64,
+    client_addrs: &ClientAddrs,
 ) -> Result<(), NetError> {
     let limit = cfg.handshake_timeout;
     let mut tls = tokio::time::timeout(limit, acceptor.accept(tcp))
@@ -193,9 +219,15 @@ async fn serve_inbound(
         .map_err(|_| NetError::Handshake("TLS handshake timed out".into()))??;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let hello = read_frame(&mut tls, &mut buf, cfg.max_frame, limit, limit).await?;
-    let node = wire::check_hello(&hello, &cfg.cluster)?;
+    let (node, client_addr) = wire::check_hello(&hello, &cfg.cluster)?;
     if !cfg.peers.contains_key(&node) {
         return Err(NetError::Handshake(format!("node {node} is not a member")));
+    }
+    if !client_addr.is_empty() {
+        client_addrs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node, client_addr.to_string());
     }
     loop {
         match read_frame(&mut tls, &mut buf, cfg.max_frame, cfg.idle_timeout, limit).await? {
@@ -302,6 +334,7 @@ async fn connect(
             version: PROTOCOL_VERSION,
             cluster: cfg.cluster.clone(),
             node: cfg.id,
+            client_addr: cfg.client_addr.clone(),
         }),
         &mut out,
     );

@@ -6,7 +6,7 @@ use raft_core::{Message, NodeId};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to frames or messages.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Frame {
@@ -15,6 +15,9 @@ pub enum Frame {
         version: u32,
         cluster: String,
         node: NodeId,
+        /// Where the node serves clients (`host:port`, empty if nowhere),
+        /// so peers can forward or redirect clients to the leader.
+        client_addr: String,
     },
     /// Messages coalesced into one write.
     Messages(Vec<Message>),
@@ -28,13 +31,15 @@ pub fn from_body(body: &[u8]) -> Result<Frame, NetError> {
     rmp_serde::from_slice(body).map_err(|e| NetError::Malformed(e.to_string()))
 }
 
-/// Checks a peer's handshake against ours.
-pub fn check_hello(f: &Frame, cluster: &str) -> Result<NodeId, NetError> {
+/// Checks a peer's handshake against ours; returns the peer's node id and
+/// client address.
+pub fn check_hello<'a>(f: &'a Frame, cluster: &str) -> Result<(NodeId, &'a str), NetError> {
     match f {
         Frame::Hello {
             version,
             cluster: c,
             node,
+            client_addr,
         } => {
             if *version != PROTOCOL_VERSION {
                 return Err(NetError::Handshake(format!(
@@ -46,7 +51,7 @@ pub fn check_hello(f: &Frame, cluster: &str) -> Result<NodeId, NetError> {
                     "cluster {c:?}, we are {cluster:?}"
                 )));
             }
-            Ok(*node)
+            Ok((*node, client_addr))
         }
         Frame::Messages(_) => Err(NetError::Handshake("messages before the handshake".into())),
     }
@@ -86,13 +91,15 @@ mod tests {
             version: PROTOCOL_VERSION,
             cluster: "c".into(),
             node: 7,
+            client_addr: "127.0.0.1:7500".into(),
         };
-        assert_eq!(check_hello(&ok, "c").unwrap(), 7);
+        assert_eq!(check_hello(&ok, "c").unwrap(), (7, "127.0.0.1:7500"));
         assert!(check_hello(&ok, "other").is_err());
         let old = Frame::Hello {
             version: 0,
             cluster: "c".into(),
             node: 7,
+            client_addr: String::new(),
         };
         assert!(check_hello(&old, "c").is_err());
         assert!(from_body(b"\xc1garbage").is_err());

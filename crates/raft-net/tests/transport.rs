@@ -65,6 +65,7 @@ async fn node(
     let mut cfg = NetConfig::new(id, "test-cluster", addr, tls.clone());
     cfg.peers = peers.iter().map(|(i, a)| (*i, a.to_string())).collect();
     cfg.handshake_timeout = Duration::from_millis(500);
+    cfg.client_addr = format!("client-of-{id}:7500");
     Transport::start(cfg).await.expect("start transport")
 }
 
@@ -113,10 +114,13 @@ async fn pair() -> Pair {
     }
 }
 
-/// The pair still works both ways.
+/// The pair still works both ways, and each side knows where the other
+/// serves clients.
 async fn still_healthy(p: &mut Pair, n: u64) {
     expect_delivery(&p.a, &mut p.b_rx, msg(1, 2, n)).await;
     expect_delivery(&p.b, &mut p.a_rx, msg(2, 1, n)).await;
+    assert_eq!(p.a.client_addr(2).as_deref(), Some("client-of-2:7500"));
+    assert_eq!(p.b.client_addr(1).as_deref(), Some("client-of-1:7500"));
 }
 
 /// Waits for the server to close `s` (EOF or error), with a deadline.
@@ -251,6 +255,7 @@ fn hello(cluster: &str, node: NodeId) -> Vec<u8> {
         version: raft_net::wire::PROTOCOL_VERSION,
         cluster: cluster.into(),
         node,
+        client_addr: String::new(),
     };
     raft_net::frame::encode(&raft_net::wire::to_body(&f), &mut out);
     out.to_vec()
