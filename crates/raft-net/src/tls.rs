@@ -83,6 +83,54 @@ pub fn load_roots(path: &Path) -> Result<Arc<RootCertStore>, NetError> {
     Ok(Arc::new(roots))
 }
 
+/// The command port's server configuration: the node's certificate, and
+/// client certificates checked against the CA; required unless
+/// `require_client_cert` is false (then checked only when presented).
+pub fn command_port_config(
+    files: &TlsFiles,
+    require_client_cert: bool,
+) -> Result<Arc<ServerConfig>, NetError> {
+    let roots = load_roots(&files.ca)?;
+    let chain = load_certs(&files.cert)?;
+    let key = load_key(&files.key)?;
+    let mut b = WebPkiClientVerifier::builder_with_provider(roots, provider());
+    if !require_client_cert {
+        b = b.allow_unauthenticated();
+    }
+    let verifier = b
+        .build()
+        .map_err(|e| cert_error(&files.ca, e.to_string()))?;
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            cert_error(
+                &files.key,
+                format!("does not go with {}: {e}", files.cert.display()),
+            )
+        })?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// A client configuration for tools talking to a command port: trusts
+/// `ca`, and presents `identity` (certificate, key) when given.
+pub fn client_config(
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Result<Arc<ClientConfig>, NetError> {
+    let b = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&version::TLS13])?
+        .with_root_certificates(load_roots(ca)?);
+    Ok(Arc::new(match identity {
+        Some((cert, key)) => b
+            .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
+            .map_err(|e| cert_error(key, format!("does not go with {}: {e}", cert.display())))?,
+        None => b.with_no_client_auth(),
+    }))
+}
+
 impl TlsSetup {
     pub fn load(files: &TlsFiles) -> Result<Self, NetError> {
         let roots = load_roots(&files.ca)?;

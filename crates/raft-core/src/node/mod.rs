@@ -26,6 +26,12 @@ pub trait Transport: Send + Sync + 'static {
     fn send(&self, m: Message);
 }
 
+impl<T: Transport> Transport for std::sync::Arc<T> {
+    fn send(&self, m: Message) {
+        (**self).send(m)
+    }
+}
+
 /// The replicated application. Entries arrive in log order, each exactly
 /// once per process lifetime (a restarted node replays from `applied()`).
 pub trait StateMachine: Send + 'static {

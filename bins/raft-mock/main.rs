@@ -1,0 +1,149 @@
+//! raft-mock: one raftstack node, with pyraftlog-mock's flags.
+
+use clap::{Parser, ValueEnum};
+use raft_core::Mode;
+use raft_mock::MockConfig;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum NodeType {
+    Active,
+    Reluctant,
+    Passive,
+}
+
+/// pyraftlog's level names, upper case as there (lower case works too).
+#[derive(Clone, Copy, ValueEnum)]
+enum Level {
+    #[value(name = "DEBUG", alias = "debug")]
+    Debug,
+    #[value(name = "INFO", alias = "info")]
+    Info,
+    #[value(name = "WARNING", alias = "warning")]
+    Warning,
+    #[value(name = "ERROR", alias = "error")]
+    Error,
+    #[value(name = "CRITICAL", alias = "critical")]
+    Critical,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ClientCerts {
+    Required,
+    Optional,
+}
+
+/// Run a raftstack node on mutual TLS (pyraftlog-mock's flags).
+#[derive(Parser)]
+#[command(name = "raft-mock", version)]
+struct Args {
+    /// Type of the node.
+    #[arg(short = 't', long = "type", value_enum, default_value = "active")]
+    node_type: NodeType,
+    /// (host:)?port of this node, e.g. 7001 or localhost:7001 (the host
+    /// defaults to 127.0.0.1). It names the member in the cluster.
+    #[arg(short = 'n', long)]
+    node: String,
+    /// (host:)?port of each neighbour, spelled as they spell themselves.
+    #[arg(short = 'b', long, num_args = 1..)]
+    neighbours: Vec<String>,
+    /// Port for receiving commands (HTTPS + JSON).
+    #[arg(short = 'p', long, default_value_t = 7500)]
+    port: u16,
+    /// Set log reduction to True (reported; compaction comes with
+    /// snapshots).
+    #[arg(short = 'r', long)]
+    log_reduction: bool,
+    /// Logging level.
+    #[arg(short = 'l', long, value_enum, default_value = "INFO")]
+    log_level: Level,
+    /// Storage file (redb). Without it, everything is kept in memory.
+    #[arg(short = 'f', long)]
+    file: Option<PathBuf>,
+    /// Directory with transport-ca.pem, transport-consensus.crt/.key.
+    #[arg(long, default_value = "certs")]
+    certs: PathBuf,
+    /// Cluster name; peers with another are refused.
+    #[arg(long, default_value = "raftstack")]
+    cluster: String,
+    /// Milliseconds per protocol tick.
+    #[arg(long, default_value_t = 50)]
+    tick_ms: u64,
+    /// Ticks without a leader before an election (randomized up to 2x).
+    #[arg(long, default_value_t = 10)]
+    election_ticks: u64,
+    /// Ticks between leader heartbeats.
+    #[arg(long, default_value_t = 1)]
+    heartbeat_ticks: u64,
+    /// Whether command-port clients must present a certificate of the CA.
+    #[arg(long, value_enum, default_value = "required")]
+    client_certs: ClientCerts,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let level = match args.log_level {
+        Level::Debug => tracing::Level::DEBUG,
+        Level::Info => tracing::Level::INFO,
+        Level::Warning => tracing::Level::WARN,
+        Level::Error | Level::Critical => tracing::Level::ERROR,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("raft-mock: error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("raft-mock: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(a: Args) -> anyhow::Result<()> {
+    let mut cfg = MockConfig::new(&a.node, &[], a.port);
+    cfg.neighbours = a.neighbours;
+    cfg.mode = match a.node_type {
+        NodeType::Active => Mode::Active,
+        NodeType::Reluctant => Mode::Reluctant,
+        NodeType::Passive => Mode::Passive,
+    };
+    cfg.log_reduction = a.log_reduction;
+    cfg.file = a.file;
+    cfg.certs = a.certs;
+    cfg.cluster = a.cluster;
+    cfg.tick = Duration::from_millis(a.tick_ms.max(1));
+    cfg.election_ticks = a.election_ticks;
+    cfg.heartbeat_ticks = a.heartbeat_ticks;
+    cfg.require_client_cert = matches!(a.client_certs, ClientCerts::Required);
+    let node = raft_mock::start(cfg).await?;
+    // Scripts read this line to learn the ports (useful with port 0).
+    println!(
+        "raft-mock: node {} serving peers on {} and commands on https://{}",
+        node.name, node.peer_addr, node.api_addr
+    );
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

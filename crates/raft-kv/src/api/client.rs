@@ -1,0 +1,175 @@
+//! A small HTTPS client with kept-alive connections per address: used to
+//! forward writes to the leader, and by raftctl, the tests and the
+//! benchmarks.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{HeaderMap, Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::rustls::pki_types::ServerName;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error("cannot connect to {addr}: {why}")]
+    Connect { addr: String, why: String },
+    #[error("request to {addr} failed: {why}")]
+    Request { addr: String, why: String },
+    #[error("no answer from {addr} within {timeout:?}")]
+    Timeout { addr: String, timeout: Duration },
+}
+
+/// One answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+type Sender = SendRequest<Full<Bytes>>;
+
+/// Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct HttpsClient {
+    tls: TlsConnector,
+    pool: Arc<Mutex<HashMap<String, Vec<Sender>>>>,
+    pub timeout: Duration,
+}
+
+/// Idle connections kept per address.
+const MAX_IDLE: usize = 64;
+
+impl HttpsClient {
+    pub fn new(tls: Arc<ClientConfig>) -> Self {
+        HttpsClient {
+            tls: TlsConnector::from(tls),
+            pool: Arc::default(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Sends one request to `addr` (`host:port`); `path` includes the query.
+    pub async fn request(
+        &self,
+        addr: &str,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Reply, ClientError> {
+        let timeout = self.timeout;
+        let fut = self.request_inner(addr, method, path, headers, body);
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                addr: addr.to_string(),
+                timeout,
+            })?
+    }
+
+    async fn request_inner(
+        &self,
+        addr: &str,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Reply, ClientError> {
+        let fail = |why: String| ClientError::Request {
+            addr: addr.to_string(),
+            why,
+        };
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", addr);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b.body(Full::new(body)).map_err(|e| fail(e.to_string()))?;
+        let mut sender = match self.idle(addr) {
+            Some(s) => s,
+            None => self.connect(addr).await?,
+        };
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .to_bytes();
+        self.put_back(addr, sender);
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    fn idle(&self, addr: &str) -> Option<Sender> {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let list = pool.get_mut(addr)?;
+        while let Some(s) = list.pop() {
+            if s.is_ready() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn put_back(&self, addr: &str, s: Sender) {
+        if s.is_closed() {
+            return;
+        }
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let list = pool.entry(addr.to_string()).or_default();
+        if list.len() < MAX_IDLE {
+            list.push(s);
+        }
+    }
+
+    async fn connect(&self, addr: &str) -> Result<Sender, ClientError> {
+        let fail = |why: String| ClientError::Connect {
+            addr: addr.to_string(),
+            why,
+        };
+        let host = addr
+            .rsplit_once(':')
+            .map_or(addr, |(h, _)| h)
+            .trim_matches(['[', ']']);
+        let name = ServerName::try_from(host.to_string()).map_err(|e| fail(e.to_string()))?;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = self
+            .tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+}

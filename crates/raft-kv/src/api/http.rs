@@ -1,0 +1,195 @@
+//! Small HTTP helpers: JSON replies, typed errors, query strings, bodies.
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Response, StatusCode};
+use raft_core::node::NodeError;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
+
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// The header every reply carries: the log index the answer reflects
+/// (Consul's X-Consul-Index).
+pub const INDEX_HEADER: &str = "x-raft-index";
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).boxed()
+}
+
+pub fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
+    let mut body = serde_json::to_vec_pretty(v).expect("JSON values serialize");
+    body.push(b'\n');
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+pub fn with_index(mut r: Response<Body>, index: u64) -> Response<Body> {
+    r.headers_mut()
+        .insert(INDEX_HEADER, HeaderValue::from(index));
+    r
+}
+
+/// Why a request failed, as the client sees it.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    /// The leader's client address, when known and useful.
+    pub leader: Option<String>,
+    /// Only the leader can do this: forward or redirect it there.
+    pub not_leader: bool,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            leader: None,
+            not_leader: false,
+        }
+    }
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, m)
+    }
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, m)
+    }
+
+    pub fn from_node(e: NodeError) -> Self {
+        let status = match &e {
+            NodeError::NotLeader { .. }
+            | NodeError::NoLeader
+            | NodeError::NoQuorum
+            | NodeError::Timeout(_)
+            | NodeError::Dropped
+            | NodeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            NodeError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            NodeError::Refused(_) => StatusCode::CONFLICT,
+            NodeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut err = Self::new(status, e.to_string());
+        err.not_leader = matches!(e, NodeError::NotLeader { .. } | NodeError::NoLeader);
+        err
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let mut v = serde_json::json!({ "error": self.message });
+        if let Some(l) = self.leader {
+            v["leader"] = l.into();
+        }
+        json(self.status, &v)
+    }
+}
+
+pub type ApiResult = Result<Response<Body>, ApiError>;
+
+/// A parsed query string. Flags without a value (`?raw`) map to "".
+pub struct Query(BTreeMap<String, String>);
+
+impl Query {
+    pub fn parse(q: Option<&str>) -> Result<Self, ApiError> {
+        let mut m = BTreeMap::new();
+        for part in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            m.insert(decode(k)?, decode(v)?);
+        }
+        Ok(Query(m))
+    }
+    pub fn flag(&self, k: &str) -> bool {
+        self.0.get(k).is_some_and(|v| v != "false" && v != "0")
+    }
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0.get(k).map(String::as_str)
+    }
+    pub fn u64(&self, k: &str) -> Result<Option<u64>, ApiError> {
+        self.get(k)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| ApiError::bad_request(format!("?{k}= wants a number, not {v:?}")))
+            })
+            .transpose()
+    }
+}
+
+/// Percent-decodes a URL component into UTF-8 (`+` is a space).
+pub fn decode(s: &str) -> Result<String, ApiError> {
+    let bad = || ApiError::bad_request(format!("bad percent-encoding in {s:?}"));
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3).ok_or_else(bad)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| ApiError::bad_request(format!("{s:?} is not UTF-8")))
+}
+
+/// Reads a request body of at most `max` bytes.
+pub async fn read_body(body: hyper::body::Incoming, max: usize) -> Result<Bytes, ApiError> {
+    match http_body_util::Limited::new(body, max).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body over the {max}-byte limit"),
+        )),
+        Err(e) => Err(ApiError::bad_request(format!("reading the body: {e}"))),
+    }
+}
+
+/// A streamed body fed from a channel (for following the log).
+pub struct ChannelBody(pub mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|o| o.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_and_percent_decoding() {
+        let q = Query::parse(Some("raw&ns=a%2Fb&cas=3&stale=false&x=a+b")).unwrap();
+        assert!(q.flag("raw") && !q.flag("stale") && !q.flag("keys"));
+        assert_eq!(q.get("ns"), Some("a/b"));
+        assert_eq!(q.u64("cas").unwrap(), Some(3));
+        assert_eq!(q.get("x"), Some("a b"));
+        assert!(Query::parse(Some("cas=%zz")).is_err());
+        assert!(Query::parse(Some("k=%ff")).is_err(), "not UTF-8");
+        assert!(Query::parse(Some("cas=x")).unwrap().u64("cas").is_err());
+    }
+}

@@ -1,0 +1,163 @@
+//! The consensus log itself (pyraftlog's direct log access): read a range,
+//! read one entry, append an opaque entry, follow new entries as NDJSON.
+
+use super::ApiContext;
+use super::http::{self, ApiError, ApiResult, ChannelBody, Query};
+use crate::command::{self, Decoded, Op};
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Response, StatusCode};
+use raft_core::{Entry, Payload};
+use serde_json::json;
+
+/// Entries answered per range request at most.
+const MAX_RANGE: u64 = 1000;
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// An entry as JSON: KV writes decoded, opaque data as base64 (and as
+/// text when it is UTF-8).
+pub fn entry_json(e: &Entry) -> serde_json::Value {
+    let mut v = json!({ "index": e.index, "term": e.term });
+    match &e.payload {
+        Payload::Noop => v["kind"] = "noop".into(),
+        Payload::Normal(data) => match command::decode(data) {
+            Decoded::Kv(r) => {
+                v["kind"] = "kv".into();
+                v["op"] = match r.op {
+                    Op::Put {
+                        ns,
+                        key,
+                        value,
+                        cas,
+                    } => {
+                        json!({ "put": { "ns": ns, "key": key, "value": b64(&value), "cas": cas } })
+                    }
+                    Op::Delete {
+                        ns,
+                        key,
+                        prefix,
+                        cas,
+                    } => {
+                        json!({ "delete": { "ns": ns, "key": key, "recurse": prefix, "cas": cas } })
+                    }
+                    Op::DropNamespace { ns } => json!({ "drop_namespace": { "ns": ns } }),
+                };
+                if let Some((client, seq)) = r.session {
+                    v["session"] = json!({ "client": client, "seq": seq });
+                }
+            }
+            Decoded::Opaque => {
+                v["kind"] = "opaque".into();
+                v["data"] = b64(data).into();
+                if let Ok(t) = std::str::from_utf8(data) {
+                    v["text"] = t.into();
+                }
+            }
+        },
+    }
+    v
+}
+
+/// `GET /v1/log?from=A&to=B`: committed entries A..=B (at most 1000);
+/// by default the last 100.
+pub async fn range(ctx: &ApiContext, q: &Query) -> ApiResult {
+    let commit = ctx.node.status().raft.commit;
+    let to = q.u64("to")?.unwrap_or(commit).min(commit);
+    let from = q.u64("from")?.unwrap_or(to.saturating_sub(99)).max(1);
+    if from > to.saturating_add(1) {
+        return Err(ApiError::bad_request(format!(
+            "from={from} is past to={to}"
+        )));
+    }
+    let hi = to.min(from + MAX_RANGE - 1) + 1;
+    let mut out = Vec::new();
+    let mut lo = from;
+    while lo < hi {
+        let batch = ctx
+            .node
+            .entries(lo, hi, 4 << 20)
+            .await
+            .map_err(ApiError::from_node)?;
+        let Some(last) = batch.last() else { break };
+        lo = last.index + 1;
+        out.extend(batch.iter().map(entry_json));
+    }
+    let v = json!({ "commit_index": commit, "entries": out });
+    Ok(http::with_index(http::json(StatusCode::OK, &v), commit))
+}
+
+/// `GET /v1/log/<n>`: one committed entry.
+pub async fn one(ctx: &ApiContext, n: &str) -> ApiResult {
+    let index: u64 = n
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("{n:?} is not a log index")))?;
+    let got = ctx
+        .node
+        .entries(index, index + 1, usize::MAX)
+        .await
+        .map_err(ApiError::from_node)?;
+    match got.first() {
+        Some(e) if e.index == index => Ok(http::with_index(
+            http::json(StatusCode::OK, &entry_json(e)),
+            index,
+        )),
+        _ => Err(ApiError::not_found(format!(
+            "no committed entry {index} here (commit index {})",
+            ctx.node.status().raft.commit
+        ))),
+    }
+}
+
+/// `POST /v1/log` (and pyraftlog's `POST /`): appends the body as an
+/// opaque entry; answers 201 with its index once applied.
+pub async fn append(ctx: &ApiContext, _q: &Query, body: Bytes) -> ApiResult {
+    if body.starts_with(b"kv1") {
+        return Err(ApiError::bad_request(
+            "entries starting with \"kv1\" are reserved for the KV; use /v1/kv",
+        ));
+    }
+    let (index, _) = ctx.node.propose(body).await.map_err(ApiError::from_node)?;
+    Ok(http::with_index(
+        http::json(StatusCode::CREATED, &json!({ "index": index })),
+        index,
+    ))
+}
+
+/// `GET /v1/log/follow?from=N`: committed entries from N on, one JSON
+/// object per line, as they commit, until the client hangs up.
+pub fn follow(ctx: &ApiContext, q: &Query) -> ApiResult {
+    let from = match q.u64("from")? {
+        Some(f) => f,
+        None => ctx.node.status().raft.commit + 1,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let mut follower = ctx.node.follow(from);
+    tokio::spawn(async move {
+        loop {
+            let batch = tokio::select! {
+                b = follower.next_batch() => b,
+                _ = tx.closed() => return,
+            };
+            let Ok(batch) = batch else { return };
+            let mut chunk = Vec::new();
+            for e in &batch {
+                serde_json::to_writer(&mut chunk, &entry_json(e)).expect("JSON values serialize");
+                chunk.push(b'\n');
+            }
+            if tx.send(Bytes::from(chunk)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut r = Response::new(ChannelBody(rx).boxed());
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(r)
+}

@@ -1,0 +1,156 @@
+//! `/metrics` in Prometheus text format: request counters kept here, and
+//! the node's gauges read at scrape time.
+
+use super::ApiContext;
+use super::http::{self, Body};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Response, StatusCode};
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+#[derive(Default)]
+pub struct Metrics {
+    /// Requests by class: 2xx/3xx, 4xx, 5xx.
+    ok: AtomicU64,
+    client_errors: AtomicU64,
+    server_errors: AtomicU64,
+    writes: AtomicU64,
+    forwarded: AtomicU64,
+    /// Total request time in microseconds.
+    busy_us: AtomicU64,
+}
+
+impl Metrics {
+    pub fn record(&self, method: &Method, status: StatusCode, took: Duration) {
+        let c = if status.is_server_error() {
+            &self.server_errors
+        } else if status.is_client_error() {
+            &self.client_errors
+        } else {
+            &self.ok
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+        if method != Method::GET {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        self.busy_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn forwarded(&self) {
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub fn render(ctx: &ApiContext) -> Response<Body> {
+    let s = ctx.node.status();
+    let m = &ctx.metrics;
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, kind: &str, v: f64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
+    };
+    gauge(
+        "raft_term",
+        "Current Raft term.",
+        "gauge",
+        s.raft.term as f64,
+    );
+    let leader = if s.is_leader() { 1.0 } else { 0.0 };
+    gauge("raft_is_leader", "1 if this node leads.", "gauge", leader);
+    let has_leader = if s.raft.leader.is_some() { 1.0 } else { 0.0 };
+    gauge(
+        "raft_has_leader",
+        "1 if a leader is known.",
+        "gauge",
+        has_leader,
+    );
+    gauge(
+        "raft_commit_index",
+        "Highest committed log index.",
+        "gauge",
+        s.raft.commit as f64,
+    );
+    gauge(
+        "raft_applied_index",
+        "Highest applied log index.",
+        "gauge",
+        s.raft.applied as f64,
+    );
+    gauge(
+        "raft_last_index",
+        "Last log index.",
+        "gauge",
+        s.raft.last_index as f64,
+    );
+    let failed = if s.failed.is_some() { 1.0 } else { 0.0 };
+    gauge(
+        "raft_storage_failed",
+        "1 once the log store failed.",
+        "gauge",
+        failed,
+    );
+    gauge(
+        "kv_keys",
+        "Keys in all namespaces.",
+        "gauge",
+        ctx.kv.read().keys() as f64,
+    );
+    gauge(
+        "http_requests_ok_total",
+        "Requests answered 2xx or 3xx.",
+        "counter",
+        get(&m.ok) as f64,
+    );
+    let ce = get(&m.client_errors) as f64;
+    gauge(
+        "http_requests_client_error_total",
+        "Requests answered 4xx.",
+        "counter",
+        ce,
+    );
+    let se = get(&m.server_errors) as f64;
+    gauge(
+        "http_requests_server_error_total",
+        "Requests answered 5xx.",
+        "counter",
+        se,
+    );
+    gauge(
+        "http_write_requests_total",
+        "Requests other than GET.",
+        "counter",
+        get(&m.writes) as f64,
+    );
+    let fw = get(&m.forwarded) as f64;
+    gauge(
+        "http_forwarded_total",
+        "Writes forwarded to the leader.",
+        "counter",
+        fw,
+    );
+    let busy = get(&m.busy_us) as f64 / 1e6;
+    gauge(
+        "http_request_seconds_total",
+        "Time spent answering requests.",
+        "counter",
+        busy,
+    );
+    let uptime = ctx.started.elapsed().as_secs_f64();
+    gauge(
+        "process_uptime_seconds",
+        "Seconds since the node started.",
+        "gauge",
+        uptime,
+    );
+    let mut r = Response::new(http::full(out));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}

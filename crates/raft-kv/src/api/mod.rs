@@ -1,0 +1,277 @@
+//! The command port: HTTP/1.1 + JSON over TLS. Any HTTP client is a
+//! client. Endpoints are documented in `docs/api.md`; Consul's KV API is
+//! the model where it fits.
+//!
+//! A follower forwards writes to the leader's command port (or answers 307
+//! to the leader when asked to with `?redirect`); reads are served by any
+//! node, linearizable by default (a ReadIndex barrier), local with `?stale`.
+
+pub mod client;
+mod http;
+mod kv;
+mod log;
+mod metrics;
+mod status;
+
+pub use client::{ClientError, HttpsClient};
+pub use http::INDEX_HEADER;
+pub use metrics::Metrics;
+
+use crate::command::Output;
+use crate::store::KvStore;
+use bytes::Bytes;
+use http::{ApiError, ApiResult, Body, Query};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue, LOCATION};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use raft_core::NodeId;
+use raft_core::node::Node;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
+
+/// Marks a request one node forwarded to another, so it is never forwarded
+/// again (a leader change mid-flight answers 503 instead of looping).
+const FORWARDED_HEADER: &str = "x-raft-forwarded";
+
+/// Everything the command port serves from.
+pub struct ApiContext {
+    pub node: Node<Output>,
+    pub kv: KvStore,
+    /// Every member's name (its peer address), by node id.
+    pub members: BTreeMap<NodeId, String>,
+    /// Where a peer serves clients, as its handshake said.
+    pub peer_client_addr: Box<dyn Fn(NodeId) -> Option<String> + Send + Sync>,
+    /// Forwards writes to the leader.
+    pub client: HttpsClient,
+    pub started: Instant,
+    pub metrics: Metrics,
+    /// Largest request body accepted.
+    pub max_body: usize,
+    /// Whether log reduction was asked for (reported in status).
+    pub log_reduction: bool,
+}
+
+impl ApiContext {
+    fn name(&self, id: NodeId) -> String {
+        self.members
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
+    }
+
+    /// Waits (bounded) for a leader to be known; its id.
+    async fn leader(&self) -> Option<NodeId> {
+        let mut rx = self.node.watch_status();
+        let wait = Duration::from_secs(2);
+        let r = tokio::time::timeout(wait, rx.wait_for(|s| s.raft.leader.is_some())).await;
+        match r {
+            Ok(Ok(s)) => s.raft.leader,
+            _ => None,
+        }
+    }
+}
+
+/// Serves the command port until the listener task is dropped.
+pub async fn serve(listener: TcpListener, tls: Arc<ServerConfig>, ctx: Arc<ApiContext>) {
+    let acceptor = TlsAcceptor::from(tls);
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        while conns.try_join_next().is_some() {}
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("command port accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, ctx) = (acceptor.clone(), ctx.clone());
+        conns.spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, "command port TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "command port TLS handshake timed out");
+                    return;
+                }
+            };
+            let svc = hyper::service::service_fn(move |req| {
+                let ctx = ctx.clone();
+                async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tls), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "command port connection: {e}");
+            }
+        });
+    }
+}
+
+async fn handle(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or(path.clone(), |p| p.to_string());
+    let forwarded = req.headers().contains_key(FORWARDED_HEADER);
+    let content_type = req.headers().get(CONTENT_TYPE).cloned();
+    let resp = match Query::parse(req.uri().query()) {
+        Err(e) => e.into_response(),
+        Ok(q) => {
+            let body = if method == Method::GET || method == Method::HEAD {
+                Ok(Bytes::new())
+            } else {
+                http::read_body(req.into_body(), ctx.max_body).await
+            };
+            match body {
+                Err(e) => e.into_response(),
+                Ok(body) => match route(ctx, &method, &path, &q, body.clone()).await {
+                    Ok(r) => r,
+                    Err(e) if e.not_leader && !forwarded => {
+                        let fwd = Forward {
+                            method: &method,
+                            path_and_query: &path_and_query,
+                            content_type,
+                            body,
+                            redirect: q.flag("redirect"),
+                        };
+                        to_leader(ctx, fwd)
+                            .await
+                            .unwrap_or_else(|e| e.into_response())
+                    }
+                    Err(e) => e.into_response(),
+                },
+            }
+        }
+    };
+    ctx.metrics
+        .record(&method, resp.status(), started.elapsed());
+    resp
+}
+
+async fn route(ctx: &ApiContext, method: &Method, path: &str, q: &Query, body: Bytes) -> ApiResult {
+    let segs: Vec<&str> = path.trim_start_matches('/').splitn(3, '/').collect();
+    match (method, segs.as_slice()) {
+        (&Method::GET, [""]) | (&Method::GET, ["v1", "status"]) => status::node_status(ctx),
+        (&Method::PATCH, [""]) | (&Method::PUT, ["v1", "mode"]) => {
+            status::set_mode(ctx, &body).await
+        }
+        (&Method::GET, ["v1", "mode"]) => status::get_mode(ctx),
+        (&Method::POST, [""]) => log::append(ctx, q, body).await,
+        (&Method::GET, ["v1", "status", "leader"]) => status::leader(ctx),
+        (&Method::GET, ["v1", "status", "peers"]) => status::peers(ctx),
+        (&Method::GET, ["v1", "operator", rest]) if *rest == "raft/configuration" => {
+            status::configuration(ctx)
+        }
+        (&Method::POST, ["v1", "operator", rest]) if *rest == "raft/transfer-leader" => {
+            status::transfer(ctx, q).await
+        }
+        (_, ["v1", "operator", _]) => Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "membership changes through the command port are not available yet",
+        )),
+        (_, ["v1", "kv"]) => kv::handle(ctx, method, "", q, body).await,
+        (_, ["v1", "kv", key]) => kv::handle(ctx, method, &http::decode(key)?, q, body).await,
+        (&Method::GET, ["v1", "namespaces"]) => kv::namespaces(ctx, q).await,
+        (&Method::DELETE, ["v1", "namespaces", ns]) => kv::drop_namespace(ctx, ns, q).await,
+        (&Method::GET, ["v1", "log"]) => log::range(ctx, q).await,
+        (&Method::POST, ["v1", "log"]) => log::append(ctx, q, body).await,
+        (&Method::GET, ["v1", "log", "follow"]) => log::follow(ctx, q),
+        (&Method::GET, ["v1", "log", n]) => log::one(ctx, n).await,
+        (&Method::GET, ["metrics"]) => Ok(metrics::render(ctx)),
+        _ => Err(ApiError::not_found(format!("no endpoint {method} {path}"))),
+    }
+}
+
+struct Forward<'a> {
+    method: &'a Method,
+    path_and_query: &'a str,
+    content_type: Option<HeaderValue>,
+    body: Bytes,
+    redirect: bool,
+}
+
+/// Sends a write this follower cannot do to the leader: forwarded over
+/// HTTPS, or a 307 naming the leader when the client asked for that.
+async fn to_leader(ctx: &ApiContext, f: Forward<'_>) -> ApiResult {
+    let Some(leader) = ctx.leader().await else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no leader: the cluster cannot take writes now",
+        ));
+    };
+    if leader == ctx.node.status().raft.id {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "leadership is changing; retry",
+        ));
+    }
+    let Some(addr) = (ctx.peer_client_addr)(leader) else {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the leader ({}) has not told us its command port yet",
+                ctx.name(leader)
+            ),
+        );
+        e.leader = Some(ctx.name(leader));
+        return Err(e);
+    };
+    if f.redirect {
+        let mut r = http::json(
+            StatusCode::TEMPORARY_REDIRECT,
+            &serde_json::json!({ "leader": addr }),
+        );
+        let loc = format!("https://{addr}{}", f.path_and_query);
+        if let Ok(v) = HeaderValue::from_str(&loc) {
+            r.headers_mut().insert(LOCATION, v);
+        }
+        return Ok(r);
+    }
+    ctx.metrics.forwarded();
+    let ct = f
+        .content_type
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream");
+    let reply = ctx
+        .client
+        .request(
+            &addr,
+            f.method.clone(),
+            f.path_and_query,
+            &[(FORWARDED_HEADER, "1"), ("content-type", ct)],
+            f.body,
+        )
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("forwarding to the leader: {e}"),
+            )
+        })?;
+    let mut r = Response::new(http::full(reply.body));
+    *r.status_mut() = reply.status;
+    for h in [CONTENT_TYPE.as_str(), INDEX_HEADER] {
+        if let Some(v) = reply.headers.get(h) {
+            r.headers_mut().insert(h, v.clone());
+        }
+    }
+    Ok(r)
+}

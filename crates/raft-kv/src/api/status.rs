@@ -1,0 +1,229 @@
+//! Node status (pyraftlog's `GET /`), Consul's status and operator
+//! endpoints, and this node's mode.
+
+use super::ApiContext;
+use super::http::{self, ApiError, ApiResult, Query};
+use hyper::StatusCode;
+use raft_core::node::NodeStatus;
+use raft_core::{Mode, NodeId, Role};
+use serde_json::json;
+
+/// Applied lagging commit by more than this turns health yellow
+/// (pyraftlog's threshold).
+const APPLY_LAG_YELLOW: u64 = 500;
+
+/// green / yellow / red, with the reasons for anything but green.
+pub fn health(s: &NodeStatus) -> (&'static str, Vec<String>) {
+    let mut red = Vec::new();
+    let mut yellow = Vec::new();
+    if let Some(f) = &s.failed {
+        red.push(format!("storage failed: {f}"));
+    }
+    if s.raft.leader.is_none() {
+        red.push("no leader".into());
+    }
+    if s.is_leader() && !s.quorum_live {
+        red.push("the leader cannot reach a quorum".into());
+    }
+    if s.is_leader() {
+        for p in &s.raft.peers {
+            if p.last_contact >= s.election_tick {
+                yellow.push(format!("member {} is unreachable", p.id));
+            }
+        }
+    }
+    let lag = s.raft.commit.saturating_sub(s.raft.applied);
+    if lag > APPLY_LAG_YELLOW {
+        yellow.push(format!("applied lags commit by {lag} entries"));
+    }
+    if !red.is_empty() {
+        red.extend(yellow);
+        ("red", red)
+    } else if !yellow.is_empty() {
+        ("yellow", yellow)
+    } else {
+        ("green", Vec::new())
+    }
+}
+
+fn role(r: Role) -> &'static str {
+    match r {
+        Role::Follower => "follower",
+        Role::PreCandidate => "pre-candidate",
+        Role::Candidate => "candidate",
+        Role::Leader => "leader",
+    }
+}
+
+pub fn node_status(ctx: &ApiContext) -> ApiResult {
+    let s = ctx.node.status();
+    let (colour, reasons) = health(&s);
+    let mut reasons = reasons;
+    // Reasons name members by address, not id.
+    for r in reasons.iter_mut() {
+        for (id, name) in &ctx.members {
+            *r = r.replace(&format!("member {id} "), &format!("member {name} "));
+        }
+    }
+    let me = s.raft.id;
+    let members: Vec<_> = s
+        .voters
+        .iter()
+        .map(|&id| {
+            let mut m = json!({ "id": ctx.name(id), "voter": true, "self": id == me });
+            if id == me {
+                m["mode"] = s.raft.mode.to_string().into();
+                m["match_index"] = s.raft.persisted.into();
+            } else if let Some(p) = s.raft.peers.iter().find(|p| p.id == id) {
+                m["mode"] = p.mode.to_string().into();
+                m["match_index"] = p.matched.into();
+                m["next_index"] = p.next.into();
+                m["replicating"] = p.replicating.into();
+                m["last_contact_ms"] = (p.last_contact * s.tick_ms).into();
+                m["connected"] = (p.last_contact < s.election_tick).into();
+            }
+            m
+        })
+        .collect();
+    let leader = s.raft.leader.map(|l| ctx.name(l));
+    let leader_api = s.raft.leader.and_then(|l| {
+        if l == me {
+            None
+        } else {
+            (ctx.peer_client_addr)(l)
+        }
+    });
+    let v = json!({
+        "id": ctx.name(me),
+        "role": role(s.raft.role),
+        "mode": s.raft.mode.to_string(),
+        "term": s.raft.term,
+        "vote": s.raft.vote.map(|v| ctx.name(v)),
+        "leader": leader,
+        "leader_command_port": leader_api,
+        "commit_index": s.raft.commit,
+        "applied_index": s.raft.applied,
+        "last_index": s.raft.last_index,
+        "persisted_index": s.raft.persisted,
+        "uptime_s": ctx.started.elapsed().as_secs_f64(),
+        "health": colour,
+        "health_reasons": reasons,
+        "members": members,
+        "keys": ctx.kv.read().keys(),
+        "log_reduction": ctx.log_reduction,
+        "storage_failed": s.failed,
+    });
+    Ok(http::with_index(
+        http::json(StatusCode::OK, &v),
+        s.raft.applied,
+    ))
+}
+
+pub fn leader(ctx: &ApiContext) -> ApiResult {
+    let s = ctx.node.status();
+    let name = s.raft.leader.map(|l| ctx.name(l)).unwrap_or_default();
+    Ok(http::json(StatusCode::OK, &json!(name)))
+}
+
+pub fn peers(ctx: &ApiContext) -> ApiResult {
+    let s = ctx.node.status();
+    let names: Vec<_> = s.voters.iter().map(|&v| ctx.name(v)).collect();
+    Ok(http::json(StatusCode::OK, &json!(names)))
+}
+
+pub fn configuration(ctx: &ApiContext) -> ApiResult {
+    let s = ctx.node.status();
+    let servers: Vec<_> = s
+        .voters
+        .iter()
+        .map(|&v| {
+            json!({
+                "ID": ctx.name(v),
+                "Node": ctx.name(v),
+                "Address": ctx.name(v),
+                "Leader": s.raft.leader == Some(v),
+                "Voter": true,
+            })
+        })
+        .collect();
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({ "Servers": servers, "Index": s.raft.commit }),
+    ))
+}
+
+/// Resolves a member given by name (its address) or numeric id.
+fn member(ctx: &ApiContext, who: &str) -> Result<NodeId, ApiError> {
+    if let Some((&id, _)) = ctx.members.iter().find(|(_, n)| n.as_str() == who) {
+        return Ok(id);
+    }
+    who.parse::<NodeId>()
+        .ok()
+        .filter(|id| ctx.members.contains_key(id))
+        .ok_or_else(|| ApiError::bad_request(format!("{who:?} is not a member")))
+}
+
+/// Consul's `POST /v1/operator/raft/transfer-leader?id=<member>`; without
+/// `id`, the leader picks the most caught-up voter.
+pub async fn transfer(ctx: &ApiContext, q: &Query) -> ApiResult {
+    let s = ctx.node.status();
+    if !s.is_leader() {
+        let mut e = ApiError::from_node(raft_core::node::NodeError::NotLeader {
+            leader: s.raft.leader,
+        });
+        e.message = "only the leader can transfer leadership".into();
+        return Err(e);
+    }
+    let target = match q.get("id") {
+        Some(who) => member(ctx, who)?,
+        None => s
+            .raft
+            .peers
+            .iter()
+            .filter(|p| p.mode != Mode::Passive)
+            .max_by_key(|p| (p.matched, std::cmp::Reverse(p.id)))
+            .map(|p| p.id)
+            .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "no member can take over"))?,
+    };
+    ctx.node
+        .transfer_leader(target)
+        .await
+        .map_err(ApiError::from_node)?;
+    // Wait (bounded) for the hand-over, so the answer says how it went.
+    let mut rx = ctx.node.watch_status();
+    let wait = std::time::Duration::from_secs(3);
+    let done = tokio::time::timeout(wait, rx.wait_for(|s| s.raft.leader == Some(target))).await;
+    let ok = matches!(done, Ok(Ok(_)));
+    let v = json!({ "Success": ok, "leader": ctx.name(target) });
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok(http::json(code, &v))
+}
+
+pub fn get_mode(ctx: &ApiContext) -> ApiResult {
+    let s = ctx.node.status();
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({ "mode": s.raft.mode.to_string() }),
+    ))
+}
+
+/// pyraftlog's `PATCH /` with `{"mode": "..."}`.
+pub async fn set_mode(ctx: &ApiContext, body: &[u8]) -> ApiResult {
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body must be JSON: {e}")))?;
+    let mode: Mode = v
+        .get("mode")
+        .and_then(|m| m.as_str())
+        .ok_or_else(|| ApiError::bad_request(r#"expected {"mode": "active|reluctant|passive"}"#))?
+        .parse()
+        .map_err(|e: raft_core::Error| ApiError::bad_request(e.to_string()))?;
+    ctx.node.set_mode(mode).await.map_err(ApiError::from_node)?;
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({ "mode": mode.to_string() }),
+    ))
+}

@@ -1,0 +1,12 @@
+//! The replicated key-value store of raftstack: namespaces, get / put /
+//! delete / compare-and-set / prefix listing, client sessions for
+//! exactly-once retries; and the HTTPS/JSON command port (`api`) that
+//! serves it, the node's status and the consensus log to any HTTP client.
+//! The endpoints are documented in `docs/api.md`.
+
+pub mod api;
+pub mod command;
+mod store;
+
+pub use command::{Op, Output, Request};
+pub use store::{DEFAULT_NAMESPACE, KvState, KvStore, Value};

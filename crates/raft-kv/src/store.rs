@@ -1,0 +1,316 @@
+//! The replicated state: namespaces of keys, and client sessions. Every
+//! replica applies the same entries in the same order and so holds the
+//! same state; nothing here reads a clock or a random source.
+
+use crate::command::{self, Decoded, Op, Output, Request};
+use bytes::Bytes;
+use raft_core::Index;
+use raft_core::node::StateMachine;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+/// The namespace used when a request names none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Sessions kept at most; past this the least recently used one goes
+/// (decided by log index, so every replica evicts the same one).
+const MAX_SESSIONS: usize = 100_000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Value {
+    pub data: Bytes,
+    /// Log index of the write that created the key.
+    pub create_index: Index,
+    /// Log index of the write that last changed it (Consul's ModifyIndex).
+    pub modify_index: Index,
+}
+
+#[derive(Clone, Debug)]
+struct Session {
+    seq: u64,
+    output: Output,
+    last_index: Index,
+}
+
+#[derive(Default, Debug)]
+pub struct KvState {
+    namespaces: BTreeMap<String, BTreeMap<String, Value>>,
+    sessions: HashMap<u64, Session>,
+    /// Invariant: every applied entry's index is <= applied.
+    applied: Index,
+}
+
+impl KvState {
+    pub fn get(&self, ns: &str, key: &str) -> Option<&Value> {
+        self.namespaces.get(ns)?.get(key)
+    }
+
+    /// Keys starting with `prefix`, in order.
+    pub fn scan<'a>(
+        &'a self,
+        ns: &str,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a String, &'a Value)> + 'a {
+        self.namespaces
+            .get(ns)
+            .into_iter()
+            .flat_map(move |m| m.range(prefix.to_string()..))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+    }
+
+    /// Namespaces with their key counts.
+    pub fn namespaces(&self) -> impl Iterator<Item = (&String, usize)> {
+        self.namespaces.iter().map(|(n, m)| (n, m.len()))
+    }
+
+    pub fn applied(&self) -> Index {
+        self.applied
+    }
+
+    pub fn keys(&self) -> usize {
+        self.namespaces.values().map(|m| m.len()).sum()
+    }
+
+    fn apply(&mut self, index: Index, data: &[u8]) -> Output {
+        self.applied = index;
+        let Decoded::Kv(Request { session, op }) = command::decode(data) else {
+            return Output::Opaque;
+        };
+        if let Some((client, seq)) = session {
+            if let Some(s) = self.sessions.get_mut(&client) {
+                if seq == s.seq {
+                    s.last_index = index;
+                    return s.output.clone();
+                }
+                if seq < s.seq {
+                    return Output::StaleSession { latest: s.seq };
+                }
+            }
+            let output = self.apply_op(index, op);
+            self.sessions.insert(
+                client,
+                Session {
+                    seq,
+                    output: output.clone(),
+                    last_index: index,
+                },
+            );
+            if self.sessions.len() > MAX_SESSIONS {
+                self.evict_oldest_session();
+            }
+            return output;
+        }
+        self.apply_op(index, op)
+    }
+
+    fn apply_op(&mut self, index: Index, op: Op) -> Output {
+        match op {
+            Op::Put {
+                ns,
+                key,
+                value,
+                cas,
+            } => {
+                let m = self.namespaces.entry(ns).or_default();
+                let current = m.get(&key).map(|v| v.modify_index);
+                if let Some(expect) = cas {
+                    if current.unwrap_or(0) != expect {
+                        return Output::Done(false);
+                    }
+                }
+                let create_index = m.get(&key).map_or(index, |v| v.create_index);
+                m.insert(
+                    key,
+                    Value {
+                        data: value,
+                        create_index,
+                        modify_index: index,
+                    },
+                );
+                Output::Done(true)
+            }
+            Op::Delete {
+                ns,
+                key,
+                prefix,
+                cas,
+            } => {
+                let Some(m) = self.namespaces.get_mut(&ns) else {
+                    return if cas.is_some_and(|c| c != 0) {
+                        Output::Done(false)
+                    } else {
+                        Output::Removed(0)
+                    };
+                };
+                if prefix {
+                    let doomed: Vec<String> = m
+                        .range(key.clone()..)
+                        .take_while(|(k, _)| k.starts_with(&key))
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for k in &doomed {
+                        m.remove(k);
+                    }
+                    return Output::Removed(doomed.len() as u64);
+                }
+                if let Some(expect) = cas {
+                    if m.get(&key).map_or(0, |v| v.modify_index) != expect {
+                        return Output::Done(false);
+                    }
+                }
+                Output::Removed(u64::from(m.remove(&key).is_some()))
+            }
+            Op::DropNamespace { ns } => {
+                Output::Removed(self.namespaces.remove(&ns).map_or(0, |m| m.len() as u64))
+            }
+        }
+    }
+
+    fn evict_oldest_session(&mut self) {
+        if let Some(oldest) = self
+            .sessions
+            .iter()
+            .min_by_key(|(id, s)| (s.last_index, **id))
+            .map(|(id, _)| *id)
+        {
+            self.sessions.remove(&oldest);
+        }
+    }
+}
+
+/// The KV as the driver's state machine; clones share one state, so the
+/// command port reads what the driver applies.
+#[derive(Clone, Default)]
+pub struct KvStore {
+    state: Arc<RwLock<KvState>>,
+}
+
+impl KvStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads the current state. Hold the guard briefly: applying waits
+    /// for it.
+    pub fn read(&self) -> RwLockReadGuard<'_, KvState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl StateMachine for KvStore {
+    type Output = Output;
+    fn apply(&mut self, index: Index, data: &Bytes) -> Output {
+        let mut g = self.state.write().unwrap_or_else(|p| p.into_inner());
+        g.apply(index, data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::encode;
+
+    fn put(ns: &str, key: &str, v: &str, cas: Option<u64>) -> Op {
+        Op::Put {
+            ns: ns.into(),
+            key: key.into(),
+            value: Bytes::from(v.to_string()),
+            cas,
+        }
+    }
+
+    fn apply(s: &mut KvState, index: Index, session: Option<(u64, u64)>, op: Op) -> Output {
+        s.apply(index, &encode(&Request { session, op }))
+    }
+
+    #[test]
+    fn namespaces_are_isolated() {
+        let mut s = KvState::default();
+        apply(&mut s, 1, None, put("a", "k", "1", None));
+        apply(&mut s, 2, None, put("b", "k", "2", None));
+        assert_eq!(s.get("a", "k").unwrap().data, "1");
+        assert_eq!(s.get("b", "k").unwrap().data, "2");
+        let out = apply(&mut s, 3, None, Op::DropNamespace { ns: "a".into() });
+        assert_eq!(out, Output::Removed(1));
+        assert!(s.get("a", "k").is_none());
+        assert_eq!(s.get("b", "k").unwrap().data, "2");
+    }
+
+    #[test]
+    fn compare_and_set_follows_modify_indexes() {
+        let mut s = KvState::default();
+        assert_eq!(
+            apply(&mut s, 1, None, put("n", "k", "1", Some(0))),
+            Output::Done(true)
+        );
+        assert_eq!(
+            apply(&mut s, 2, None, put("n", "k", "2", Some(0))),
+            Output::Done(false)
+        );
+        assert_eq!(
+            apply(&mut s, 3, None, put("n", "k", "3", Some(1))),
+            Output::Done(true)
+        );
+        let v = s.get("n", "k").unwrap();
+        assert_eq!(
+            (v.create_index, v.modify_index, v.data.as_ref()),
+            (1, 3, &b"3"[..])
+        );
+        let del = |cas| Op::Delete {
+            ns: "n".into(),
+            key: "k".into(),
+            prefix: false,
+            cas: Some(cas),
+        };
+        assert_eq!(apply(&mut s, 4, None, del(1)), Output::Done(false));
+        assert_eq!(apply(&mut s, 5, None, del(3)), Output::Removed(1));
+    }
+
+    #[test]
+    fn a_retried_write_applies_once() {
+        let mut s = KvState::default();
+        apply(&mut s, 1, Some((9, 1)), put("n", "k", "first", None));
+        apply(&mut s, 2, None, put("n", "k", "other", None));
+        // The retry of (9, 1) answers as before and changes nothing.
+        assert_eq!(
+            apply(&mut s, 3, Some((9, 1)), put("n", "k", "first", None)),
+            Output::Done(true)
+        );
+        assert_eq!(s.get("n", "k").unwrap().data, "other");
+        apply(&mut s, 4, Some((9, 2)), put("n", "k", "second", None));
+        assert_eq!(
+            apply(&mut s, 5, Some((9, 1)), put("n", "k", "first", None)),
+            Output::StaleSession { latest: 2 }
+        );
+        assert_eq!(s.get("n", "k").unwrap().data, "second");
+    }
+
+    #[test]
+    fn prefix_scan_and_delete() {
+        let mut s = KvState::default();
+        for (i, k) in ["a/1", "a/2", "ab", "b"].iter().enumerate() {
+            apply(&mut s, i as Index + 1, None, put("n", k, "v", None));
+        }
+        let keys: Vec<_> = s.scan("n", "a/").map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["a/1", "a/2"]);
+        let out = apply(
+            &mut s,
+            9,
+            None,
+            Op::Delete {
+                ns: "n".into(),
+                key: "a".into(),
+                prefix: true,
+                cas: None,
+            },
+        );
+        assert_eq!(out, Output::Removed(3));
+        assert_eq!(s.keys(), 1);
+        assert_eq!(
+            apply(&mut s, 10, None, Op::DropNamespace { ns: "zz".into() }),
+            Output::Removed(0)
+        );
+        assert!(matches!(s.apply(11, b"opaque bytes"), Output::Opaque));
+        assert_eq!(s.applied(), 11);
+    }
+}
