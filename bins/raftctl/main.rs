@@ -1,1 +1,368 @@
-fn main() {}
+//! raftctl: the command-line client for people. Talks to command ports
+//! over HTTPS with the client certificate from `cargo xtask certs`.
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use raft_kv::api::HttpsClient;
+use raft_kv::api::client::{Method, Reply, StatusCode};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Command-line client for raftstack clusters.
+#[derive(Parser)]
+#[command(name = "raftctl", version)]
+struct Args {
+    /// Command ports of the cluster's nodes, comma separated.
+    #[arg(
+        long,
+        env = "RAFTCTL_NODES",
+        default_value = "127.0.0.1:7501,127.0.0.1:7502,127.0.0.1:7503",
+        value_delimiter = ','
+    )]
+    nodes: Vec<String>,
+    /// Directory with transport-ca.pem and transport-client.crt/.key.
+    #[arg(long, env = "RAFTCTL_CERTS", default_value = "certs")]
+    certs: PathBuf,
+    /// Namespace for KV commands.
+    #[arg(long, default_value = "default")]
+    ns: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Every node's status, as a table.
+    Status,
+    /// Prints a key's value.
+    Get {
+        key: String,
+        /// Read this node's copy without a linearizable barrier.
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Sets a key.
+    Put {
+        key: String,
+        value: String,
+        /// Only if the key's modify index is this (0: only if absent).
+        #[arg(long)]
+        cas: Option<u64>,
+    },
+    /// Deletes a key (with --recurse, every key under the prefix).
+    Delete {
+        key: String,
+        #[arg(long)]
+        recurse: bool,
+    },
+    /// Lists keys under a prefix.
+    List {
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Lists namespaces.
+    Namespaces,
+    /// Prints the last committed log entries; with --follow, keeps
+    /// printing new ones.
+    Log {
+        #[arg(long, default_value_t = 20)]
+        last: u64,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Sets a node's mode (active, reluctant, passive).
+    Mode { node: String, mode: String },
+    /// Hands leadership to a member (by peer address), or to the best one.
+    Transfer { to: Option<String> },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("raftctl: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Ctl {
+    client: HttpsClient,
+    nodes: Vec<String>,
+    ns: String,
+}
+
+fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Ctl {
+    /// The first node that answers; `prefer_leader` asks them who leads
+    /// and goes there.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        prefer_leader: bool,
+    ) -> anyhow::Result<Reply> {
+        let mut targets = self.nodes.clone();
+        if prefer_leader {
+            if let Some(l) = self.leader().await {
+                targets.insert(0, l);
+            }
+        }
+        let mut last = None;
+        for n in &targets {
+            match self
+                .client
+                .request(n, method.clone(), path, &[], body.clone())
+                .await
+            {
+                Ok(r) => return Ok(r),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map_or_else(|| anyhow::anyhow!("no nodes given"), Into::into))
+    }
+
+    /// The leader's command port, as the nodes say.
+    async fn leader(&self) -> Option<String> {
+        for n in &self.nodes {
+            let Ok(r) = self
+                .client
+                .request(n, Method::GET, "/", &[], Bytes::new())
+                .await
+            else {
+                continue;
+            };
+            let Some(s) = r.json() else { continue };
+            if s["role"] == "leader" {
+                return Some(n.clone());
+            }
+            if let Some(l) = s["leader_command_port"].as_str() {
+                return Some(l.to_string());
+            }
+        }
+        None
+    }
+}
+
+fn check(r: &Reply) -> anyhow::Result<()> {
+    if r.status.is_success() {
+        return Ok(());
+    }
+    let msg = r
+        .json()
+        .and_then(|v| v["error"].as_str().map(String::from))
+        .unwrap_or_else(|| String::from_utf8_lossy(&r.body).into_owned());
+    bail!("{}: {msg}", r.status)
+}
+
+async fn run(a: Args) -> anyhow::Result<()> {
+    let ca = a.certs.join("transport-ca.pem");
+    let tls = raft_net::tls::client_config(
+        &ca,
+        Some((
+            &a.certs.join("transport-client.crt"),
+            &a.certs.join("transport-client.key"),
+        )),
+    )
+    .with_context(|| format!("loading certificates from {}", a.certs.display()))?;
+    let mut client = HttpsClient::new(tls);
+    client.timeout = Duration::from_secs(10);
+    let ctl = Ctl {
+        client,
+        nodes: a.nodes,
+        ns: enc(&a.ns),
+    };
+    let ns = ctl.ns.clone();
+
+    match a.cmd {
+        Cmd::Status => status(&ctl).await,
+        Cmd::Get { key, stale } => {
+            let q = if stale { "&stale" } else { "" };
+            let r = ctl
+                .call(
+                    Method::GET,
+                    &format!("/v1/kv/{}?raw&ns={ns}{q}", enc(&key)),
+                    Bytes::new(),
+                    false,
+                )
+                .await?;
+            check(&r)?;
+            std::io::stdout().write_all(&r.body)?;
+            println!();
+            Ok(())
+        }
+        Cmd::Put { key, value, cas } => {
+            let q = cas.map(|c| format!("&cas={c}")).unwrap_or_default();
+            let path = format!("/v1/kv/{}?ns={ns}{q}", enc(&key));
+            let r = ctl
+                .call(Method::PUT, &path, Bytes::from(value), true)
+                .await?;
+            check(&r)?;
+            let index = r
+                .headers
+                .get(raft_kv::api::INDEX_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?");
+            match r.json() {
+                Some(serde_json::Value::Bool(true)) => println!("ok (index {index})"),
+                _ => bail!("not written: the compare-and-set index did not match"),
+            }
+            Ok(())
+        }
+        Cmd::Delete { key, recurse } => {
+            let q = if recurse { "&recurse" } else { "" };
+            let r = ctl
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/kv/{}?ns={ns}{q}", enc(&key)),
+                    Bytes::new(),
+                    true,
+                )
+                .await?;
+            check(&r)?;
+            println!("ok");
+            Ok(())
+        }
+        Cmd::List { prefix } => {
+            let r = ctl
+                .call(
+                    Method::GET,
+                    &format!("/v1/kv/{}?keys&ns={ns}", enc(&prefix)),
+                    Bytes::new(),
+                    false,
+                )
+                .await?;
+            if r.status == StatusCode::NOT_FOUND {
+                return Ok(());
+            }
+            check(&r)?;
+            for k in r
+                .json()
+                .and_then(|v| v.as_array().cloned())
+                .unwrap_or_default()
+            {
+                println!("{}", k.as_str().unwrap_or_default());
+            }
+            Ok(())
+        }
+        Cmd::Namespaces => {
+            let r = ctl
+                .call(Method::GET, "/v1/namespaces", Bytes::new(), false)
+                .await?;
+            check(&r)?;
+            for n in r
+                .json()
+                .and_then(|v| v.as_array().cloned())
+                .unwrap_or_default()
+            {
+                println!(
+                    "{}\t{} keys",
+                    n["Namespace"].as_str().unwrap_or(""),
+                    n["Keys"]
+                );
+            }
+            Ok(())
+        }
+        Cmd::Log { last, follow } => log(&ctl, last, follow).await,
+        Cmd::Mode { node, mode } => {
+            let body = serde_json::json!({ "mode": mode }).to_string();
+            let r = ctl
+                .client
+                .request(&node, Method::PUT, "/v1/mode", &[], Bytes::from(body))
+                .await?;
+            check(&r)?;
+            println!("{node} is now {mode}");
+            Ok(())
+        }
+        Cmd::Transfer { to } => {
+            let q = to.map(|t| format!("?id={}", enc(&t))).unwrap_or_default();
+            let r = ctl
+                .call(
+                    Method::POST,
+                    &format!("/v1/operator/raft/transfer-leader{q}"),
+                    Bytes::new(),
+                    true,
+                )
+                .await?;
+            check(&r)?;
+            let v = r.json().unwrap_or_default();
+            println!(
+                "leader: {} (done: {})",
+                v["leader"].as_str().unwrap_or("?"),
+                v["Success"]
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn status(ctl: &Ctl) -> anyhow::Result<()> {
+    println!(
+        "{:<22} {:<18} {:<10} {:<9} {:>6} {:<18} {:>8} {:>8} {:<7}",
+        "COMMAND PORT", "MEMBER", "ROLE", "MODE", "TERM", "LEADER", "COMMIT", "APPLIED", "HEALTH"
+    );
+    for n in &ctl.nodes {
+        let r = ctl
+            .client
+            .request(n, Method::GET, "/", &[], Bytes::new())
+            .await;
+        match r.ok().and_then(|r| r.json()) {
+            Some(s) => println!(
+                "{:<22} {:<18} {:<10} {:<9} {:>6} {:<18} {:>8} {:>8} {:<7}",
+                n,
+                s["id"].as_str().unwrap_or("?"),
+                s["role"].as_str().unwrap_or("?"),
+                s["mode"].as_str().unwrap_or("?"),
+                s["term"].to_string(),
+                s["leader"].as_str().unwrap_or("-"),
+                s["commit_index"].to_string(),
+                s["applied_index"].to_string(),
+                s["health"].as_str().unwrap_or("?"),
+            ),
+            None => println!("{n:<22} (unreachable)"),
+        }
+    }
+    Ok(())
+}
+
+async fn log(ctl: &Ctl, last: u64, follow: bool) -> anyhow::Result<()> {
+    let r = ctl
+        .call(Method::GET, "/v1/log", Bytes::new(), false)
+        .await?;
+    check(&r)?;
+    let v = r.json().unwrap_or_default();
+    let commit = v["commit_index"].as_u64().unwrap_or(0);
+    let from = commit.saturating_sub(last.max(1) - 1).max(1);
+    let mut next = from;
+    loop {
+        let path = format!("/v1/log?from={next}&to={}", next + 999);
+        let r = ctl.call(Method::GET, &path, Bytes::new(), false).await?;
+        check(&r)?;
+        let v = r.json().unwrap_or_default();
+        for e in v["entries"].as_array().cloned().unwrap_or_default() {
+            println!("{e}");
+            next = e["index"].as_u64().unwrap_or(next) + 1;
+        }
+        if !follow {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

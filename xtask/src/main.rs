@@ -2,7 +2,8 @@
 
 mod bench;
 mod bench_net;
-mod certs;
+use xtask::certs;
+mod cluster;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,9 @@ enum Task {
     Sim(sim::Args),
     /// Make the test CA and the node and client certificates (certs/).
     Certs(certs::Args),
+    /// Start a local mutual-TLS cluster of raft-mock processes and show it
+    /// working.
+    Cluster(cluster::Args),
     /// Benchmarks; each prints one JSON document.
     Bench(bench::Args),
 }
@@ -29,5 +33,6 @@ fn main() -> anyhow::Result<()> {
         Task::Sim(args) => sim::run(args),
         Task::Bench(args) => bench::run(args),
         Task::Certs(args) => certs::run(args),
+        Task::Cluster(args) => cluster::run(args),
     }
 }

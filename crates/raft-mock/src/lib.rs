@@ -2,6 +2,8 @@
 //! the redb log (or memory), the mutual-TLS transport, the KV state
 //! machine and the HTTPS command port.
 
+pub mod launch;
+
 use raft_core::node::{Node, NodeConfig};
 use raft_core::{Config, Mode, NodeId};
 use raft_kv::api::{ApiContext, HttpsClient, Metrics};

@@ -187,12 +187,13 @@ impl<O: Send + 'static> Node<O> {
         }
     }
 
+    /// What a request that timed out reports. Never `NotLeader` or
+    /// `NoLeader`: those mean "refused, safe to retry elsewhere", while a
+    /// timed-out write may still commit.
     fn timeout_error(&self) -> NodeError {
         let s = self.status.borrow();
-        if s.is_leader() && !s.quorum_live {
+        if (s.is_leader() && !s.quorum_live) || s.raft.leader.is_none() {
             NodeError::NoQuorum
-        } else if s.raft.leader.is_none() {
-            NodeError::NoLeader
         } else {
             NodeError::Timeout(self.timeout)
         }

@@ -4,8 +4,9 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::Request;
 use hyper::client::conn::http1::SendRequest;
-use hyper::{HeaderMap, Method, Request, StatusCode};
+pub use hyper::{HeaderMap, Method, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -101,14 +102,28 @@ impl HttpsClient {
             b = b.header(*k, *v);
         }
         let req = b.body(Full::new(body)).map_err(|e| fail(e.to_string()))?;
-        let mut sender = match self.idle(addr) {
-            Some(s) => s,
-            None => self.connect(addr).await?,
+        let (sender, resp) = match self.idle(addr) {
+            Some(mut s) => {
+                let retry = req.clone();
+                match s.send_request(req).await {
+                    // A kept-alive connection the server closed meanwhile:
+                    // the request never left, so a new connection may
+                    // carry it.
+                    Err(e) if e.is_canceled() => {
+                        let mut s = self.connect(addr).await?;
+                        let r = s.send_request(retry).await;
+                        (s, r)
+                    }
+                    r => (s, r),
+                }
+            }
+            None => {
+                let mut s = self.connect(addr).await?;
+                let r = s.send_request(req).await;
+                (s, r)
+            }
         };
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        let resp = resp.map_err(|e| fail(e.to_string()))?;
         let (parts, body) = resp.into_parts();
         let body = body
             .collect()

@@ -160,6 +160,12 @@ async fn handle(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
             }
         }
     };
+    let mut resp = resp;
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the body was not read: this connection is done.
+        resp.headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     ctx.metrics
         .record(&method, resp.status(), started.elapsed());
     resp

@@ -1,0 +1,245 @@
+//! Runs a cluster of `raft-mock` processes on loopback: for
+//! `cargo xtask cluster`, the multi-process tests and the benchmarks.
+//! Every process is killed when the `ProcessCluster` is dropped.
+
+use bytes::Bytes;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use raft_kv::api::HttpsClient;
+use raft_kv::api::client::{ClientError, Method, Reply};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One member process.
+pub struct NodeProc {
+    /// The member's name: its peer address.
+    pub name: String,
+    /// Its command port address.
+    pub api: String,
+    pub mode: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+    pub file: Option<PathBuf>,
+}
+
+impl NodeProc {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+pub struct ProcessCluster {
+    pub bin: PathBuf,
+    pub certs: PathBuf,
+    pub dir: PathBuf,
+    pub nodes: Vec<NodeProc>,
+    pub client: HttpsClient,
+    /// Extra flags for every node (timings).
+    pub flags: Vec<String>,
+}
+
+/// Loopback ports nobody listens on now (bound, then released).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let ls: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+impl ProcessCluster {
+    /// Describes (does not start) `modes.len()` nodes on the given peer
+    /// and command ports, with redb files in `dir` unless `memory`.
+    pub fn new(
+        bin: &Path,
+        certs: &Path,
+        dir: &Path,
+        modes: &[&str],
+        ports: &[(u16, u16)],
+        memory: bool,
+    ) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let tls = raft_net::tls::client_config(
+            &certs.join("transport-ca.pem"),
+            Some((
+                &certs.join("transport-client.crt"),
+                &certs.join("transport-client.key"),
+            )),
+        )
+        .map_err(std::io::Error::other)?;
+        let mut client = HttpsClient::new(tls);
+        client.timeout = Duration::from_secs(15);
+        let nodes = modes
+            .iter()
+            .zip(ports)
+            .enumerate()
+            .map(|(i, (mode, (peer, api)))| NodeProc {
+                name: format!("127.0.0.1:{peer}"),
+                api: format!("127.0.0.1:{api}"),
+                mode: mode.to_string(),
+                child: None,
+                log: dir.join(format!("node{}.log", i + 1)),
+                file: (!memory).then(|| dir.join(format!("node{}.redb", i + 1))),
+            })
+            .collect();
+        Ok(ProcessCluster {
+            bin: bin.to_path_buf(),
+            certs: certs.to_path_buf(),
+            dir: dir.to_path_buf(),
+            nodes,
+            client,
+            flags: Vec::new(),
+        })
+    }
+
+    pub fn start_all(&mut self) -> std::io::Result<()> {
+        for i in 0..self.nodes.len() {
+            self.start(i)?;
+        }
+        Ok(())
+    }
+
+    /// Starts node `i` (again), appending to its log file.
+    pub fn start(&mut self, i: usize) -> std::io::Result<()> {
+        let n = &self.nodes[i];
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("-t").arg(&n.mode).arg("-n").arg(&n.name);
+        if self.nodes.len() > 1 {
+            cmd.arg("-b");
+        }
+        for (j, m) in self.nodes.iter().enumerate() {
+            if j != i {
+                cmd.arg(&m.name);
+            }
+        }
+        let port = n.api.rsplit_once(':').map_or("0", |(_, p)| p);
+        cmd.arg("-p").arg(port).arg("--certs").arg(&self.certs);
+        if let Some(f) = &n.file {
+            cmd.arg("-f").arg(f);
+        }
+        cmd.args(&self.flags);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log)?;
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = cmd.spawn()?;
+        self.nodes[i].child = Some(child);
+        Ok(())
+    }
+
+    fn signal(&self, i: usize, sig: Signal) {
+        if let Some(pid) = self.nodes[i].pid() {
+            let _ = kill(Pid::from_raw(pid as i32), sig);
+        }
+    }
+
+    /// kill -9, and reap.
+    pub fn kill(&mut self, i: usize) {
+        self.signal(i, Signal::SIGKILL);
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`. Returns whether it exited by
+    /// itself, successfully.
+    pub fn stop(&mut self, i: usize, grace: Duration) -> bool {
+        self.signal(i, Signal::SIGTERM);
+        let Some(mut c) = self.nodes[i].child.take() else {
+            return false;
+        };
+        let deadline = Instant::now() + grace;
+        loop {
+            match c.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    return false;
+                }
+            }
+        }
+    }
+
+    pub fn pause(&self, i: usize) {
+        self.signal(i, Signal::SIGSTOP);
+    }
+
+    pub fn resume(&self, i: usize) {
+        self.signal(i, Signal::SIGCONT);
+    }
+
+    pub async fn request(
+        &self,
+        i: usize,
+        method: Method,
+        path: &str,
+        body: &str,
+    ) -> Result<Reply, ClientError> {
+        let body = Bytes::from(body.to_string());
+        self.client
+            .request(&self.nodes[i].api, method, path, &[], body)
+            .await
+    }
+
+    /// Node `i`'s status (`GET /`), if it answers.
+    pub async fn status(&self, i: usize) -> Option<serde_json::Value> {
+        let r = self.request(i, Method::GET, "/", "").await.ok()?;
+        r.json()
+    }
+
+    /// Waits until a running node (not in `except`) leads and every
+    /// running node not in `except` agrees on it; its index.
+    pub async fn wait_leader(&self, timeout: Duration, except: &[usize]) -> Option<usize> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let mut leader = None;
+            let mut agree = true;
+            for i in 0..self.nodes.len() {
+                if except.contains(&i) || !self.nodes[i].is_running() {
+                    continue;
+                }
+                let Some(s) = self.status(i).await else {
+                    agree = false;
+                    continue;
+                };
+                let l = s["leader"].as_str().map(String::from);
+                match (&leader, l) {
+                    (_, None) => agree = false,
+                    (None, Some(l)) => leader = Some(l),
+                    (Some(a), Some(b)) if *a != b => agree = false,
+                    _ => {}
+                }
+            }
+            if agree {
+                if let Some(l) = leader {
+                    if let Some(i) = self.nodes.iter().position(|n| n.name == l) {
+                        if !except.contains(&i) {
+                            return Some(i);
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+}
+
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.resume(i);
+            self.kill(i);
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Shared harness for the multi-process tests: real `raft-mock`
+//! processes, real mutual TLS, loopback ports picked free, and every
+//! process killed when the test ends (pass or fail).
+
+#![allow(dead_code)]
+
+use raft_kv::api::client::{Method, Reply};
+use raft_mock::launch::{ProcessCluster, free_ports};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Certificates made once per test binary, by `cargo xtask certs`'s code.
+pub fn certs() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("raftstack-test-certs-{}", std::process::id()));
+        xtask::certs::make_certs(&dir, true).expect("making test certificates");
+        dir
+    })
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_raft-mock");
+
+/// Fast timings for tests: 20 ms ticks, elections after 200-400 ms.
+pub const FLAGS: &[&str] = &["--tick-ms", "20", "--election-ticks", "10", "-l", "DEBUG"];
+
+pub struct TestCluster {
+    pub c: ProcessCluster,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestCluster {
+    type Target = ProcessCluster;
+    fn deref(&self) -> &ProcessCluster {
+        &self.c
+    }
+}
+
+impl std::ops::DerefMut for TestCluster {
+    fn deref_mut(&mut self) -> &mut ProcessCluster {
+        &mut self.c
+    }
+}
+
+/// Starts one node per mode (redb files unless `memory`).
+pub fn cluster(modes: &[&str], memory: bool) -> TestCluster {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(modes.len() * 2);
+    let pairs: Vec<_> = ports.chunks(2).map(|p| (p[0], p[1])).collect();
+    let mut c = ProcessCluster::new(Path::new(BIN), certs(), dir.path(), modes, &pairs, memory)
+        .expect("cluster set-up");
+    c.flags = FLAGS.iter().map(|s| s.to_string()).collect();
+    c.start_all().expect("starting raft-mock");
+    TestCluster { c, _dir: dir }
+}
+
+impl TestCluster {
+    pub async fn leader(&self, except: &[usize]) -> usize {
+        match self.wait_leader(Duration::from_secs(20), except).await {
+            Some(l) => l,
+            None => {
+                self.dump_logs();
+                panic!("no leader within 20 s");
+            }
+        }
+    }
+
+    /// Prints the node logs' tails (shown when a test fails).
+    pub fn dump_logs(&self) {
+        for n in &self.c.nodes {
+            let log = std::fs::read_to_string(&n.log).unwrap_or_default();
+            let tail: Vec<_> = log.lines().rev().take(30).collect();
+            eprintln!("--- {} ({}) ---", n.name, n.log.display());
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+
+    pub async fn put(&self, i: usize, key: &str, value: &str) -> Result<u64, String> {
+        let r = self
+            .request(i, Method::PUT, &format!("/v1/kv/{key}"), value)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !r.status.is_success() {
+            return Err(format!("{} {}", r.status, String::from_utf8_lossy(&r.body)));
+        }
+        Ok(index(&r))
+    }
+
+    /// A key's value read at node `i` (linearizable unless `stale`).
+    pub async fn get(&self, i: usize, key: &str, stale: bool) -> Result<Option<String>, String> {
+        let q = if stale { "&stale" } else { "" };
+        let r = self
+            .request(i, Method::GET, &format!("/v1/kv/{key}?raw{q}"), "")
+            .await
+            .map_err(|e| e.to_string())?;
+        match r.status.as_u16() {
+            200 => Ok(Some(String::from_utf8_lossy(&r.body).into_owned())),
+            404 => Ok(None),
+            _ => Err(format!("{} {}", r.status, String::from_utf8_lossy(&r.body))),
+        }
+    }
+
+    /// Every key and value in the default namespace, as node `i` has it.
+    pub async fn dump(&self, i: usize) -> Vec<(String, String)> {
+        let r = self
+            .request(i, Method::GET, "/v1/kv/?recurse&stale", "")
+            .await
+            .expect("dump");
+        if r.status == 404 {
+            return vec![];
+        }
+        let v = r.json().expect("JSON listing");
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                use base64::Engine;
+                let val = base64::engine::general_purpose::STANDARD
+                    .decode(e["Value"].as_str().unwrap())
+                    .unwrap();
+                (
+                    e["Key"].as_str().unwrap().to_string(),
+                    String::from_utf8(val).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until node `i` has applied at least `index`.
+    pub async fn wait_applied(&self, i: usize, index: u64, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(s) = self.status(i).await {
+                if s["applied_index"].as_u64().unwrap_or(0) >= index {
+                    return;
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                self.dump_logs();
+                panic!("node {i} did not apply {index} within {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub fn index(r: &Reply) -> u64 {
+    r.headers
+        .get(raft_kv::api::INDEX_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs a test body with a deadline.
+pub async fn deadline<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
+    if tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .is_err()
+    {
+        panic!("test over its {secs} s deadline");
+    }
+}
