@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// What to measure: `log` or `net`.
+    /// What to measure: `log`, `net` or `cluster`.
     what: String,
     /// Where benchmark files go (on the disk being measured).
     #[arg(long, default_value = "target/bench")]
@@ -29,7 +29,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let report = match args.what.as_str() {
         "log" => bench_log(&args)?,
         "net" => crate::bench_net::run(&args.dir, args.seconds)?,
-        other => bail!("unknown benchmark {other:?} (known: log, net)"),
+        "cluster" => crate::bench_cluster::run(&args.dir, args.seconds)?,
+        other => bail!("unknown benchmark {other:?} (known: log, net, cluster)"),
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

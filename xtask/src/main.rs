@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: the project's tasks that are not plain cargo.
 
 mod bench;
+mod bench_cluster;
 mod bench_net;
 use xtask::certs;
 mod cluster;
