@@ -154,7 +154,8 @@ async fn get(ctx: &ApiContext, ns: &str, key: &str, q: &Query) -> ApiResult {
     let index = read_barrier(ctx, q).await?;
     let kv = ctx.kv.read();
     let index = index.max(kv.applied());
-    if let Some(sep) = q.get("keys") {
+    if q.get("keys").is_some() {
+        let sep = q.get("separator").unwrap_or("");
         // Consul: keys under the prefix, folded at the separator if given.
         let mut keys: Vec<String> = Vec::new();
         for (k, _) in kv.scan(ns, key) {
