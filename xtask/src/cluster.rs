@@ -32,8 +32,23 @@ pub struct Args {
 }
 
 /// Builds the release binaries; the path of the directory holding them.
+/// They get a target directory of their own, and the build runs without
+/// the variables `cargo run` set for xtask (`CARGO_PKG_*`,
+/// `LD_LIBRARY_PATH`, ...): otherwise dependency features and build-script
+/// inputs differ from a plain build and each build undoes the other's.
 pub fn build_binaries() -> anyhow::Result<PathBuf> {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let dir = Path::new(&target).join("bins");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        let from_cargo_run =
+            k.starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_TARGET_DIR";
+        if from_cargo_run || k == "LD_LIBRARY_PATH" {
+            cmd.env_remove(k);
+        }
+    }
+    let status = cmd
         .args([
             "build",
             "--release",
@@ -43,13 +58,14 @@ pub fn build_binaries() -> anyhow::Result<PathBuf> {
             "--bin",
             "raftctl",
         ])
+        .arg("--target-dir")
+        .arg(&dir)
         .status()
         .context("running cargo build")?;
     if !status.success() {
         bail!("cargo build failed");
     }
-    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    Ok(Path::new(&target).join("release"))
+    Ok(dir.join("release"))
 }
 
 /// Makes the certificate set unless every file is already there.
