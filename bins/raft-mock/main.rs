@@ -77,6 +77,9 @@ struct Args {
     /// Ticks between leader heartbeats.
     #[arg(long, default_value_t = 1)]
     heartbeat_ticks: u64,
+    /// Async worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
     /// Whether command-port clients must present a certificate of the CA.
     #[arg(long, value_enum, default_value = "required")]
     client_certs: ClientCerts,
@@ -94,7 +97,11 @@ fn main() -> ExitCode {
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Runtime::new() {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = match rt.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("raft-mock: error: cannot start the runtime: {e}");

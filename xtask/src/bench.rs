@@ -21,6 +21,12 @@ pub struct Args {
     /// Seconds to spend on each append measurement.
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
+    /// `cluster`: concurrent clients of the write runs.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+    clients: Vec<usize>,
+    /// `cluster`: keep the logs in memory (to see what fsync costs).
+    #[arg(long)]
+    memory: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -29,7 +35,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let report = match args.what.as_str() {
         "log" => bench_log(&args)?,
         "net" => crate::bench_net::run(&args.dir, args.seconds)?,
-        "cluster" => crate::bench_cluster::run(&args.dir, args.seconds)?,
+        "cluster" => {
+            crate::bench_cluster::run(&args.dir, args.seconds, &args.clients, args.memory)?
+        }
         other => bail!("unknown benchmark {other:?} (known: log, net, cluster)"),
     };
     println!("{}", serde_json::to_string_pretty(&report)?);

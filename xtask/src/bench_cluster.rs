@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub fn run(dir: &Path, seconds: f64) -> anyhow::Result<Value> {
+pub fn run(dir: &Path, seconds: f64, clients: &[usize], memory: bool) -> anyhow::Result<Value> {
     let bins = build_binaries()?;
     let certs = dir.join("certs");
     ensure_certs(&certs)?;
@@ -30,7 +30,7 @@ pub fn run(dir: &Path, seconds: f64) -> anyhow::Result<Value> {
         &data,
         &["active"; 3],
         &pairs,
-        std::env::var_os("BENCH_MEMORY").is_some(),
+        memory,
     )?;
     c.flags = vec!["-l".into(), "WARNING".into()];
     c.start_all()?;
@@ -42,12 +42,12 @@ pub fn run(dir: &Path, seconds: f64) -> anyhow::Result<Value> {
             .ok_or_else(|| anyhow::anyhow!("no leader within 20 s"))?;
         let api = c.nodes[leader].api.clone();
         let mut writes = Vec::new();
-        for clients in [1, 16, 64, 256] {
-            writes.push(load(&c.client, &api, clients, seconds, true).await?);
+        for &n in clients {
+            writes.push(load(&c.client, &api, n, seconds, true).await?);
         }
         let reads = load(&c.client, &api, 64, seconds, false).await?;
         Ok(json!({
-            "cluster": { "nodes": 3, "storage": "redb, fsync per batch", "transport": "mutual TLS 1.3", "client": "HTTPS/1.1 keep-alive" },
+            "cluster": { "nodes": 3, "storage": if memory { "memory" } else { "redb, fsync per batch" }, "transport": "mutual TLS 1.3", "client": "HTTPS/1.1 keep-alive" },
             "value_bytes": 256,
             "key_bytes": 8,
             "writes": writes,
