@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// What to measure: `log`, `net` or `cluster`.
+    /// What to measure: `log`, `net`, `cluster` or `core`.
     what: String,
     /// Where benchmark files go (on the disk being measured).
     #[arg(long, default_value = "target/bench")]
@@ -24,6 +24,12 @@ pub struct Args {
     /// `cluster`: concurrent clients of the write runs.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
     clients: Vec<usize>,
+    /// `core`: writes per run.
+    #[arg(long, default_value_t = 200_000)]
+    writes: u64,
+    /// `core`: concurrent clients of each run.
+    #[arg(long, value_delimiter = ',', default_value = "1,64,256,1024")]
+    core_clients: Vec<usize>,
     /// `cluster`: keep the logs in memory (to see what fsync costs).
     #[arg(long)]
     memory: bool,
@@ -35,10 +41,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let report = match args.what.as_str() {
         "log" => bench_log(&args)?,
         "net" => crate::bench_net::run(&args.dir, args.seconds)?,
+        "core" => crate::bench_core::run(args.writes, &args.core_clients)?,
         "cluster" => {
             crate::bench_cluster::run(&args.dir, args.seconds, &args.clients, args.memory)?
         }
-        other => bail!("unknown benchmark {other:?} (known: log, net, cluster)"),
+        other => bail!("unknown benchmark {other:?} (known: log, net, cluster, core)"),
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_cluster;
+mod bench_core;
 mod bench_net;
 use xtask::certs;
 mod cluster;
