@@ -40,6 +40,49 @@ async fn writes_through_any_node_are_read_from_all() {
             loc.starts_with(&format!("https://{}/", c.nodes[l].api)),
             "{loc}"
         );
+        // Status and metrics agree on who leads.
+        for i in 0..3 {
+            let s = c.status(i).await.unwrap();
+            assert_eq!(s["leader"], c.nodes[l].name.as_str());
+            let m = c.request(i, Method::GET, "/metrics", "").await.unwrap();
+            let text = String::from_utf8_lossy(&m.body).into_owned();
+            let want = if i == l {
+                "raft_is_leader 1"
+            } else {
+                "raft_is_leader 0"
+            };
+            assert!(text.contains(want), "{text}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raftctl_finds_the_leader_and_speaks_kv() {
+    let c = cluster(&["active"; 3], true);
+    deadline(60, async {
+        c.leader(&[]).await;
+        let nodes: Vec<_> = c.nodes.iter().map(|n| n.api.clone()).collect();
+        let ctl = |args: &[&str]| {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_raftctl"))
+                .arg("--certs")
+                .arg(common::certs())
+                .arg("--nodes")
+                .arg(nodes.join(","))
+                .args(args)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "raftctl {args:?}: {err}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        assert!(ctl(&["put", "colour", "blue"]).starts_with("ok"));
+        assert_eq!(ctl(&["get", "colour"]).trim(), "blue");
+        ctl(&["--ns", "t", "put", "a/1", "x"]);
+        assert_eq!(ctl(&["--ns", "t", "list", "a/"]).trim(), "a/1");
+        let status = ctl(&["status"]);
+        assert_eq!(status.matches(" leader ").count(), 1, "{status}");
+        assert!(ctl(&["log", "--last", "2"]).contains("\"kind\":\"kv\""));
     })
     .await;
 }

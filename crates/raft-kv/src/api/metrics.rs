@@ -46,107 +46,107 @@ impl Metrics {
 pub fn render(ctx: &ApiContext) -> Response<Body> {
     let s = ctx.node.status();
     let m = &ctx.metrics;
-    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    let rows: [(&str, &str, &str, f64); 15] = [
+        (
+            "raft_term",
+            "Current Raft term.",
+            "gauge",
+            s.raft.term as f64,
+        ),
+        (
+            "raft_is_leader",
+            "1 if this node leads.",
+            "gauge",
+            flag(s.is_leader()),
+        ),
+        (
+            "raft_has_leader",
+            "1 if a leader is known.",
+            "gauge",
+            flag(s.raft.leader.is_some()),
+        ),
+        (
+            "raft_commit_index",
+            "Highest committed log index.",
+            "gauge",
+            s.raft.commit as f64,
+        ),
+        (
+            "raft_applied_index",
+            "Highest applied log index.",
+            "gauge",
+            s.raft.applied as f64,
+        ),
+        (
+            "raft_last_index",
+            "Last log index.",
+            "gauge",
+            s.raft.last_index as f64,
+        ),
+        (
+            "raft_storage_failed",
+            "1 once the log store failed.",
+            "gauge",
+            flag(s.failed.is_some()),
+        ),
+        (
+            "kv_keys",
+            "Keys in all namespaces.",
+            "gauge",
+            ctx.kv.read().keys() as f64,
+        ),
+        (
+            "http_requests_ok_total",
+            "Requests answered 2xx or 3xx.",
+            "counter",
+            get(&m.ok),
+        ),
+        (
+            "http_requests_client_error_total",
+            "Requests answered 4xx.",
+            "counter",
+            get(&m.client_errors),
+        ),
+        (
+            "http_requests_server_error_total",
+            "Requests answered 5xx.",
+            "counter",
+            get(&m.server_errors),
+        ),
+        (
+            "http_write_requests_total",
+            "Requests other than GET.",
+            "counter",
+            get(&m.writes),
+        ),
+        (
+            "http_forwarded_total",
+            "Writes forwarded to the leader.",
+            "counter",
+            get(&m.forwarded),
+        ),
+        (
+            "http_request_seconds_total",
+            "Time spent answering requests.",
+            "counter",
+            get(&m.busy_us) / 1e6,
+        ),
+        (
+            "process_uptime_seconds",
+            "Seconds since the node started.",
+            "gauge",
+            ctx.started.elapsed().as_secs_f64(),
+        ),
+    ];
     let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, kind: &str, v: f64| {
+    for (name, help, kind, v) in rows {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
         );
-    };
-    gauge(
-        "raft_term",
-        "Current Raft term.",
-        "gauge",
-        s.raft.term as f64,
-    );
-    let leader = if s.is_leader() { 1.0 } else { 0.0 };
-    gauge("raft_is_leader", "1 if this node leads.", "gauge", leader);
-    let has_leader = if s.raft.leader.is_some() { 1.0 } else { 0.0 };
-    gauge(
-        "raft_has_leader",
-        "1 if a leader is known.",
-        "gauge",
-        has_leader,
-    );
-    gauge(
-        "raft_commit_index",
-        "Highest committed log index.",
-        "gauge",
-        s.raft.commit as f64,
-    );
-    gauge(
-        "raft_applied_index",
-        "Highest applied log index.",
-        "gauge",
-        s.raft.applied as f64,
-    );
-    gauge(
-        "raft_last_index",
-        "Last log index.",
-        "gauge",
-        s.raft.last_index as f64,
-    );
-    let failed = if s.failed.is_some() { 1.0 } else { 0.0 };
-    gauge(
-        "raft_storage_failed",
-        "1 once the log store failed.",
-        "gauge",
-        failed,
-    );
-    gauge(
-        "kv_keys",
-        "Keys in all namespaces.",
-        "gauge",
-        ctx.kv.read().keys() as f64,
-    );
-    gauge(
-        "http_requests_ok_total",
-        "Requests answered 2xx or 3xx.",
-        "counter",
-        get(&m.ok) as f64,
-    );
-    let ce = get(&m.client_errors) as f64;
-    gauge(
-        "http_requests_client_error_total",
-        "Requests answered 4xx.",
-        "counter",
-        ce,
-    );
-    let se = get(&m.server_errors) as f64;
-    gauge(
-        "http_requests_server_error_total",
-        "Requests answered 5xx.",
-        "counter",
-        se,
-    );
-    gauge(
-        "http_write_requests_total",
-        "Requests other than GET.",
-        "counter",
-        get(&m.writes) as f64,
-    );
-    let fw = get(&m.forwarded) as f64;
-    gauge(
-        "http_forwarded_total",
-        "Writes forwarded to the leader.",
-        "counter",
-        fw,
-    );
-    let busy = get(&m.busy_us) as f64 / 1e6;
-    gauge(
-        "http_request_seconds_total",
-        "Time spent answering requests.",
-        "counter",
-        busy,
-    );
-    let uptime = ctx.started.elapsed().as_secs_f64();
-    gauge(
-        "process_uptime_seconds",
-        "Seconds since the node started.",
-        "gauge",
-        uptime,
-    );
+    }
     let mut r = Response::new(http::full(out));
     r.headers_mut().insert(
         CONTENT_TYPE,

@@ -227,3 +227,65 @@ pub async fn set_mode(ctx: &ApiContext, body: &[u8]) -> ApiResult {
         &json!({ "mode": mode.to_string() }),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft_core::{PeerStatus, Status};
+
+    fn status(role: Role, leader: Option<NodeId>, peers: Vec<PeerStatus>) -> NodeStatus {
+        NodeStatus {
+            raft: Status {
+                id: 1,
+                role,
+                mode: Mode::Active,
+                term: 2,
+                vote: None,
+                leader,
+                commit: 10,
+                applied: 10,
+                last_index: 10,
+                persisted: 10,
+                transferee: None,
+                peers,
+            },
+            voters: vec![1, 2, 3],
+            failed: None,
+            tick_ms: 50,
+            election_tick: 10,
+            quorum_live: true,
+        }
+    }
+
+    fn peer(id: NodeId, last_contact: u64) -> PeerStatus {
+        PeerStatus {
+            id,
+            voter: true,
+            mode: Mode::Active,
+            matched: 10,
+            next: 11,
+            replicating: true,
+            recent_active: true,
+            last_contact,
+        }
+    }
+
+    #[test]
+    fn health_colours() {
+        let ok = status(Role::Leader, Some(1), vec![peer(2, 0), peer(3, 1)]);
+        assert_eq!(health(&ok).0, "green");
+        let lagging = status(Role::Leader, Some(1), vec![peer(2, 0), peer(3, 10)]);
+        assert_eq!(health(&lagging).0, "yellow");
+        let mut no_quorum = lagging.clone();
+        no_quorum.quorum_live = false;
+        assert_eq!(health(&no_quorum).0, "red");
+        assert_eq!(health(&status(Role::Follower, None, vec![])).0, "red");
+        let mut behind = status(Role::Follower, Some(2), vec![]);
+        behind.raft.commit = 1000;
+        assert_eq!(health(&behind).0, "yellow");
+        behind.failed = Some("disk full".into());
+        let (colour, why) = health(&behind);
+        assert_eq!(colour, "red");
+        assert!(why[0].contains("disk full"));
+    }
+}
