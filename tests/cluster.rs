@@ -341,7 +341,7 @@ async fn random_kills_under_concurrent_writes_lose_no_acknowledged_write() {
             }));
         }
         let mut rng = Rng::new(seed);
-        for _ in 0..6 {
+        for _ in 0..10 {
             let victim = rng.range(0, 3) as usize;
             c.lock().await.kill(victim);
             tokio::time::sleep(Duration::from_millis(200 + rng.range(0, 600))).await;

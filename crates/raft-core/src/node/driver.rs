@@ -97,26 +97,23 @@ where
 fn status_of(raft: &Raft, cfg: &NodeConfig, failed: Option<String>) -> NodeStatus {
     let s = raft.status();
     let election_tick = cfg.raft.election_tick;
-    let quorum_live = {
-        let voters = raft.voters();
-        let live = voters
-            .iter()
-            .filter(|v| {
-                **v == s.id
-                    || s.peers
-                        .iter()
-                        .any(|p| p.id == **v && p.last_contact < election_tick)
-            })
-            .count();
-        s.role == Role::Leader && live * 2 > voters.len()
-    };
+    let voters: Vec<_> = raft.voters().into_iter().collect();
+    let live = voters
+        .iter()
+        .filter(|&&v| {
+            v == s.id
+                || s.peers
+                    .iter()
+                    .any(|p| p.id == v && p.last_contact < election_tick)
+        })
+        .count();
     NodeStatus {
-        voters: raft.voters().into_iter().collect(),
+        quorum_live: s.role == Role::Leader && live * 2 > voters.len(),
+        voters,
         raft: s,
         failed,
         tick_ms: cfg.tick.as_millis() as u64,
         election_tick,
-        quorum_live,
     }
 }
 

@@ -5,7 +5,7 @@
 use super::Transport;
 use crate::{Message, NodeId};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 
 #[derive(Default)]
@@ -17,7 +17,7 @@ struct Inner {
 /// The shared switchboard; cheap to clone.
 #[derive(Clone, Default)]
 pub struct LocalNetwork {
-    inner: Arc<Mutex<Inner>>,
+    inner: Arc<RwLock<Inner>>,
 }
 
 impl LocalNetwork {
@@ -29,7 +29,7 @@ impl LocalNetwork {
     /// (a restarted node). Returns its transport and inbox.
     pub fn join(&self, id: NodeId) -> (LocalTransport, mpsc::Receiver<Message>) {
         let (tx, rx) = mpsc::channel(64 * 1024);
-        self.lock().inboxes.insert(id, tx);
+        self.write().inboxes.insert(id, tx);
         (
             LocalTransport {
                 net: self.clone(),
@@ -41,7 +41,7 @@ impl LocalNetwork {
 
     /// Cuts (or restores) every link of node `id`.
     pub fn isolate(&self, id: NodeId, cut: bool) {
-        let mut g = self.lock();
+        let mut g = self.write();
         if cut {
             g.isolated.insert(id);
         } else {
@@ -49,8 +49,14 @@ impl LocalNetwork {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends take the read side only, so they do not queue behind each
+    /// other.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -62,7 +68,7 @@ pub struct LocalTransport {
 impl Transport for LocalTransport {
     fn send(&self, m: Message) {
         let tx = {
-            let g = self.net.lock();
+            let g = self.net.read();
             if g.isolated.contains(&self.id) || g.isolated.contains(&m.to) {
                 return;
             }
