@@ -26,6 +26,10 @@ impl MemLogStore {
 impl LogStore for MemLogStore {
     type Error = Error;
 
+    fn writes_are_cheap(&self) -> bool {
+        true
+    }
+
     fn state(&self) -> Result<StoredState, Error> {
         Ok(StoredState {
             hard_state: self.hard_state,

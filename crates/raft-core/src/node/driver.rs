@@ -1,14 +1,13 @@
 //! The protocol task: one loop that owns the `Raft`, the state machine and
 //! every waiter.
 
-use super::storage::{self, Done, Job};
+use super::storage::{Done, Job, Storage};
 use super::{Command, Node, NodeConfig, NodeError, NodeStatus, Reply, StateMachine, Transport};
 use crate::storage::{LogStore, Membership, WriteBatch};
 use crate::types::{Index, Payload, Role, Term};
 use crate::{InitialState, Message, Raft, Ready};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::mpsc as std_mpsc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
@@ -67,7 +66,7 @@ where
     };
     let raft = Raft::new(cfg.raft.clone(), init).map_err(NodeError::from_protocol)?;
     let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let (storage, storage_thread) = storage::spawn(store, done_tx);
+    let storage = Storage::new(store, done_tx);
     let (cmd_tx, cmd_rx) = mpsc::channel(cfg.max_batch.max(64));
     let (status_tx, status_rx) = watch::channel(status_of(&raft, &cfg, None));
     let timeout = cfg.request_timeout;
@@ -77,7 +76,6 @@ where
         transport,
         sm,
         storage,
-        storage_thread: Some(storage_thread),
         writes_in_flight: 0,
         proposals: BTreeMap::new(),
         reads_asked: HashMap::new(),
@@ -122,8 +120,7 @@ struct Driver<T, M: StateMachine> {
     cfg: NodeConfig,
     transport: T,
     sm: M,
-    storage: std_mpsc::Sender<Job>,
-    storage_thread: Option<std::thread::JoinHandle<()>>,
+    storage: Storage,
     /// Jobs queued to the storage thread and not yet reported done.
     writes_in_flight: usize,
     /// Proposals waiting to be applied, by index, with the term they got.
@@ -336,8 +333,16 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
                 entries,
                 then_send: persisted_messages,
             };
-            if self.storage.send(job).is_err() {
-                self.writes_in_flight -= 1;
+            match &mut self.storage {
+                Storage::Thread { jobs, .. } => {
+                    if jobs.send(job).is_err() {
+                        self.writes_in_flight -= 1;
+                    }
+                }
+                Storage::Inline(write) => {
+                    let done = write(job);
+                    self.on_done(done);
+                }
             }
         } else {
             for m in persisted_messages {
@@ -410,14 +415,11 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
         // Dropping the job sender ends the storage thread after what it has
         // queued (closing the store); the status channel closing tells
         // watchers.
-        let Driver {
-            storage,
-            storage_thread,
-            ..
-        } = self;
-        drop(storage);
-        if let Some(t) = storage_thread {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        if let Storage::Thread { jobs, thread } = self.storage {
+            drop(jobs);
+            if let Some(t) = thread {
+                let _ = tokio::task::spawn_blocking(move || t.join()).await;
+            }
         }
         if let Some(s) = shutdown {
             let _ = s.send(());

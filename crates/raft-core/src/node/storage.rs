@@ -26,7 +26,48 @@ pub(super) enum Done {
     Failed(String),
 }
 
-pub(super) fn spawn<S: LogStore + Send + 'static>(
+/// Where the driver's writes go.
+pub(super) enum Storage {
+    /// A storage thread (durable stores: it blocks on fsync).
+    Thread {
+        jobs: std_mpsc::Sender<Job>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    },
+    /// On the driver's own task (stores whose writes do no I/O).
+    Inline(Box<dyn FnMut(Job) -> Done + Send>),
+}
+
+impl Storage {
+    pub(super) fn new<S: LogStore + Send + 'static>(
+        mut store: S,
+        done: mpsc::UnboundedSender<Done>,
+    ) -> Self {
+        if !store.writes_are_cheap() {
+            let (jobs, thread) = spawn(store, done);
+            return Storage::Thread {
+                jobs,
+                thread: Some(thread),
+            };
+        }
+        Storage::Inline(Box::new(move |job: Job| {
+            let upto = job.entries.last().map(|e| (e.index, e.term));
+            let batch = WriteBatch {
+                hard_state: job.hard_state,
+                entries: &job.entries,
+                membership: None,
+            };
+            match store.write(batch) {
+                Ok(()) => Done::Persisted {
+                    upto,
+                    then_send: job.then_send,
+                },
+                Err(e) => Done::Failed(e.to_string()),
+            }
+        }))
+    }
+}
+
+fn spawn<S: LogStore + Send + 'static>(
     mut store: S,
     done: mpsc::UnboundedSender<Done>,
 ) -> (std_mpsc::Sender<Job>, std::thread::JoinHandle<()>) {
