@@ -4,7 +4,7 @@
 use super::storage::{Done, Job, Storage};
 use super::{Command, Node, NodeConfig, NodeError, NodeStatus, Reply, StateMachine, Transport};
 use crate::storage::{LogStore, Membership, WriteBatch};
-use crate::types::{Index, Payload, Role, Term};
+use crate::types::{HardState, Index, Payload, Role, Term};
 use crate::{InitialState, Message, Raft, Ready};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
@@ -76,6 +76,7 @@ where
         transport,
         sm,
         storage,
+        stored_hs: stored.hard_state,
         writes_in_flight: 0,
         proposals: BTreeMap::new(),
         reads_asked: HashMap::new(),
@@ -121,6 +122,8 @@ struct Driver<T, M: StateMachine> {
     transport: T,
     sm: M,
     storage: Storage,
+    /// The hard state last handed to storage.
+    stored_hs: HardState,
     /// Jobs queued to the storage thread and not yet reported done.
     writes_in_flight: usize,
     /// Proposals waiting to be applied, by index, with the term they got.
@@ -311,7 +314,6 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
     }
 
     fn handle_ready(&mut self, rd: Ready) {
-        let must_persist = rd.must_persist();
         let Ready {
             hard_state,
             entries,
@@ -324,6 +326,17 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
         for m in messages {
             self.transport.send(m);
         }
+        // The commit index in the hard state is only a restart hint (it
+        // may lag, never lead): write it when term or vote change, not on
+        // every commit, which would touch a second table per batch.
+        let hard_state = hard_state.filter(|hs| {
+            let changed = (hs.term, hs.vote) != (self.stored_hs.term, self.stored_hs.vote);
+            if changed {
+                self.stored_hs = *hs;
+            }
+            changed
+        });
+        let must_persist = hard_state.is_some() || !entries.is_empty();
         if must_persist || (!persisted_messages.is_empty() && self.writes_in_flight > 0) {
             // Behind earlier writes: even a job with nothing to write must
             // wait its turn, since its messages may acknowledge them.
