@@ -125,7 +125,7 @@ async fn write(ctx: &ApiContext, op: Op, q: &Query) -> ApiResult {
                 format!("stale session sequence number; the latest applied is {latest}"),
             ));
         }
-        Output::Opaque => unreachable!("a KV request always decodes as one"),
+        Output::Opaque => unreachable!("invariant broken: an encoded KV request decoded as opaque"),
     };
     Ok(http::with_index(r, index))
 }
