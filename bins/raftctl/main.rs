@@ -139,17 +139,35 @@ impl Ctl {
         Err(last.map_or_else(|| anyhow::anyhow!("no nodes given"), Into::into))
     }
 
+    /// A GET from any node, refused answers turned into errors.
+    async fn read(&self, path: &str) -> anyhow::Result<Reply> {
+        let r = self.call(Method::GET, path, Bytes::new(), false).await?;
+        check(&r)?;
+        Ok(r)
+    }
+
+    /// A write, sent to the leader when one is known.
+    async fn write(&self, method: Method, path: &str, body: Bytes) -> anyhow::Result<Reply> {
+        let r = self.call(method, path, body, true).await?;
+        check(&r)?;
+        Ok(r)
+    }
+
+    /// Node `n`'s status (`GET /`), if it answers.
+    async fn node_status(&self, n: &str) -> Option<serde_json::Value> {
+        let r = self
+            .client
+            .request(n, Method::GET, "/", &[], Bytes::new())
+            .await;
+        r.ok()?.json()
+    }
+
     /// The leader's command port, as the nodes say.
     async fn leader(&self) -> Option<String> {
         for n in &self.nodes {
-            let Ok(r) = self
-                .client
-                .request(n, Method::GET, "/", &[], Bytes::new())
-                .await
-            else {
+            let Some(s) = self.node_status(n).await else {
                 continue;
             };
-            let Some(s) = r.json() else { continue };
             if s["role"] == "leader" {
                 return Some(n.clone());
             }
@@ -159,6 +177,13 @@ impl Ctl {
         }
         None
     }
+}
+
+/// The elements of a JSON array answer (none for anything else).
+fn array(r: &Reply) -> Vec<serde_json::Value> {
+    r.json()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
 }
 
 fn check(r: &Reply) -> anyhow::Result<()> {
@@ -196,14 +221,8 @@ async fn run(a: Args) -> anyhow::Result<()> {
         Cmd::Get { key, stale } => {
             let q = if stale { "&stale" } else { "" };
             let r = ctl
-                .call(
-                    Method::GET,
-                    &format!("/v1/kv/{}?raw&ns={ns}{q}", enc(&key)),
-                    Bytes::new(),
-                    false,
-                )
+                .read(&format!("/v1/kv/{}?raw&ns={ns}{q}", enc(&key)))
                 .await?;
-            check(&r)?;
             std::io::stdout().write_all(&r.body)?;
             println!();
             Ok(())
@@ -211,10 +230,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
         Cmd::Put { key, value, cas } => {
             let q = cas.map(|c| format!("&cas={c}")).unwrap_or_default();
             let path = format!("/v1/kv/{}?ns={ns}{q}", enc(&key));
-            let r = ctl
-                .call(Method::PUT, &path, Bytes::from(value), true)
-                .await?;
-            check(&r)?;
+            let r = ctl.write(Method::PUT, &path, Bytes::from(value)).await?;
             let index = r
                 .headers
                 .get(raft_kv::api::INDEX_HEADER)
@@ -228,15 +244,8 @@ async fn run(a: Args) -> anyhow::Result<()> {
         }
         Cmd::Delete { key, recurse } => {
             let q = if recurse { "&recurse" } else { "" };
-            let r = ctl
-                .call(
-                    Method::DELETE,
-                    &format!("/v1/kv/{}?ns={ns}{q}", enc(&key)),
-                    Bytes::new(),
-                    true,
-                )
-                .await?;
-            check(&r)?;
+            let path = format!("/v1/kv/{}?ns={ns}{q}", enc(&key));
+            ctl.write(Method::DELETE, &path, Bytes::new()).await?;
             println!("ok");
             Ok(())
         }
@@ -253,25 +262,14 @@ async fn run(a: Args) -> anyhow::Result<()> {
                 return Ok(());
             }
             check(&r)?;
-            for k in r
-                .json()
-                .and_then(|v| v.as_array().cloned())
-                .unwrap_or_default()
-            {
+            for k in array(&r) {
                 println!("{}", k.as_str().unwrap_or_default());
             }
             Ok(())
         }
         Cmd::Namespaces => {
-            let r = ctl
-                .call(Method::GET, "/v1/namespaces", Bytes::new(), false)
-                .await?;
-            check(&r)?;
-            for n in r
-                .json()
-                .and_then(|v| v.as_array().cloned())
-                .unwrap_or_default()
-            {
+            let r = ctl.read("/v1/namespaces").await?;
+            for n in array(&r) {
                 println!(
                     "{}\t{} keys",
                     n["Namespace"].as_str().unwrap_or(""),
@@ -293,15 +291,8 @@ async fn run(a: Args) -> anyhow::Result<()> {
         }
         Cmd::Transfer { to } => {
             let q = to.map(|t| format!("?id={}", enc(&t))).unwrap_or_default();
-            let r = ctl
-                .call(
-                    Method::POST,
-                    &format!("/v1/operator/raft/transfer-leader{q}"),
-                    Bytes::new(),
-                    true,
-                )
-                .await?;
-            check(&r)?;
+            let path = format!("/v1/operator/raft/transfer-leader{q}");
+            let r = ctl.write(Method::POST, &path, Bytes::new()).await?;
             let v = r.json().unwrap_or_default();
             println!(
                 "leader: {} (done: {})",
@@ -319,11 +310,7 @@ async fn status(ctl: &Ctl) -> anyhow::Result<()> {
         "COMMAND PORT", "MEMBER", "ROLE", "MODE", "TERM", "LEADER", "COMMIT", "APPLIED", "HEALTH"
     );
     for n in &ctl.nodes {
-        let r = ctl
-            .client
-            .request(n, Method::GET, "/", &[], Bytes::new())
-            .await;
-        match r.ok().and_then(|r| r.json()) {
+        match ctl.node_status(n).await {
             Some(s) => println!(
                 "{:<22} {:<18} {:<10} {:<9} {:>6} {:<18} {:>8} {:>8} {:<7}",
                 n,
@@ -343,19 +330,13 @@ async fn status(ctl: &Ctl) -> anyhow::Result<()> {
 }
 
 async fn log(ctl: &Ctl, last: u64, follow: bool) -> anyhow::Result<()> {
-    let r = ctl
-        .call(Method::GET, "/v1/log", Bytes::new(), false)
-        .await?;
-    check(&r)?;
-    let v = r.json().unwrap_or_default();
+    let v = ctl.read("/v1/log").await?.json().unwrap_or_default();
     let commit = v["commit_index"].as_u64().unwrap_or(0);
     let from = commit.saturating_sub(last.max(1) - 1).max(1);
     let mut next = from;
     loop {
         let path = format!("/v1/log?from={next}&to={}", next + 999);
-        let r = ctl.call(Method::GET, &path, Bytes::new(), false).await?;
-        check(&r)?;
-        let v = r.json().unwrap_or_default();
+        let v = ctl.read(&path).await?.json().unwrap_or_default();
         for e in v["entries"].as_array().cloned().unwrap_or_default() {
             println!("{e}");
             next = e["index"].as_u64().unwrap_or(next) + 1;
