@@ -35,7 +35,6 @@ impl NodeProc {
 pub struct ProcessCluster {
     pub bin: PathBuf,
     pub certs: PathBuf,
-    pub dir: PathBuf,
     pub nodes: Vec<NodeProc>,
     pub client: HttpsClient,
     /// Extra flags for every node (timings).
@@ -88,7 +87,6 @@ impl ProcessCluster {
         Ok(ProcessCluster {
             bin: bin.to_path_buf(),
             certs: certs.to_path_buf(),
-            dir: dir.to_path_buf(),
             nodes,
             client,
             flags: Vec::new(),

@@ -89,8 +89,6 @@ pub enum NodeError {
     Storage(String),
     #[error("refused: {0}")]
     Refused(String),
-    #[error("bad request: {0}")]
-    BadRequest(String),
 }
 
 impl NodeError {

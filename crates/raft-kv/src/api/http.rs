@@ -75,7 +75,6 @@ impl ApiError {
             | NodeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             NodeError::Refused(_) => StatusCode::CONFLICT,
-            NodeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut err = Self::new(status, e.to_string());
