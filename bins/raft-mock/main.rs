@@ -80,6 +80,11 @@ struct Args {
     /// Async worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Join an existing cluster through the command port (host:port) of
+    /// any member: this node asks to be added, is added as a learner,
+    /// catches up and is promoted to voter. Give no neighbours with it.
+    #[arg(long, value_name = "HOST:PORT")]
+    join: Option<String>,
     /// Whether command-port clients must present a certificate of the CA.
     #[arg(long, value_enum, default_value = "required")]
     client_certs: ClientCerts,
@@ -133,6 +138,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
     cfg.election_ticks = a.election_ticks;
     cfg.heartbeat_ticks = a.heartbeat_ticks;
     cfg.require_client_cert = matches!(a.client_certs, ClientCerts::Required);
+    cfg.join = a.join;
     let node = raft_mock::start(cfg).await?;
     // Scripts read this line to learn the ports (useful with port 0).
     println!(

@@ -77,6 +77,24 @@ enum Cmd {
     Mode { node: String, mode: String },
     /// Hands leadership to a member (by peer address), or to the best one.
     Transfer { to: Option<String> },
+    /// The cluster's members: voters and learners, and any change in
+    /// progress.
+    Members,
+    /// Adds a member by its peer address: as a learner, promoted to voter
+    /// once caught up (waits for that unless --learner).
+    Add {
+        address: String,
+        /// Add as a learner only (receives the log, does not vote).
+        #[arg(long)]
+        learner: bool,
+        /// The member's node id (default: the one its address hashes to,
+        /// as for founding members).
+        #[arg(long)]
+        id: Option<u64>,
+    },
+    /// Removes a member (by peer address); the leader too, which then
+    /// steps down.
+    Remove { address: String },
 }
 
 fn main() -> ExitCode {
@@ -208,7 +226,10 @@ async fn run(a: Args) -> anyhow::Result<()> {
     )
     .with_context(|| format!("loading certificates from {}", a.certs.display()))?;
     let mut client = HttpsClient::new(tls);
-    client.timeout = Duration::from_secs(10);
+    // Adding a voter waits for it to catch up (the leader gives up after
+    // two minutes).
+    let wait = matches!(a.cmd, Cmd::Add { learner: false, .. });
+    client.timeout = Duration::from_secs(if wait { 150 } else { 10 });
     let ctl = Ctl {
         client,
         nodes: a.nodes,
@@ -289,6 +310,39 @@ async fn run(a: Args) -> anyhow::Result<()> {
             println!("{node} is now {mode}");
             Ok(())
         }
+        Cmd::Members => members(&ctl).await,
+        Cmd::Add {
+            address,
+            learner,
+            id,
+        } => {
+            let mut q = format!("address={}", enc(&address));
+            if let Some(id) = id {
+                q.push_str(&format!("&id={id}"));
+            }
+            q.push_str(if learner { "&learner" } else { "&wait" });
+            let path = format!("/v1/operator/raft/peer?{q}");
+            let r = ctl.write(Method::PUT, &path, Bytes::new()).await?;
+            let v = r.json().unwrap_or_default();
+            println!(
+                "{} is a {} (configuration index {})",
+                v["address"].as_str().unwrap_or(&address),
+                v["state"].as_str().unwrap_or("?"),
+                v["index"]
+            );
+            Ok(())
+        }
+        Cmd::Remove { address } => {
+            let path = format!("/v1/operator/raft/peer?address={}", enc(&address));
+            let r = ctl.write(Method::DELETE, &path, Bytes::new()).await?;
+            let v = r.json().unwrap_or_default();
+            println!(
+                "removed {} (configuration index {})",
+                v["removed"].as_str().unwrap_or(&address),
+                v["index"]
+            );
+            Ok(())
+        }
         Cmd::Transfer { to } => {
             let q = to.map(|t| format!("?id={}", enc(&t))).unwrap_or_default();
             let path = format!("/v1/operator/raft/transfer-leader{q}");
@@ -325,6 +379,31 @@ async fn status(ctl: &Ctl) -> anyhow::Result<()> {
             ),
             None => println!("{n:<22} (unreachable)"),
         }
+    }
+    Ok(())
+}
+
+async fn members(ctl: &Ctl) -> anyhow::Result<()> {
+    let v = ctl
+        .read("/v1/operator/raft/configuration")
+        .await?
+        .json()
+        .unwrap_or_default();
+    println!(
+        "{:<22} {:<22} {:<8} {:<6}",
+        "MEMBER", "ID", "VOTER", "LEADER"
+    );
+    for s in v["Servers"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "{:<22} {:<22} {:<8} {:<6}",
+            s["Address"].as_str().unwrap_or("?"),
+            s["ID"].as_str().unwrap_or("?"),
+            s["Voter"],
+            s["Leader"]
+        );
+    }
+    if v["Joint"] == serde_json::Value::Bool(true) {
+        println!("a membership change is in progress: {}", v["Configuration"]);
     }
     Ok(())
 }

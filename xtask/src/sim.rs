@@ -18,6 +18,9 @@ pub struct Args {
     /// Ticks of faults before healing.
     #[arg(long, default_value_t = 1500)]
     fault_ticks: u64,
+    /// Membership churn (up to five nodes joining and leaving).
+    #[arg(long)]
+    churn: bool,
     /// Print every event of a single replayed seed to stderr.
     #[arg(long)]
     trace: bool,
@@ -28,7 +31,11 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let configure = |seed| {
-        let mut cfg = SimConfig::new(seed, args.nodes as usize);
+        let mut cfg = if args.churn {
+            SimConfig::with_churn(seed, args.nodes as usize)
+        } else {
+            SimConfig::new(seed, args.nodes as usize)
+        };
         cfg.fault_ticks = args.fault_ticks;
         cfg
     };
@@ -61,11 +68,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let t = &sum.total;
     let ops = t.ops_checked + t.ops_indeterminate;
     println!(
-        "sim: {} seeds run ({} nodes, from seed {first}), {} operations checked ({} of unknown outcome), {} violations found; {:.0} simulated ops/s, {:.0} ticks/s, {:.1}s",
+        "sim: {} seeds run ({} nodes, from seed {first}), {} operations checked ({} of unknown outcome), {} configurations committed, {} violations found; {:.0} simulated ops/s, {:.0} ticks/s, {:.1}s",
         sum.passed + sum.failures.len() as u64,
         args.nodes,
         ops,
         t.ops_indeterminate,
+        t.configs,
         sum.failures.len(),
         ops as f64 / secs,
         t.ticks as f64 / secs,

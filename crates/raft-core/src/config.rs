@@ -1,6 +1,7 @@
 //! How a node runs the protocol, and the state it starts from.
 
 use crate::error::Error;
+use crate::membership::Membership;
 use crate::types::{Entry, HardState, Index, Mode, NodeId, Term};
 
 /// Protocol settings. Time is in ticks: the caller decides how long one is.
@@ -72,8 +73,13 @@ impl Config {
 #[derive(Clone, Debug, Default)]
 pub struct InitialState {
     pub hard_state: HardState,
-    pub voters: Vec<NodeId>,
-    pub learners: Vec<NodeId>,
+    /// The configuration in force at `prev_index`; configuration entries
+    /// in `entries` override it.
+    pub membership: Membership,
+    /// The index `membership` is in force as of: configuration entries at
+    /// or below it are older and ignored (a node that joined knows the
+    /// newest configuration before it holds the log that led there).
+    pub membership_index: Index,
     /// The log after (`prev_index`, `prev_term`), all of it durable.
     pub entries: Vec<Entry>,
     /// The last index compacted away (0 with no compaction).
@@ -87,22 +93,14 @@ impl InitialState {
     /// A brand-new member of a cluster of `voters`.
     pub fn new_cluster(voters: impl IntoIterator<Item = NodeId>) -> Self {
         InitialState {
-            voters: voters.into_iter().collect(),
+            membership: Membership::new(voters),
             ..Default::default()
         }
     }
 
     pub(crate) fn validate(&self) -> Result<(), Error> {
         let bad = |why: String| Err(Error::InvalidState(why));
-        if self.voters.is_empty() {
-            return bad("a cluster needs at least one voter".into());
-        }
-        if self.voters.contains(&0) || self.learners.contains(&0) {
-            return bad("node id 0 is reserved".into());
-        }
-        if let Some(l) = self.learners.iter().find(|l| self.voters.contains(l)) {
-            return bad(format!("node {l} is both a voter and a learner"));
-        }
+        self.membership.validate().map_err(Error::InvalidState)?;
         for (i, e) in self.entries.iter().enumerate() {
             if e.index != self.prev_index + 1 + i as Index {
                 return bad(format!(

@@ -18,6 +18,10 @@ pub enum Error {
     Passive,
     #[error("unknown mode {0:?} (expected active, reluctant or passive)")]
     UnknownMode(String),
+    #[error("a membership change is in progress; try again once it completes")]
+    ConfChangeInProgress,
+    #[error("invalid membership change: {0}")]
+    InvalidConfChange(String),
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
     #[error("invalid initial state: {0}")]

@@ -12,6 +12,7 @@
 mod config;
 mod error;
 pub mod log;
+pub mod membership;
 mod message;
 #[cfg(feature = "runtime")]
 pub mod node;
@@ -26,9 +27,10 @@ mod types;
 
 pub use config::{Config, InitialState};
 pub use error::Error;
+pub use membership::{ConfChange, Membership};
 pub use message::{Body, Message, RejectHint};
 pub use raft::{PeerStatus, Raft, Status};
 pub use ready::{ReadState, Ready};
 pub use rng::Rng;
-pub use storage::{LogStore, Membership, StoredState, WriteBatch};
+pub use storage::{LogStore, StoredState, WriteBatch};
 pub use types::{Entry, HardState, Index, Mode, NodeId, Payload, Role, Term};

@@ -34,6 +34,9 @@ pub struct Progress {
     pub read_round: u64,
     /// `matched` when the peer last answered a heartbeat.
     pub matched_at_heartbeat: Index,
+    /// Heartbeat answers in a row that came with appends in flight and no
+    /// progress.
+    pub stalled_rounds: u8,
     /// Ticks since the leader last heard from this peer (for status).
     pub last_contact: u64,
 }
@@ -50,6 +53,7 @@ impl Progress {
             mode: Mode::Active,
             read_round: 0,
             matched_at_heartbeat: 0,
+            stalled_rounds: 0,
             last_contact: 0,
         }
     }

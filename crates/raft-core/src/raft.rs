@@ -5,6 +5,7 @@
 //! `step` first reconciles terms, then dispatches by role. Only the
 //! `become_*` methods change the role.
 
+mod conf;
 mod election;
 mod reads;
 mod replication;
@@ -13,8 +14,8 @@ mod transfer;
 use crate::config::{Config, InitialState};
 use crate::error::Error;
 use crate::log::RaftLog;
+use crate::membership::{ConfLog, Membership};
 use crate::message::{Body, Message};
-use crate::quorum::JointConfig;
 use crate::ready::{ReadState, Ready};
 use crate::rng::Rng;
 use crate::tracker::ProgressTracker;
@@ -31,6 +32,8 @@ pub struct Raft {
     vote: Option<NodeId>,
     leader: Option<NodeId>,
     log: RaftLog,
+    /// Every configuration the log holds; the latest is in force.
+    confs: ConfLog,
     tracker: ProgressTracker,
     rng: Rng,
 
@@ -72,6 +75,10 @@ pub struct Status {
     pub last_index: Index,
     pub persisted: Index,
     pub transferee: Option<NodeId>,
+    /// The configuration in force (the latest in the log).
+    pub membership: Membership,
+    /// The index of its entry (or of the log start it came with).
+    pub conf_index: Index,
     /// Leader only: every member but this node.
     pub peers: Vec<PeerStatus>,
 }
@@ -94,17 +101,20 @@ impl Raft {
         cfg.validate()?;
         state.validate()?;
         let id = cfg.id;
+        let base = state.membership_index.max(state.prev_index);
+        let mut confs = ConfLog::new(base, state.membership);
+        for e in &state.entries {
+            if let Payload::Config(m) = &e.payload {
+                confs.push(e.index, m.clone());
+            }
+        }
+        let tracker = ProgressTracker::new(confs.latest().1, cfg.max_inflight);
         let log = RaftLog::restore(
             state.prev_index,
             state.prev_term,
             state.entries,
             state.hard_state.commit,
             state.applied,
-        );
-        let tracker = ProgressTracker::new(
-            JointConfig::simple(state.voters),
-            state.learners.into_iter().collect(),
-            cfg.max_inflight,
         );
         let mut r = Raft {
             id,
@@ -114,6 +124,7 @@ impl Raft {
             vote: state.hard_state.vote,
             leader: None,
             log,
+            confs,
             tracker,
             rng: Rng::new(cfg.seed ^ id.wrapping_mul(0x2545_F491_4F6C_DD1D)),
             election_elapsed: 0,
@@ -197,6 +208,8 @@ impl Raft {
             last_index: self.log.last_index(),
             persisted: self.log.persisted,
             transferee: self.transferee,
+            membership: self.confs.latest().1.clone(),
+            conf_index: self.confs.latest().0,
             peers,
         }
     }
@@ -509,7 +522,8 @@ impl Raft {
                     payload,
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        self.confs_appended(&entries);
         self.log.append(entries);
     }
 

@@ -2,14 +2,8 @@
 //! implements it on redb and in memory; the protocol itself never calls
 //! it (it does no I/O), the caller does, with each `Ready`.
 
-use crate::types::{Entry, HardState, Index, NodeId, Term};
-
-/// The voter and learner sets in force, as last persisted.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Membership {
-    pub voters: Vec<NodeId>,
-    pub learners: Vec<NodeId>,
-}
+use crate::membership::Membership;
+use crate::types::{Entry, HardState, Index, Term};
 
 /// One `Ready`'s durable part: written in one transaction, all or nothing.
 #[derive(Clone, Copy, Debug, Default)]
@@ -19,14 +13,18 @@ pub struct WriteBatch<'a> {
     /// append these. Must be contiguous, and start no later than one past
     /// the stored last index.
     pub entries: &'a [Entry],
-    pub membership: Option<&'a Membership>,
+    /// The configuration in force as of an index (bootstrap: 0; a node
+    /// that joined: the cluster's configuration index then; a snapshot:
+    /// its index). The log's configuration entries above that index
+    /// override it.
+    pub membership: Option<(Index, &'a Membership)>,
 }
 
 /// What a node finds in its storage when it starts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoredState {
     pub hard_state: HardState,
-    pub membership: Option<Membership>,
+    pub membership: Option<(Index, Membership)>,
     /// The last index and term purged (compacted away); (0, 0) if none.
     pub purged: (Index, Term),
     /// The last stored index (`purged.0` when the log is empty).

@@ -1,8 +1,9 @@
 //! The leader's table of peers: the voter configuration, learners, each
 //! peer's progress, and the votes of the current election.
 
+use crate::membership::Membership;
 use crate::progress::Progress;
-use crate::quorum::{JointConfig, VoteResult};
+use crate::quorum::{JointConfig, MajorityConfig, VoteResult};
 use crate::types::{Index, NodeId};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,22 +21,44 @@ pub struct ProgressTracker {
 }
 
 impl ProgressTracker {
-    pub fn new(voters: JointConfig, learners: BTreeSet<NodeId>, max_inflight: usize) -> Self {
+    pub fn new(conf: &Membership, max_inflight: usize) -> Self {
         let mut t = ProgressTracker {
-            voters,
-            learners,
+            voters: JointConfig::default(),
+            learners: BTreeSet::new(),
             progress: BTreeMap::new(),
             votes: BTreeMap::new(),
             max_inflight,
         };
-        t.reset_progress(1);
+        t.apply_conf(conf, 1);
         t
+    }
+
+    /// Puts `conf` in force: members it adds start with fresh progress
+    /// expecting `next`, members it drops lose theirs, the rest keep what
+    /// the leader knows of them.
+    pub fn apply_conf(&mut self, conf: &Membership, next: Index) {
+        self.voters = JointConfig {
+            incoming: MajorityConfig::new(conf.voters.iter().copied()),
+            outgoing: MajorityConfig::new(conf.outgoing.iter().copied()),
+        };
+        self.learners = conf.learners.union(&conf.learners_next).copied().collect();
+        let members = self.members();
+        self.progress.retain(|id, _| members.contains(id));
+        for id in members {
+            self.progress
+                .entry(id)
+                .or_insert_with(|| Progress::new(next, self.max_inflight));
+        }
+    }
+
+    fn members(&self) -> BTreeSet<NodeId> {
+        self.voters.ids().union(&self.learners).copied().collect()
     }
 
     /// Fresh progress for every member, expecting `next` next.
     pub fn reset_progress(&mut self, next: Index) {
-        let members: BTreeSet<NodeId> = self.voters.ids().union(&self.learners).copied().collect();
-        self.progress = members
+        self.progress = self
+            .members()
             .into_iter()
             .map(|id| (id, Progress::new(next, self.max_inflight)))
             .collect();
@@ -92,7 +115,9 @@ mod tests {
 
     #[test]
     fn commit_counts_voters_only() {
-        let mut t = ProgressTracker::new(JointConfig::simple([1, 2, 3]), [4].into(), 8);
+        let mut conf = Membership::new([1, 2, 3]);
+        conf.learners.insert(4);
+        let mut t = ProgressTracker::new(&conf, 8);
         t.progress.get_mut(&1).unwrap().matched = 5;
         t.progress.get_mut(&4).unwrap().matched = 5;
         assert_eq!(t.committed(), 0, "a learner does not make a quorum");
@@ -102,7 +127,7 @@ mod tests {
 
     #[test]
     fn votes_count_once() {
-        let mut t = ProgressTracker::new(JointConfig::simple([1, 2, 3]), BTreeSet::new(), 8);
+        let mut t = ProgressTracker::new(&Membership::new([1, 2, 3]), 8);
         assert_eq!(t.record_vote(1, true), VoteResult::Pending);
         assert_eq!(t.record_vote(2, false), VoteResult::Pending);
         assert_eq!(
@@ -111,5 +136,31 @@ mod tests {
             "a second answer is ignored"
         );
         assert_eq!(t.record_vote(3, true), VoteResult::Won);
+    }
+}
+
+#[cfg(test)]
+mod conf_tests {
+    use super::*;
+
+    #[test]
+    fn applying_a_conf_keeps_known_progress() {
+        let mut t = ProgressTracker::new(&Membership::new([1, 2, 3]), 8);
+        t.progress.get_mut(&2).unwrap().matched = 7;
+        let next = Membership::new([1, 2, 3])
+            .apply(&[
+                crate::ConfChange::Remove { id: 3 },
+                crate::ConfChange::AddVoter {
+                    id: 4,
+                    address: String::new(),
+                },
+            ])
+            .unwrap();
+        t.apply_conf(&next, 10);
+        assert_eq!(t.progress.keys().copied().collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(t.progress[&2].matched, 7);
+        assert_eq!(t.progress[&4].next, 10);
+        t.apply_conf(&next.leave_joint(), 10);
+        assert_eq!(t.progress.keys().copied().collect::<Vec<_>>(), [1, 2, 4]);
     }
 }

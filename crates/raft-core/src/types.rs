@@ -1,5 +1,6 @@
 //! The plain data the protocol works on: ids, entries, hard state, modes.
 
+use crate::membership::Membership;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -19,6 +20,9 @@ pub enum Payload {
     Noop,
     /// Application data, opaque to the protocol.
     Normal(Bytes),
+    /// A new cluster configuration, in force from the moment a node
+    /// appends it (see `membership`).
+    Config(Membership),
 }
 
 /// One log entry.
@@ -35,6 +39,9 @@ impl Entry {
         let data = match &self.payload {
             Payload::Noop => 0,
             Payload::Normal(b) => b.len(),
+            Payload::Config(m) => {
+                16 * m.members().len() + m.addresses.values().map(String::len).sum::<usize>()
+            }
         };
         16 + data
     }
@@ -52,6 +59,7 @@ impl fmt::Display for Entry {
         match &self.payload {
             Payload::Noop => write!(f, "noop"),
             Payload::Normal(b) => write!(f, "{:?}", String::from_utf8_lossy(b)),
+            Payload::Config(m) => write!(f, "conf {m}"),
         }
     }
 }

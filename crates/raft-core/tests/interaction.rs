@@ -7,7 +7,8 @@ mod datadriven;
 use bytes::Bytes;
 use datadriven::Command;
 use raft_core::{
-    Config, Entry, HardState, InitialState, Message, Mode, NodeId, Payload, Raft, Ready, Role,
+    ConfChange, Config, Entry, HardState, InitialState, Membership, Message, Mode, NodeId, Payload,
+    Raft, Ready, Role,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
@@ -25,7 +26,7 @@ struct Node {
     cfg: Config,
     durable_hs: HardState,
     durable_log: Vec<Entry>,
-    voters: Vec<NodeId>,
+    membership: Membership,
     pending: VecDeque<PendingWrite>,
 }
 
@@ -94,6 +95,42 @@ impl Env {
                     }
                     Err(e) => {
                         let _ = writeln!(out, "error: {e}");
+                    }
+                }
+            }
+            // propose-conf-change ID v4 l5 r1: add voter 4, learner 5,
+            // remove 1 (v promotes a learner, l demotes a voter).
+            "propose-conf-change" => {
+                let p = c.positional();
+                let id: NodeId = p[0].parse().expect("node id");
+                let changes: Vec<ConfChange> = p[1..]
+                    .iter()
+                    .map(|a| {
+                        let (kind, n) = a.split_at(1);
+                        let n: NodeId = n.parse().expect("v<id>, l<id> or r<id>");
+                        let address = format!("n{n}");
+                        match kind {
+                            "v" => ConfChange::AddVoter { id: n, address },
+                            "l" => ConfChange::AddLearner { id: n, address },
+                            "r" => ConfChange::Remove { id: n },
+                            _ => panic!("line {}: bad change {a}", c.line),
+                        }
+                    })
+                    .collect();
+                match self.raft(id).propose_conf_change(&changes) {
+                    Ok(index) => {
+                        let _ = writeln!(out, "ok: index {index}");
+                    }
+                    Err(e) => {
+                        let _ = writeln!(out, "error: {e}");
+                    }
+                }
+            }
+            "membership" => {
+                for (id, n) in &self.nodes {
+                    if let Some(r) = &n.raft {
+                        let (index, m) = r.membership();
+                        let _ = writeln!(out, "{id}: {m} (index {index})");
                     }
                 }
             }
@@ -218,10 +255,12 @@ impl Env {
         let n: u64 = c.positional()[0].parse().expect("add-nodes N");
         let first = self.nodes.keys().last().map_or(1, |l| l + 1);
         let ids: Vec<NodeId> = (first..first + n).collect();
-        let voters: Vec<NodeId> = match c.key("voters") {
-            Some(v) => v.split(',').map(|x| x.parse().expect("voter id")).collect(),
-            None => ids.clone(),
+        let list = |k: &str| -> Option<Vec<NodeId>> {
+            c.key(k)
+                .map(|v| v.split(',').map(|x| x.parse().expect("node id")).collect())
         };
+        let mut membership = Membership::new(list("voters").unwrap_or_else(|| ids.clone()));
+        membership.learners = list("learners").unwrap_or_default().into_iter().collect();
         let flag = |k: &str, d: bool| c.key(k).map_or(d, |v| v == "true");
         let num = |k: &str, d: u64| c.key(k).map_or(d, |v| v.parse().expect("number"));
         let log: Vec<Entry> = c.key("log").map_or(Vec::new(), |l| {
@@ -259,7 +298,7 @@ impl Env {
                     cfg,
                     durable_hs: hs,
                     durable_log: log.clone(),
-                    voters: voters.clone(),
+                    membership: membership.clone(),
                     pending: VecDeque::new(),
                 },
             );
@@ -272,7 +311,7 @@ impl Env {
         let n = self.nodes.get_mut(&id).expect("node");
         let state = InitialState {
             hard_state: n.durable_hs,
-            voters: n.voters.clone(),
+            membership: n.membership.clone(),
             entries: n.durable_log.clone(),
             ..Default::default()
         };

@@ -2,10 +2,11 @@
 //! by the `format` key (see docs/storage.md).
 
 use bytes::Bytes;
-use raft_core::{Entry, HardState, Index, Membership, NodeId, Payload, Term};
+use raft_core::{Entry, HardState, Index, Membership, Payload, Term};
 
 const NOOP: u8 = 0;
 const NORMAL: u8 = 1;
+const CONFIG: u8 = 2;
 
 /// Entry value: term (u64 LE), kind (u8), then the payload bytes.
 pub fn encode_entry(e: &Entry, out: &mut Vec<u8>) {
@@ -16,6 +17,10 @@ pub fn encode_entry(e: &Entry, out: &mut Vec<u8>) {
         Payload::Normal(b) => {
             out.push(NORMAL);
             out.extend_from_slice(b);
+        }
+        Payload::Config(m) => {
+            out.push(CONFIG);
+            out.extend_from_slice(&encode_membership(m));
         }
     }
 }
@@ -28,6 +33,9 @@ pub fn decode_entry(index: Index, v: &[u8]) -> Result<Entry, String> {
     let payload = match v[8] {
         NOOP if v.len() == 9 => Payload::Noop,
         NORMAL => Payload::Normal(Bytes::copy_from_slice(&v[9..])),
+        CONFIG => {
+            Payload::Config(decode_membership(&v[9..]).map_err(|e| format!("entry {index}: {e}"))?)
+        }
         kind => return Err(format!("entry {index}: unknown kind {kind}")),
     };
     Ok(Entry {
@@ -74,38 +82,30 @@ pub fn decode_pair(v: &[u8]) -> Result<(u64, u64), String> {
     Ok((w[0], w[1]))
 }
 
-/// Membership: voter count, voters, learner count, learners; u64 LE each.
+/// Membership: MessagePack of `raft_core::Membership` (sets as arrays,
+/// addresses as a map), so fields can be added compatibly.
 pub fn encode_membership(m: &Membership) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 * (2 + m.voters.len() + m.learners.len()));
-    for list in [&m.voters, &m.learners] {
-        out.extend_from_slice(&(list.len() as u64).to_le_bytes());
-        for id in list {
-            out.extend_from_slice(&id.to_le_bytes());
-        }
-    }
+    rmp_serde::to_vec(m).expect("a membership always encodes")
+}
+
+/// The stored configuration: the index it is in force as of (u64 LE), then
+/// the membership.
+pub fn encode_stored_membership(index: Index, m: &Membership) -> Vec<u8> {
+    let mut out = index.to_le_bytes().to_vec();
+    out.extend_from_slice(&encode_membership(m));
     out
 }
 
+pub fn decode_stored_membership(v: &[u8]) -> Result<(Index, Membership), String> {
+    let index = v.get(..8).ok_or("membership: truncated")?;
+    let index = u64::from_le_bytes(index.try_into().expect("8 bytes"));
+    Ok((index, decode_membership(&v[8..])?))
+}
+
 pub fn decode_membership(v: &[u8]) -> Result<Membership, String> {
-    let bad = || "membership: malformed".to_string();
-    if v.len() % 8 != 0 {
-        return Err(bad());
-    }
-    let w = words(v, v.len() / 8).ok_or_else(bad)?;
-    let mut it = w.into_iter();
-    let list = |it: &mut std::vec::IntoIter<u64>| -> Result<Vec<NodeId>, String> {
-        let n = it.next().ok_or_else(bad)? as usize;
-        if n > it.len() {
-            return Err(bad());
-        }
-        Ok(it.by_ref().take(n).collect())
-    };
-    let voters = list(&mut it)?;
-    let learners = list(&mut it)?;
-    if it.next().is_some() {
-        return Err(bad());
-    }
-    Ok(Membership { voters, learners })
+    let m: Membership =
+        rmp_serde::from_slice(v).map_err(|e| format!("membership: malformed ({e})"))?;
+    Ok(m)
 }
 
 fn words(v: &[u8], n: usize) -> Option<Vec<u64>> {
@@ -149,11 +149,17 @@ mod tests {
             commit: 5,
         };
         assert_eq!(decode_hard_state(&encode_hard_state(&hs)).unwrap(), hs);
-        let m = Membership {
-            voters: vec![1, 2, 3],
-            learners: vec![9],
-        };
+        let mut m = Membership::new([1, 2, 3]);
+        m.learners.insert(9);
+        m.addresses.insert(9, "localhost:7009".into());
         assert_eq!(decode_membership(&encode_membership(&m)).unwrap(), m);
+        let conf = Entry {
+            term: 5,
+            index: 12,
+            payload: Payload::Config(m.leave_joint()),
+        };
+        encode_entry(&conf, &mut buf);
+        assert_eq!(decode_entry(12, &buf).unwrap(), conf);
     }
 
     #[test]

@@ -70,20 +70,19 @@ where
         vote: Some(2),
         commit: 0,
     };
-    let m = Membership {
-        voters: vec![1, 2, 3],
-        learners: vec![4],
-    };
+    let mut m = Membership::new([1, 2, 3]);
+    m.learners.insert(4);
+    m.addresses.insert(4, "host4:7004".into());
     s.write(WriteBatch {
         hard_state: Some(hs),
-        membership: Some(&m),
+        membership: Some((7, &m)),
         ..Default::default()
     })
     .expect("write");
     let s = reopen(s);
     let st = s.state().expect("state");
     assert_eq!(st.hard_state, hs);
-    assert_eq!(st.membership, Some(m));
+    assert_eq!(st.membership, Some((7, m)));
     let mut s = s;
     let hs2 = HardState {
         term: 4,

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 #[derive(Debug, Default, Clone)]
 pub struct MemLogStore {
     hard_state: HardState,
-    membership: Option<Membership>,
+    membership: Option<(Index, Membership)>,
     purged: (Index, Term),
     /// `entries[i].index == purged.0 + 1 + i`.
     entries: VecDeque<Entry>,
@@ -82,8 +82,8 @@ impl LogStore for MemLogStore {
         if let Some(hs) = batch.hard_state {
             self.hard_state = hs;
         }
-        if let Some(m) = batch.membership {
-            self.membership = Some(m.clone());
+        if let Some((index, m)) = batch.membership {
+            self.membership = Some((index, m.clone()));
         }
         Ok(())
     }

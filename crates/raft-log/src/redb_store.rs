@@ -4,7 +4,7 @@
 use crate::codec;
 use crate::fault::{FaultSwitch, FaultyBackend};
 use crate::{Error, check_batch, check_in_range};
-use raft_core::{Entry, HardState, Index, LogStore, StoredState, Term, WriteBatch};
+use raft_core::{Entry, HardState, Index, LogStore, NodeId, StoredState, Term, WriteBatch};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
     TableError,
@@ -17,10 +17,11 @@ const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 const FORMAT_KEY: &str = "format";
-const FORMAT: &[u8] = b"raftstack-log/1";
+const FORMAT: &[u8] = b"raftstack-log/2";
 const HARD_STATE: &str = "hard_state";
 const MEMBERSHIP: &str = "membership";
 const PURGED: &str = "purged";
+const NODE_ID: &str = "node_id";
 
 pub struct RedbLogStore {
     db: Database,
@@ -206,6 +207,34 @@ fn open_error(path: &Path, e: redb::Error) -> Error {
     }
 }
 
+impl RedbLogStore {
+    /// The id of the node this log belongs to, if one was recorded. A
+    /// node's identity must stay with its data: a node that lost its disk
+    /// and comes back under its old id could vote twice in a term.
+    pub fn node_id(&self) -> Result<Option<NodeId>, Error> {
+        let rtx = self.db.begin_read().map_err(redb::Error::from)?;
+        let meta = rtx.open_table(META).map_err(redb::Error::from)?;
+        let Some(v) = meta.get(NODE_ID).map_err(redb::Error::from)? else {
+            return Ok(None);
+        };
+        let b: [u8; 8] = v.value().try_into().map_err(|_| Error::Corrupt {
+            path: self.path.clone(),
+            reason: "node id: expected 8 bytes".into(),
+        })?;
+        Ok(Some(u64::from_le_bytes(b)))
+    }
+
+    /// Records the node id (durably).
+    pub fn set_node_id(&mut self, id: NodeId) -> Result<(), Error> {
+        self.writable()?;
+        self.transact(|wtx, _| {
+            let mut meta = wtx.open_table(META)?;
+            meta.insert(NODE_ID, id.to_le_bytes().as_slice())?;
+            Ok(())
+        })
+    }
+}
+
 impl LogStore for RedbLogStore {
     type Error = Error;
 
@@ -221,7 +250,7 @@ impl LogStore for RedbLogStore {
             None => HardState::default(),
         };
         let membership = match meta.get(MEMBERSHIP).map_err(redb::Error::from)? {
-            Some(v) => Some(codec::decode_membership(v.value()).map_err(corrupt)?),
+            Some(v) => Some(codec::decode_stored_membership(v.value()).map_err(corrupt)?),
             None => None,
         };
         Ok(StoredState {
@@ -300,8 +329,9 @@ impl LogStore for RedbLogStore {
                 if let Some(hs) = batch.hard_state {
                     meta.insert(HARD_STATE, codec::encode_hard_state(&hs).as_slice())?;
                 }
-                if let Some(m) = batch.membership {
-                    meta.insert(MEMBERSHIP, codec::encode_membership(m).as_slice())?;
+                if let Some((index, m)) = batch.membership {
+                    let v = codec::encode_stored_membership(index, m);
+                    meta.insert(MEMBERSHIP, v.as_slice())?;
                 }
             }
             Ok(())

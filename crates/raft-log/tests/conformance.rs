@@ -27,3 +27,15 @@ fn redb_store_conforms() {
         },
     );
 }
+
+#[test]
+fn redb_store_keeps_its_node_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("id.redb");
+    let mut s = RedbLogStore::open(&path).expect("open");
+    assert_eq!(s.node_id().expect("read"), None);
+    s.set_node_id(0xfeed).expect("write");
+    drop(s);
+    let s = RedbLogStore::open(&path).expect("reopen");
+    assert_eq!(s.node_id().expect("read"), Some(0xfeed));
+}

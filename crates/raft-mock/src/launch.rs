@@ -21,6 +21,8 @@ pub struct NodeProc {
     child: Option<Child>,
     pub log: PathBuf,
     pub file: Option<PathBuf>,
+    /// The command port it joins through (a node added after the start).
+    pub join: Option<String>,
 }
 
 impl NodeProc {
@@ -39,6 +41,10 @@ pub struct ProcessCluster {
     pub client: HttpsClient,
     /// Extra flags for every node (timings).
     pub flags: Vec<String>,
+    /// The first `founders` nodes form the initial cluster; later ones
+    /// joined it.
+    founders: usize,
+    dir: PathBuf,
 }
 
 /// Loopback ports nobody listens on now (bound, then released).
@@ -82,15 +88,38 @@ impl ProcessCluster {
                 child: None,
                 log: dir.join(format!("node{}.log", i + 1)),
                 file: (!memory).then(|| dir.join(format!("node{}.redb", i + 1))),
+                join: None,
             })
-            .collect();
+            .collect::<Vec<_>>();
         Ok(ProcessCluster {
             bin: bin.to_path_buf(),
             certs: certs.to_path_buf(),
+            founders: nodes.len(),
             nodes,
             client,
             flags: Vec::new(),
+            dir: dir.to_path_buf(),
         })
+    }
+
+    /// Describes and starts a new node (on free ports, with a redb file
+    /// unless the founders run in memory) that joins the cluster through
+    /// node `via`'s command port. Returns its position.
+    pub fn add_joiner(&mut self, mode: &str, via: usize) -> std::io::Result<usize> {
+        let ports = free_ports(2);
+        let i = self.nodes.len();
+        let memory = self.nodes[0].file.is_none();
+        self.nodes.push(NodeProc {
+            name: format!("127.0.0.1:{}", ports[0]),
+            api: format!("127.0.0.1:{}", ports[1]),
+            mode: mode.to_string(),
+            child: None,
+            log: self.dir.join(format!("node{}.log", i + 1)),
+            file: (!memory).then(|| self.dir.join(format!("node{}.redb", i + 1))),
+            join: Some(self.nodes[via].api.clone()),
+        });
+        self.start(i)?;
+        Ok(i)
     }
 
     pub fn start_all(&mut self) -> std::io::Result<()> {
@@ -105,13 +134,19 @@ impl ProcessCluster {
         let n = &self.nodes[i];
         let mut cmd = Command::new(&self.bin);
         cmd.arg("-t").arg(&n.mode).arg("-n").arg(&n.name);
-        if self.nodes.len() > 1 {
-            cmd.arg("-b");
-        }
-        for (j, m) in self.nodes.iter().enumerate() {
-            if j != i {
-                cmd.arg(&m.name);
+        match &n.join {
+            Some(via) => {
+                cmd.arg("--join").arg(via);
             }
+            None if self.founders > 1 => {
+                cmd.arg("-b");
+                for (j, m) in self.nodes[..self.founders].iter().enumerate() {
+                    if j != i {
+                        cmd.arg(&m.name);
+                    }
+                }
+            }
+            None => {}
         }
         let port = n.api.rsplit_once(':').map_or("0", |(_, p)| p);
         cmd.arg("-p").arg(port).arg("--certs").arg(&self.certs);

@@ -5,7 +5,7 @@
 pub mod launch;
 
 use raft_core::node::{Node, NodeConfig};
-use raft_core::{Config, Mode, NodeId};
+use raft_core::{Config, Index, Mode, NodeId};
 use raft_kv::api::{ApiContext, HttpsClient, Metrics};
 use raft_kv::{KvStore, Output};
 use raft_net::{NetConfig, TlsFiles, TlsSetup, Transport};
@@ -36,6 +36,8 @@ pub enum MockError {
     Node(#[from] raft_core::node::NodeError),
     #[error("bad settings: {0}")]
     Settings(String),
+    #[error("joining through {addr}: {why}")]
+    Join { addr: String, why: String },
 }
 
 /// pyraftlog-mock's settings, plus TLS and timing.
@@ -58,6 +60,10 @@ pub struct MockConfig {
     pub election_ticks: u64,
     pub heartbeat_ticks: u64,
     pub require_client_cert: bool,
+    /// The command port (`host:port`) of any member of an existing
+    /// cluster to join; the node asks to be added and is promoted to voter
+    /// once caught up.
+    pub join: Option<String>,
 }
 
 impl MockConfig {
@@ -75,6 +81,7 @@ impl MockConfig {
             election_ticks: 10,
             heartbeat_ticks: 1,
             require_client_cert: true,
+            join: None,
         }
     }
 }
@@ -126,21 +133,67 @@ pub struct RunningNode {
     pub peer_addr: SocketAddr,
     pub api_addr: SocketAddr,
     api: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
     _transport: Arc<Transport>,
 }
 
 impl RunningNode {
     /// Stops serving clients, then stops the node (its log closes cleanly).
     pub async fn shutdown(self) {
+        for t in &self.background {
+            t.abort();
+        }
         self.api.abort();
         let _ = self.api.await;
         self.node.shutdown().await;
     }
 }
 
+/// The stores a node can run on.
+enum Store {
+    Redb(raft_log::RedbLogStore),
+    Memory(raft_log::MemLogStore),
+}
+
+/// A fresh id for a node joining a cluster: never one a member had before
+/// (a node whose disk was wiped must not come back under its old id).
+fn fresh_id(name: &str) -> NodeId {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    node_id(&format!("{name}#{nanos}#{}", std::process::id()))
+}
+
 pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
     let name = canonical(&cfg.node)?;
-    let id = node_id(&name);
+    let storage_err = |path: &PathBuf, e: raft_log::Error| MockError::Storage {
+        path: path.clone(),
+        why: e.to_string(),
+    };
+    let mut store = match &cfg.file {
+        Some(path) => {
+            Store::Redb(raft_log::RedbLogStore::open(path).map_err(|e| storage_err(path, e))?)
+        }
+        None => Store::Memory(raft_log::MemLogStore::new()),
+    };
+    // A node's id: the one its log recorded; for a node joining a cluster
+    // a fresh one; for a founding member, a hash of its address (so the
+    // members agree on each other's ids without talking).
+    let recorded = match &store {
+        Store::Redb(s) => s
+            .node_id()
+            .map_err(|e| storage_err(cfg.file.as_ref().expect("redb"), e))?,
+        Store::Memory(_) => None,
+    };
+    let id = match (recorded, &cfg.join) {
+        (Some(id), _) => id,
+        (None, Some(_)) => fresh_id(&name),
+        (None, None) => node_id(&name),
+    };
+    if let (Store::Redb(s), None) = (&mut store, recorded) {
+        s.set_node_id(id)
+            .map_err(|e| storage_err(cfg.file.as_ref().expect("redb"), e))?;
+    }
     let mut members = BTreeMap::new();
     members.insert(id, name.clone());
     for n in &cfg.neighbours {
@@ -174,8 +227,18 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         why: e.to_string(),
     })?;
 
+    let client = HttpsClient::new(client_tls);
+    let (initial, initial_index) = match &cfg.join {
+        Some(addr) if !cfg.neighbours.is_empty() => {
+            return Err(MockError::Settings(format!(
+                "--join {addr} takes the members from the cluster; give no neighbours"
+            )));
+        }
+        Some(addr) => cluster_members(&client, addr).await?,
+        None => (members.clone(), 0),
+    };
     let mut net = NetConfig::new(id, &cfg.cluster, peer_listen, tls);
-    net.peers = members.clone();
+    net.peers = initial.clone();
     net.client_addr = format!("{host}:{}", api_addr.port());
     let (transport, inbound) = Transport::start(net).await.map_err(|e| MockError::Listen {
         addr: name.clone(),
@@ -188,34 +251,32 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
     raft.election_tick = cfg.election_ticks;
     raft.heartbeat_tick = cfg.heartbeat_ticks;
     raft.seed = id ^ u64::from(std::process::id());
-    let mut ncfg = NodeConfig::new(raft, members.keys().copied().collect());
+    let mut ncfg = NodeConfig::new(raft, initial.keys().copied().collect());
+    ncfg.addresses = initial.clone();
+    ncfg.membership_index = initial_index;
     ncfg.tick = cfg.tick;
     let kv = KvStore::new();
     let shared = transport.clone();
-    let node = match &cfg.file {
-        Some(path) => {
-            let store = raft_log::RedbLogStore::open(path).map_err(|e| MockError::Storage {
-                path: path.clone(),
-                why: e.to_string(),
-            })?;
-            Node::start(ncfg, store, shared, inbound, kv.clone())?
-        }
-        None => Node::start(
-            ncfg,
-            raft_log::MemLogStore::new(),
-            shared,
-            inbound,
-            kv.clone(),
-        )?,
+    let node = match store {
+        Store::Redb(s) => Node::start(ncfg, s, shared, inbound, kv.clone())?,
+        Store::Memory(s) => Node::start(ncfg, s, shared, inbound, kv.clone())?,
     };
 
+    let peers = tokio::spawn(follow_membership(node.clone(), transport.clone()));
+    let joiner = cfg
+        .join
+        .clone()
+        .map(|addr| tokio::spawn(join(node.clone(), client.clone(), addr, name.clone())));
     let t = transport.clone();
     let ctx = Arc::new(ApiContext {
         node: node.clone(),
         kv: kv.clone(),
-        members,
+        id_of: Box::new(|addr| {
+            let name = canonical(addr).map_err(|e| e.to_string())?;
+            Ok((node_id(&name), name))
+        }),
         peer_client_addr: Box::new(move |peer| t.client_addr(peer)),
-        client: HttpsClient::new(client_tls),
+        client: client.clone(),
         started: Instant::now(),
         metrics: Metrics::default(),
         max_body: 4 << 20,
@@ -234,8 +295,123 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         peer_addr: transport.local_addr(),
         api_addr,
         api,
+        background: [Some(peers), joiner].into_iter().flatten().collect(),
         _transport: transport,
     })
+}
+
+/// Keeps the transport's peers equal to the members of the configuration
+/// in force, plus the leader this node follows: a leader that removed
+/// itself still needs the acknowledgements that commit its removal.
+async fn follow_membership(node: Node<Output>, transport: Arc<Transport>) {
+    let mut rx = node.watch_status();
+    let mut known = BTreeMap::new();
+    let mut last = None;
+    loop {
+        let want = {
+            let s = rx.borrow_and_update();
+            let conf = &s.raft.membership;
+            known.extend(conf.addresses.iter().map(|(&id, a)| (id, a.clone())));
+            let mut want = conf.addresses.clone();
+            if let Some(l) = s.raft.leader {
+                if let Some(a) = known.get(&l) {
+                    want.insert(l, a.clone());
+                }
+            }
+            want
+        };
+        if last.as_ref() != Some(&want) {
+            transport.set_peers(&want);
+            last = Some(want);
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The voters (id → address) of the cluster whose command port is
+/// `addr`, and the index of that configuration.
+async fn cluster_members(
+    client: &HttpsClient,
+    addr: &str,
+) -> Result<(BTreeMap<NodeId, String>, Index), MockError> {
+    let fail = |why: String| MockError::Join {
+        addr: addr.to_string(),
+        why,
+    };
+    let path = "/v1/operator/raft/configuration";
+    let reply = client
+        .request(
+            addr,
+            raft_kv::api::client::Method::GET,
+            path,
+            &[],
+            Default::default(),
+        )
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let v = reply
+        .json()
+        .filter(|_| reply.status.is_success())
+        .ok_or_else(|| fail(format!("{path} answered {}", reply.status)))?;
+    let mut members = BTreeMap::new();
+    for s in v["Servers"].as_array().into_iter().flatten() {
+        if s["Voter"] != serde_json::Value::Bool(true) {
+            continue;
+        }
+        let id = s["ID"].as_str().and_then(|i| i.parse::<NodeId>().ok());
+        let addr = s["Address"].as_str();
+        let (Some(id), Some(addr)) = (id, addr) else {
+            return Err(fail(format!("a server without an id or address: {s}")));
+        };
+        members.insert(id, addr.to_string());
+    }
+    if members.is_empty() {
+        return Err(fail("the cluster reported no voters".into()));
+    }
+    Ok((members, v["Index"].as_u64().unwrap_or(0)))
+}
+
+/// Asks the cluster to add this node until it is a voter (the request is
+/// idempotent, so retrying across leader changes is safe).
+async fn join(node: Node<Output>, client: HttpsClient, addr: String, me: String) {
+    let id = node.status().raft.id;
+    let path = format!("/v1/operator/raft/peer?address={me}&id={id}");
+    let mut rx = node.watch_status();
+    loop {
+        let is_voter = |s: &raft_core::node::NodeStatus| {
+            s.raft.membership.voters.contains(&id) && !s.raft.membership.is_joint()
+        };
+        if is_voter(&rx.borrow_and_update()) {
+            tracing::info!(via = %addr, "joined the cluster as a voter");
+            return;
+        }
+        let r = client
+            .request(
+                &addr,
+                raft_kv::api::client::Method::PUT,
+                &path,
+                &[],
+                Default::default(),
+            )
+            .await;
+        match r {
+            Ok(reply) if reply.status.is_success() => {
+                tracing::info!(via = %addr, status = %reply.status, "asked to join")
+            }
+            Ok(reply) => {
+                tracing::warn!(via = %addr, status = %reply.status, "join refused: {}", String::from_utf8_lossy(&reply.body))
+            }
+            Err(e) => tracing::warn!(via = %addr, "cannot ask to join: {e}"),
+        }
+        let wait = rx.wait_for(is_voter);
+        if let Ok(r) = tokio::time::timeout(Duration::from_secs(2), wait).await {
+            if r.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -30,8 +30,9 @@ pub struct NetConfig {
     /// Connections from another cluster are refused.
     pub cluster: String,
     pub listen: SocketAddr,
-    /// Every peer's address as `host:port`; the host is the name checked
-    /// against the peer's certificate.
+    /// The initial peers' addresses as `host:port` (the host is the name
+    /// checked against the peer's certificate); `Transport::set_peers`
+    /// changes them later.
     pub peers: BTreeMap<NodeId, String>,
     pub tls: TlsSetup,
     pub max_frame: usize,
@@ -65,12 +66,25 @@ impl NetConfig {
 }
 
 struct Peer {
+    addr: String,
     tx: mpsc::Sender<Message>,
     dropped: Arc<AtomicU64>,
+    dialer: JoinHandle<()>,
 }
 
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.dialer.abort();
+    }
+}
+
+/// The current peers, shared with the accept loop (which refuses nodes
+/// that are not among them).
+type Peers = Arc<std::sync::RwLock<BTreeMap<NodeId, Peer>>>;
+
 pub struct Transport {
-    peers: BTreeMap<NodeId, Peer>,
+    cfg: Arc<NetConfig>,
+    peers: Peers,
     local_addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
     /// Inbound messages dropped because the receiver was full.
@@ -84,45 +98,66 @@ type ClientAddrs = Arc<std::sync::Mutex<BTreeMap<NodeId, String>>>;
 impl Transport {
     /// Binds the listener and starts the peer connections. Messages from
     /// peers arrive on the returned receiver.
-    pub async fn start(cfg: NetConfig) -> Result<(Transport, mpsc::Receiver<Message>), NetError> {
+    pub async fn start(
+        mut cfg: NetConfig,
+    ) -> Result<(Transport, mpsc::Receiver<Message>), NetError> {
         let listener = TcpListener::bind(cfg.listen).await?;
         let local_addr = listener.local_addr()?;
         let (in_tx, in_rx) = mpsc::channel(cfg.queue);
+        let initial = std::mem::take(&mut cfg.peers);
         let cfg = Arc::new(cfg);
         let inbound_dropped = Arc::new(AtomicU64::new(0));
         let client_addrs = ClientAddrs::default();
-        let mut tasks = vec![tokio::spawn(accept_loop(
+        let peers = Peers::default();
+        let tasks = vec![tokio::spawn(accept_loop(
             listener,
             cfg.clone(),
+            peers.clone(),
             in_tx,
             inbound_dropped.clone(),
             client_addrs.clone(),
         ))];
-        let mut peers = BTreeMap::new();
-        for (&id, addr) in &cfg.peers {
-            if id == cfg.id {
+        let t = Transport {
+            cfg,
+            peers,
+            local_addr,
+            tasks,
+            inbound_dropped,
+            client_addrs,
+        };
+        t.set_peers(&initial);
+        Ok((t, in_rx))
+    }
+
+    /// Makes `peers` (id → `host:port`) the set this node talks to, as the
+    /// cluster's membership changes: new peers are dialed, removed ones
+    /// disconnected (and refused when they connect), a peer whose address
+    /// changed is redialed. This node's own id is skipped.
+    pub fn set_peers(&self, peers: &BTreeMap<NodeId, String>) {
+        let mut cur = self.peers.write().unwrap_or_else(|p| p.into_inner());
+        cur.retain(|id, p| peers.get(id) == Some(&p.addr));
+        for (&id, addr) in peers {
+            if id == self.cfg.id || cur.contains_key(&id) {
                 continue;
             }
-            let (tx, rx) = mpsc::channel(cfg.queue);
-            tasks.push(tokio::spawn(dial_loop(cfg.clone(), id, addr.clone(), rx)));
-            peers.insert(
+            let (tx, rx) = mpsc::channel(self.cfg.queue);
+            let dialer = tokio::spawn(dial_loop(self.cfg.clone(), id, addr.clone(), rx));
+            cur.insert(
                 id,
                 Peer {
+                    addr: addr.clone(),
                     tx,
                     dropped: Arc::new(AtomicU64::new(0)),
+                    dialer,
                 },
             );
         }
-        Ok((
-            Transport {
-                peers,
-                local_addr,
-                tasks,
-                inbound_dropped,
-                client_addrs,
-            },
-            in_rx,
-        ))
+    }
+
+    /// The peers this node currently talks to.
+    pub fn peers(&self) -> BTreeMap<NodeId, String> {
+        let cur = self.peers.read().unwrap_or_else(|p| p.into_inner());
+        cur.iter().map(|(&id, p)| (id, p.addr.clone())).collect()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -133,7 +168,8 @@ impl Transport {
     /// peer is slow or away) the message is dropped and counted; Raft
     /// retransmits what matters.
     pub fn send(&self, m: Message) {
-        if let Some(p) = self.peers.get(&m.to) {
+        let peers = self.peers.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = peers.get(&m.to) {
             if p.tx.try_send(m).is_err() {
                 p.dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -142,7 +178,8 @@ impl Transport {
 
     /// Messages dropped so far for `peer` because its queue was full.
     pub fn dropped(&self, peer: NodeId) -> u64 {
-        self.peers
+        let peers = self.peers.read().unwrap_or_else(|p| p.into_inner());
+        peers
             .get(&peer)
             .map_or(0, |p| p.dropped.load(Ordering::Relaxed))
     }
@@ -169,6 +206,10 @@ impl Drop for Transport {
         for t in &self.tasks {
             t.abort();
         }
+        self.peers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 }
 
@@ -177,6 +218,7 @@ impl Drop for Transport {
 async fn accept_loop(
     listener: TcpListener,
     cfg: Arc<NetConfig>,
+    peers: Peers,
     tx: mpsc::Sender<Message>,
     dropped: Arc<AtomicU64>,
     client_addrs: ClientAddrs,
@@ -197,8 +239,10 @@ async fn accept_loop(
         let (acceptor, cfg, tx, dropped) =
             (acceptor.clone(), cfg.clone(), tx.clone(), dropped.clone());
         let addrs = client_addrs.clone();
+        let peers = peers.clone();
         conns.spawn(async move {
-            if let Err(e) = serve_inbound(tcp, acceptor, &cfg, tx, &dropped, &addrs).await {
+            let r = serve_inbound(tcp, acceptor, &cfg, &peers, tx, &dropped, &addrs).await;
+            if let Err(e) = r {
                 tracing::warn!(peer = %addr, "closed inbound connection: {e}");
             }
         });
@@ -209,6 +253,7 @@ async fn serve_inbound(
     tcp: TcpStream,
     acceptor: TlsAcceptor,
     cfg: &NetConfig,
+    peers: &Peers,
     tx: mpsc::Sender<Message>,
     dropped: &AtomicU64,
     client_addrs: &ClientAddrs,
@@ -220,7 +265,13 @@ async fn serve_inbound(
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let hello = read_frame(&mut tls, &mut buf, cfg.max_frame, limit, limit).await?;
     let (node, client_addr) = wire::check_hello(&hello, &cfg.cluster)?;
-    if !cfg.peers.contains_key(&node) {
+    let known = |node| {
+        peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&node)
+    };
+    if !known(node) {
         return Err(NetError::Handshake(format!("node {node} is not a member")));
     }
     if !client_addr.is_empty() {
@@ -232,6 +283,11 @@ async fn serve_inbound(
     loop {
         match read_frame(&mut tls, &mut buf, cfg.max_frame, cfg.idle_timeout, limit).await? {
             Frame::Messages(ms) => {
+                if !known(node) {
+                    return Err(NetError::Handshake(format!(
+                        "node {node} is no longer a member"
+                    )));
+                }
                 for m in ms {
                     if m.from != node || m.to != cfg.id {
                         return Err(NetError::Malformed(format!(

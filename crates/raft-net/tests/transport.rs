@@ -350,3 +350,36 @@ async fn missing_or_mismatched_files_are_clear_errors() {
     let err = TlsSetup::load(&junk).err().expect("junk CA").to_string();
     assert!(err.contains("junk.pem"), "{err}");
 }
+
+/// Membership changes reach the transport: a node added later is dialed
+/// and accepted; a removed one is disconnected and refused.
+#[tokio::test]
+async fn peers_follow_membership_changes() {
+    let mut p = pair().await;
+    still_healthy(&mut p, 1).await;
+    let c_addr = free_addr();
+    let all = [(1, p.a_addr), (2, p.b_addr), (3, c_addr)];
+    let (c, mut c_rx) = node(3, c_addr, &all, &p.tls).await;
+    let with_c: std::collections::BTreeMap<NodeId, String> =
+        all.iter().map(|(i, a)| (*i, a.to_string())).collect();
+    p.a.set_peers(&with_c);
+    p.b.set_peers(&with_c);
+    assert_eq!(p.a.peers().len(), 2, "a talks to b and c, not itself");
+    expect_delivery(&p.a, &mut c_rx, msg(1, 3, 2)).await;
+    expect_delivery(&c, &mut p.b_rx, msg(3, 2, 3)).await;
+    // Node 3 is removed: a drops it and refuses its connections.
+    let without_c: std::collections::BTreeMap<NodeId, String> = with_c
+        .iter()
+        .filter(|(i, _)| **i != 3)
+        .map(|(i, a)| (*i, a.clone()))
+        .collect();
+    p.a.set_peers(&without_c);
+    while p.a_rx.try_recv().is_ok() {}
+    for n in 0..20 {
+        c.send(msg(3, 1, 100 + n));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = tokio::time::timeout(Duration::from_millis(300), p.a_rx.recv()).await;
+    assert!(got.is_err(), "a removed peer's message arrived: {got:?}");
+    still_healthy(&mut p, 4).await;
+}

@@ -1,8 +1,8 @@
 //! Raft's safety properties, checked incrementally after every simulation
 //! step (Raft paper figure 3 and §5.4.3).
 
-use raft_core::{Entry, HardState, Index, NodeId, Raft, Role, Term};
-use std::collections::{BTreeMap, HashMap};
+use raft_core::{Entry, HardState, Index, NodeId, Payload, Raft, Role, Term};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// What the checker remembers about one node across its lives.
 #[derive(Default)]
@@ -26,6 +26,11 @@ pub struct Checker {
     /// each entry with the term in which a node first saw it committed.
     committed: Vec<(Entry, Term)>,
     nodes: BTreeMap<NodeId, Seen>,
+    /// The members of the latest committed configuration entry.
+    committed_members: Option<BTreeSet<NodeId>>,
+    /// Nodes a committed configuration removed. Ids are never reused, so
+    /// these are out for good.
+    removed: BTreeSet<NodeId>,
 }
 
 pub type Violation = String;
@@ -126,6 +131,24 @@ impl Checker {
                 log.last_index()
             ));
         }
+        let (conf_index, conf) = r.membership();
+        if conf.voters.is_empty() {
+            return Err(format!(
+                "node {id}: configuration {conf} at index {conf_index} has no voters"
+            ));
+        }
+        if r.role() == Role::Leader {
+            // At most one membership change in flight: a leader's log holds
+            // at most one configuration entry above its commit index.
+            let pending = (commit + 1..=log.last_index())
+                .filter(|&i| matches!(log.entry(i).map(|e| &e.payload), Some(Payload::Config(_))))
+                .count();
+            if pending > 1 {
+                return Err(format!(
+                    "node {id} leads with {pending} uncommitted configuration entries"
+                ));
+            }
+        }
         let seen = self.nodes.entry(id).or_default();
         if term < seen.term {
             return Err(format!(
@@ -172,6 +195,13 @@ impl Checker {
                         i - 1,
                         "the committed log grows in order"
                     );
+                    if let Payload::Config(m) = &e.payload {
+                        let members = m.members();
+                        if let Some(before) = &self.committed_members {
+                            self.removed.extend(before.difference(&members));
+                        }
+                        self.committed_members = Some(members);
+                    }
                     self.committed.push((e, term));
                 }
             }
@@ -210,6 +240,19 @@ impl Checker {
             }
         }
         Ok(())
+    }
+
+    /// Committed configuration entries (membership changes and the ends of
+    /// their joint phases).
+    pub fn committed_configs(&self) -> usize {
+        self.committed
+            .iter()
+            .filter(|(e, _)| matches!(e.payload, Payload::Config(_)))
+            .count()
+    }
+
+    pub fn removed(&self) -> &BTreeSet<NodeId> {
+        &self.removed
     }
 
     pub fn committed_len(&self) -> usize {

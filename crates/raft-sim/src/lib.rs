@@ -22,10 +22,10 @@ use checker::Checker;
 use linearizability::{Key, Op, OpKind, Value};
 use network::{Event, Faults, Network, TICK, Time};
 use raft_core::{
-    Config, Entry, Error, HardState, Index, InitialState, Message, Mode, NodeId, Payload, Raft,
-    Ready, Rng, Role,
+    ConfChange, Config, Entry, Error, HardState, Index, InitialState, Membership, Message, Mode,
+    NodeId, Payload, Raft, Ready, Rng, Role,
 };
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use workload::{Client, OpState};
 
@@ -46,6 +46,10 @@ pub struct SimConfig {
     pub clients: usize,
     /// Print every event to stderr (for replaying one seed).
     pub trace: bool,
+    /// Membership churn: `nodes` voters to start with, and spare nodes up
+    /// to five; the leader adds learners, promotes, demotes and removes
+    /// members (itself included) at random, between three and five voters.
+    pub churn: bool,
 }
 
 impl SimConfig {
@@ -57,6 +61,18 @@ impl SimConfig {
             heal_ticks: 600,
             clients: 3,
             trace: false,
+            churn: false,
+        }
+    }
+
+    /// With membership churn. Healing gets longer: a node added late
+    /// replays the whole log, and seeds with one-entry appends and a
+    /// window of one do that slowly.
+    pub fn with_churn(seed: u64, nodes: usize) -> Self {
+        SimConfig {
+            churn: true,
+            heal_ticks: 1500,
+            ..SimConfig::new(seed, nodes)
         }
     }
 }
@@ -74,6 +90,8 @@ pub struct Report {
     pub crashes: u64,
     pub terms_with_leader: usize,
     pub committed: usize,
+    /// Committed configuration entries.
+    pub configs: usize,
 }
 
 /// A failing run: what broke, and how to replay it.
@@ -81,6 +99,7 @@ pub struct Report {
 pub struct Failure {
     pub seed: u64,
     pub nodes: usize,
+    pub churn: bool,
     pub tick: u64,
     pub what: String,
 }
@@ -89,8 +108,13 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {} failed at tick {}: {}\n  replay: cargo xtask sim --seed {} --nodes {}",
-            self.seed, self.tick, self.what, self.seed, self.nodes
+            "seed {} failed at tick {}: {}\n  replay: cargo xtask sim --seed {} --nodes {}{}",
+            self.seed,
+            self.tick,
+            self.what,
+            self.seed,
+            self.nodes,
+            if self.churn { " --churn" } else { "" }
         )
     }
 }
@@ -151,6 +175,7 @@ impl Report {
         self.crashes += r.crashes;
         self.terms_with_leader += r.terms_with_leader;
         self.committed += r.committed;
+        self.configs += r.configs;
     }
 }
 
@@ -162,6 +187,7 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
         Err(what) => Err(Failure {
             seed: cfg.seed,
             nodes: cfg.nodes,
+            churn: cfg.churn,
             tick: sim.tick,
             what,
         }),
@@ -187,6 +213,9 @@ struct SimNode {
     writes: VecDeque<Write>,
     last_write_at: Time,
     kv: BTreeMap<Key, Value>,
+    /// The configuration this node starts from, and the index it is in
+    /// force as of.
+    base: (Index, Membership),
     /// ReadIndex results waiting for the state machine to catch up.
     reads: Vec<(u64, Index)>,
 }
@@ -200,6 +229,11 @@ struct Sim {
     net: Network,
     ids: Vec<NodeId>,
     nodes: BTreeMap<NodeId, SimNode>,
+    /// The cluster a fresh node starts in.
+    initial: Membership,
+    /// Nodes out of the cluster (never added, or removed and wiped, as an
+    /// operator retires a machine): down until added back.
+    retired: BTreeSet<NodeId>,
     checker: Checker,
     clients: Vec<Client>,
     history: Vec<Op>,
@@ -229,6 +263,8 @@ impl Sim {
     fn new(cfg: SimConfig) -> Self {
         let mut rng = Rng::new(cfg.seed);
         let ids: Vec<NodeId> = (1..=cfg.nodes as NodeId).collect();
+        let initial = Membership::new(ids.iter().copied());
+        let retired = BTreeSet::new();
         let mut raft_cfg = Config::new(1);
         raft_cfg.election_tick = 10;
         raft_cfg.heartbeat_tick = rng.range(1, 4);
@@ -255,6 +291,8 @@ impl Sim {
             now: 0,
             net: Network::new(faults),
             nodes: BTreeMap::new(),
+            initial,
+            retired,
             checker: Checker::default(),
             clients,
             history: Vec::new(),
@@ -273,28 +311,39 @@ impl Sim {
             cfg,
         };
         for &id in &ids {
-            let mode = match sim.rng.range(0, 10) {
-                0 => Mode::Passive,
-                1 => Mode::Reluctant,
-                _ => Mode::Active,
-            };
-            sim.nodes.insert(
-                id,
-                SimNode {
-                    raft: None,
-                    generation: 0,
-                    mode,
-                    durable_hs: HardState::default(),
-                    durable_log: Vec::new(),
-                    writes: VecDeque::new(),
-                    last_write_at: 0,
-                    kv: BTreeMap::new(),
-                    reads: Vec::new(),
-                },
-            );
-            sim.start_node(id);
+            let base = (0, sim.initial.clone());
+            sim.add_node(id, base);
         }
         sim
+    }
+
+    /// A new machine with an empty disk, starting from configuration
+    /// `base`.
+    fn add_node(&mut self, id: NodeId, base: (Index, Membership)) {
+        let mode = match self.rng.range(0, 10) {
+            0 => Mode::Passive,
+            1 => Mode::Reluctant,
+            _ => Mode::Active,
+        };
+        self.nodes.insert(
+            id,
+            SimNode {
+                raft: None,
+                generation: 0,
+                mode,
+                durable_hs: HardState::default(),
+                durable_log: Vec::new(),
+                writes: VecDeque::new(),
+                last_write_at: 0,
+                kv: BTreeMap::new(),
+                base,
+                reads: Vec::new(),
+            },
+        );
+        if !self.ids.contains(&id) {
+            self.ids.push(id);
+        }
+        self.start_node(id);
     }
 
     fn run(&mut self) -> Result<(), String> {
@@ -446,7 +495,7 @@ impl Sim {
         if self.cfg.trace {
             let s = r.status();
             eprintln!(
-                "t={} node {id}: {:?} {} term {} lead {:?} vote {:?} commit {} last {}/{} persisted {}",
+                "t={} node {id}: {:?} {} term {} lead {:?} vote {:?} commit {} last {}/{} persisted {} conf {}@{}",
                 self.now,
                 s.role,
                 s.mode,
@@ -456,7 +505,9 @@ impl Sim {
                 s.commit,
                 r.log().last_term(),
                 s.last_index,
-                s.persisted
+                s.persisted,
+                s.membership,
+                s.conf_index
             );
         }
         let committed_before = self.checker.committed_len();
@@ -613,7 +664,7 @@ impl Sim {
         }
         if self.rng.chance(30, 1000) {
             let id = pick(&mut self.rng);
-            if self.nodes[&id].raft.is_none() {
+            if self.nodes[&id].raft.is_none() && !self.retired.contains(&id) {
                 self.start_node(id);
                 self.process(id)?;
             }
@@ -658,7 +709,95 @@ impl Sim {
                 self.process(id)?;
             }
         }
+        if self.cfg.churn {
+            self.retire_removed();
+            if self.rng.chance(8 * k, 1000) {
+                self.change_membership()?;
+            }
+        }
         Ok(())
+    }
+
+    /// The leader proposes a random membership change that keeps between
+    /// three and five voters (fewer only when the cluster started so).
+    fn change_membership(&mut self) -> Result<(), String> {
+        let Some(l) = self.leader() else {
+            return Ok(());
+        };
+        let conf = self.nodes[&l]
+            .raft
+            .as_ref()
+            .expect("leader is live")
+            .membership()
+            .1
+            .clone();
+        let voters: Vec<NodeId> = conf.voters.iter().copied().collect();
+        let learners: Vec<NodeId> = conf.learners.iter().copied().collect();
+        let min = self.cfg.nodes.min(3);
+        // Retired ids are never reused: a new machine gets a new id, as a
+        // node that lost its disk must (its old self may have voted).
+        let fresh = self.ids.len() as NodeId + 1;
+        let choose = |v: &[NodeId], rng: &mut Rng| v[rng.range(0, v.len() as u64) as usize];
+        let change = match self.rng.range(0, 6) {
+            0 | 1 if conf.members().len() < 6 => ConfChange::AddLearner {
+                id: fresh,
+                address: format!("n{fresh}"),
+            },
+            2 if !learners.is_empty() && voters.len() < 5 => {
+                let id = choose(&learners, &mut self.rng);
+                ConfChange::AddVoter {
+                    id,
+                    address: format!("n{id}"),
+                }
+            }
+            3 if voters.len() > min => ConfChange::Remove {
+                id: choose(&voters, &mut self.rng),
+            },
+            4 if voters.len() > min => {
+                let id = choose(&voters, &mut self.rng);
+                ConfChange::AddLearner {
+                    id,
+                    address: format!("n{id}"),
+                }
+            }
+            _ if !learners.is_empty() => ConfChange::Remove {
+                id: choose(&learners, &mut self.rng),
+            },
+            _ => return Ok(()),
+        };
+        let r = self.raft_mut(l).expect("leader is live");
+        let proposed = r.propose_conf_change(std::slice::from_ref(&change));
+        if self.cfg.trace {
+            eprintln!("t={} node {l} proposes {change:?}: {proposed:?}", self.now);
+        }
+        if proposed.is_ok() {
+            if let ConfChange::AddLearner { id, .. } = change {
+                if id == fresh {
+                    // A new machine joining: it starts from the cluster's
+                    // configuration as the leader has it now.
+                    let (index, conf) = self.nodes[&l].raft.as_ref().expect("leader").membership();
+                    let base = (index, conf.clone());
+                    self.add_node(id, base);
+                    self.process(id)?;
+                }
+            }
+        }
+        self.process(l)
+    }
+
+    /// Once a committed configuration has removed a node, the operator
+    /// retires it: it is stopped for good.
+    fn retire_removed(&mut self) {
+        let gone: Vec<NodeId> = (self.checker.removed().iter().copied())
+            .filter(|id| !self.retired.contains(id))
+            .collect();
+        for id in gone {
+            if self.cfg.trace {
+                eprintln!("t={} RETIRE node {id}", self.now);
+            }
+            self.crash(id);
+            self.retired.insert(id);
+        }
     }
 
     fn set_mode(&mut self, id: NodeId, mode: Mode) -> Result<(), String> {
@@ -710,7 +849,8 @@ impl Sim {
         cfg.seed = self.cfg.seed ^ (n.generation << 32) ^ id;
         let state = InitialState {
             hard_state: n.durable_hs,
-            voters: self.ids.clone(),
+            membership: n.base.1.clone(),
+            membership_index: n.base.0,
             entries: n.durable_log.clone(),
             ..Default::default()
         };
@@ -726,7 +866,7 @@ impl Sim {
         // node converge without a perfect network, only a connected one.
         self.net.heal();
         for id in self.ids.clone() {
-            if self.nodes[&id].raft.is_none() {
+            if self.nodes[&id].raft.is_none() && !self.retired.contains(&id) {
                 self.start_node(id);
                 self.process(id)?;
             }
@@ -780,6 +920,7 @@ impl Sim {
             crashes: self.crashes,
             terms_with_leader: self.checker.terms_with_leader(),
             committed: self.checker.committed_len(),
+            configs: self.checker.committed_configs(),
         }
     }
 
@@ -793,18 +934,19 @@ impl Sim {
         self.nodes.values().filter_map(|n| n.raft.as_ref())
     }
 
-    /// Every node is up and has applied the leader's whole log.
+    /// Every member of the leader's configuration is up and has applied
+    /// the leader's whole log (removed nodes no longer hear from it).
     fn converged(&self) -> bool {
         let Some(l) = self.leader() else { return false };
-        let last = self.nodes[&l]
-            .raft
-            .as_ref()
-            .expect("leader is live")
-            .log()
-            .last_index();
-        self.nodes
-            .values()
-            .all(|n| n.raft.as_ref().is_some_and(|r| r.log().applied == last))
+        let leader = self.nodes[&l].raft.as_ref().expect("leader is live");
+        let last = leader.log().last_index();
+        let members = leader.membership().1.members();
+        members.iter().all(|id| {
+            self.nodes[id]
+                .raft
+                .as_ref()
+                .is_some_and(|r| r.log().applied == last)
+        })
     }
 
     /// The leader of the highest term among live nodes.
@@ -813,6 +955,14 @@ impl Sim {
             .filter(|r| r.role() == Role::Leader)
             .max_by_key(|r| r.term())
             .map(|r| r.id())
+    }
+
+    /// A node not retired, at random.
+    fn any_node(&mut self) -> NodeId {
+        let ids: Vec<NodeId> = (self.ids.iter().copied())
+            .filter(|id| !self.retired.contains(id))
+            .collect();
+        ids[self.rng.range(0, ids.len() as u64) as usize]
     }
 
     fn next_order(&mut self) -> u64 {
@@ -870,7 +1020,7 @@ impl Sim {
                 // Some operations go to any node, not the client's usual
                 // one, as clients of a real cluster do.
                 if self.rng.chance(1, 4) {
-                    self.clients[c].target = self.rng.range(1, self.ids.len() as u64 + 1);
+                    self.clients[c].target = self.any_node();
                 }
                 let cl = &mut self.clients[c];
                 cl.op = Some(self.history.len() - 1);
@@ -925,8 +1075,7 @@ impl Sim {
     }
 
     fn retry_elsewhere(&mut self, c: usize) {
-        let n = self.ids.len() as u64;
-        self.clients[c].target = self.rng.range(1, n + 1);
+        self.clients[c].target = self.any_node();
         self.clients[c].state = Some(OpState::Waiting {
             retry_at: self.tick + 3,
         });

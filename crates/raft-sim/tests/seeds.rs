@@ -5,8 +5,12 @@
 use raft_sim::{SimConfig, run_seeds};
 
 fn check_seeds(nodes: usize, first: u64, count: u64) {
+    check(first, count, |seed| SimConfig::new(seed, nodes));
+}
+
+fn check(first: u64, count: u64, configure: impl Fn(u64) -> SimConfig + Sync) -> raft_sim::Report {
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let sum = run_seeds(first, count, jobs, |seed| SimConfig::new(seed, nodes));
+    let sum = run_seeds(first, count, jobs, configure);
     let failures: Vec<String> = sum.failures.iter().map(|f| f.to_string()).collect();
     assert!(
         failures.is_empty(),
@@ -20,6 +24,7 @@ fn check_seeds(nodes: usize, first: u64, count: u64) {
         ops > 50 * count,
         "only {ops} operations checked over {count} seeds"
     );
+    sum.total
 }
 
 #[test]
@@ -30,4 +35,17 @@ fn three_nodes_400_seeds() {
 #[test]
 fn five_nodes_200_seeds() {
     check_seeds(5, 1_000_000, 200);
+}
+
+/// Membership churn: three voters growing to five and back, learners
+/// added and promoted, voters demoted and removed (the leader too), all
+/// under the same faults.
+#[test]
+fn churn_300_seeds() {
+    let total = check(2_000_000, 300, |seed| SimConfig::with_churn(seed, 3));
+    assert!(
+        total.configs > 5 * 300,
+        "only {} configurations committed over 300 seeds",
+        total.configs
+    );
 }

@@ -3,9 +3,9 @@
 
 use super::storage::{Done, Job, Storage};
 use super::{Command, Node, NodeConfig, NodeError, NodeStatus, Reply, StateMachine, Transport};
-use crate::storage::{LogStore, Membership, WriteBatch};
+use crate::storage::{LogStore, WriteBatch};
 use crate::types::{HardState, Index, Payload, Role, Term};
-use crate::{InitialState, Message, Raft, Ready};
+use crate::{InitialState, Membership, Message, Raft, Ready};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -29,20 +29,18 @@ where
 {
     let fail = |e: S::Error| NodeError::Storage(e.to_string());
     let stored = store.state().map_err(fail)?;
-    let membership = match stored.membership.clone() {
+    let (membership_index, membership) = match stored.membership.clone() {
         Some(m) => m,
         None => {
-            let m = Membership {
-                voters: cfg.voters.clone(),
-                learners: vec![],
-            };
+            let mut m = Membership::new(cfg.voters.iter().copied());
+            m.addresses = cfg.addresses.clone();
             store
                 .write(WriteBatch {
-                    membership: Some(&m),
+                    membership: Some((cfg.membership_index, &m)),
                     ..Default::default()
                 })
                 .map_err(fail)?;
-            m
+            (cfg.membership_index, m)
         }
     };
     let (prev_index, prev_term) = stored.purged;
@@ -57,8 +55,8 @@ where
     }
     let init = InitialState {
         hard_state: stored.hard_state,
-        voters: membership.voters,
-        learners: membership.learners,
+        membership,
+        membership_index,
         entries,
         prev_index,
         prev_term,
@@ -79,6 +77,7 @@ where
         stored_hs: stored.hard_state,
         writes_in_flight: 0,
         proposals: BTreeMap::new(),
+        conf_waiters: BTreeMap::new(),
         reads_asked: HashMap::new(),
         reads_ready: BTreeMap::new(),
         next_read: 1,
@@ -128,6 +127,8 @@ struct Driver<T, M: StateMachine> {
     writes_in_flight: usize,
     /// Proposals waiting to be applied, by index, with the term they got.
     proposals: BTreeMap<Index, (Term, ApplyReply<M::Output>)>,
+    /// Membership changes waiting to be applied, by index.
+    conf_waiters: BTreeMap<Index, (Term, Reply<Index>)>,
     /// Reads asked of the protocol, by read id.
     reads_asked: HashMap<u64, Reply<Index>>,
     /// Reads whose index is known, waiting for the state machine to get
@@ -205,6 +206,24 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
                 Command::Transfer(to, r) => {
                     let res = self.raft.transfer_leader(to);
                     let _ = r.send(res.map_err(NodeError::from_protocol));
+                }
+                Command::ChangeConf(changes, r) => {
+                    let res = match &self.failed {
+                        Some(f) => Err(NodeError::Storage(f.clone())),
+                        None => self
+                            .raft
+                            .propose_conf_change(&changes)
+                            .map_err(NodeError::from_protocol),
+                    };
+                    match res {
+                        Ok(index) => {
+                            let term = self.raft.term();
+                            self.conf_waiters.insert(index, (term, r));
+                        }
+                        Err(e) => {
+                            let _ = r.send(Err(e));
+                        }
+                    }
                 }
                 Command::Campaign(r) => {
                     let res = self.raft.campaign();
@@ -310,7 +329,18 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
 
     fn publish(&self) {
         let s = status_of(&self.raft, &self.cfg, self.failed.clone());
-        self.status.send_replace(s);
+        let old = self.status.send_replace(s);
+        let new = self.status.borrow();
+        let (a, b) = (&old.raft, &new.raft);
+        if (a.role, a.term, a.leader) != (b.role, b.term, b.leader) {
+            tracing::info!(
+                role = %b.role, term = b.term, leader = ?b.leader, commit = b.commit,
+                "role or leader changed"
+            );
+        }
+        if a.conf_index != b.conf_index {
+            tracing::info!(index = b.conf_index, "configuration: {}", b.membership);
+        }
     }
 
     fn handle_ready(&mut self, rd: Ready) {
@@ -387,17 +417,19 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
         for e in committed {
             let output = match &e.payload {
                 Payload::Normal(data) => Some(self.sm.apply(e.index, data)),
-                Payload::Noop => None,
+                Payload::Noop | Payload::Config(_) => None,
             };
-            // Proposals at lower indexes than this entry can no longer be
-            // applied: their slot went to another entry or was skipped.
-            while let Some(entry) = self.proposals.first_entry() {
-                if *entry.key() >= e.index {
-                    break;
+            if let Payload::Config(_) = e.payload {
+                resolve_older(&mut self.conf_waiters, e.index);
+                if let Some((term, r)) = self.conf_waiters.remove(&e.index) {
+                    let _ = r.send(if term == e.term {
+                        Ok(e.index)
+                    } else {
+                        Err(NodeError::Dropped)
+                    });
                 }
-                let (_, r) = entry.remove();
-                let _ = r.send(Err(NodeError::Dropped));
             }
+            resolve_older(&mut self.proposals, e.index);
             if let Some((term, r)) = self.proposals.remove(&e.index) {
                 let _ = r.send(match output {
                     Some(o) if term == e.term => Ok((e.index, o)),
@@ -425,6 +457,9 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
         for (_, (_, r)) in std::mem::take(&mut self.proposals) {
             let _ = r.send(Err(NodeError::ShuttingDown));
         }
+        for (_, (_, r)) in std::mem::take(&mut self.conf_waiters) {
+            let _ = r.send(Err(NodeError::ShuttingDown));
+        }
         // Dropping the job sender ends the storage thread after what it has
         // queued (closing the store); the status channel closing tells
         // watchers.
@@ -441,6 +476,18 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
 }
 
 type ApplyReply<O> = Reply<(Index, O)>;
+
+/// Requests waiting at lower indexes than `index`, now being applied, can
+/// no longer be applied: their slot went to another entry.
+fn resolve_older<T>(waiters: &mut BTreeMap<Index, (Term, Reply<T>)>, index: Index) {
+    while let Some(entry) = waiters.first_entry() {
+        if *entry.key() >= index {
+            break;
+        }
+        let (_, r) = entry.remove();
+        let _ = r.send(Err(NodeError::Dropped));
+    }
+}
 
 /// Who waits for a proposal: to hear once it is applied, or only appended.
 enum Waiter<O> {

@@ -12,11 +12,12 @@
 
 mod driver;
 pub mod local;
+mod members;
 mod storage;
 
 use crate::storage::LogStore;
 use crate::types::{Entry, Index, Mode, NodeId, Role, Term};
-use crate::{Config, Message, Status};
+use crate::{ConfChange, Config, Message, Status};
 use bytes::Bytes;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -46,6 +47,11 @@ pub struct NodeConfig {
     pub raft: Config,
     /// The initial voters, used when the store holds no membership yet.
     pub voters: Vec<NodeId>,
+    /// Their addresses, recorded in the initial membership.
+    pub addresses: std::collections::BTreeMap<NodeId, String>,
+    /// The index the initial membership is in force as of: 0 for a new
+    /// cluster; for a node joining one, the cluster's configuration index.
+    pub membership_index: Index,
     /// How long one protocol tick lasts.
     pub tick: Duration,
     /// How long a proposal or read waits before failing with `Timeout`
@@ -60,6 +66,8 @@ impl NodeConfig {
         NodeConfig {
             raft,
             voters,
+            addresses: Default::default(),
+            membership_index: 0,
             tick: Duration::from_millis(50),
             request_timeout: Duration::from_secs(5),
             max_batch: 4096,
@@ -132,6 +140,8 @@ enum Command<O> {
     Read(Reply<Index>),
     SetMode(Mode),
     Transfer(NodeId, Reply<()>),
+    /// Answered with the configuration entry's index once it is applied.
+    ChangeConf(Vec<ConfChange>, Reply<Index>),
     Campaign(Reply<()>),
     Entries(Index, Index, usize, Reply<Vec<Entry>>),
     Shutdown(oneshot::Sender<()>),

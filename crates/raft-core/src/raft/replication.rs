@@ -4,7 +4,11 @@
 use super::Raft;
 use crate::message::{Body, Message, RejectHint};
 use crate::progress::ProgressState;
-use crate::types::{Index, Mode, NodeId, Term};
+use crate::types::{Index, Mode, NodeId, Role, Term};
+
+/// Heartbeat rounds without an acknowledgement, with appends in flight,
+/// after which the leader takes those appends for lost.
+const STALLED_ROUNDS: u8 = 3;
 
 impl Raft {
     pub(super) fn tick_leader(&mut self) {
@@ -65,12 +69,16 @@ impl Raft {
                     .get_mut(&m.from)
                     .expect("checked above");
                 p.read_round = p.read_round.max(read_round);
-                // Appends out for a whole heartbeat round with nothing
+                // Appends out for several heartbeat rounds with nothing
                 // acknowledged were lost (a follower answering heartbeats
-                // answers appends too): resend from what it has.
-                let stalled = p.matched == p.matched_at_heartbeat && p.next > p.matched + 1;
-                if p.state == ProgressState::Replicate && stalled {
+                // answers appends too): resend from what it has. One round
+                // is not enough: a slow disk delays acks past a heartbeat,
+                // and resending then would crawl one append per round.
+                let waiting = p.matched == p.matched_at_heartbeat && p.next > p.matched + 1;
+                p.stalled_rounds = if waiting { p.stalled_rounds + 1 } else { 0 };
+                if p.state == ProgressState::Replicate && p.stalled_rounds >= STALLED_ROUNDS {
                     p.become_probe();
+                    p.stalled_rounds = 0;
                 }
                 p.matched_at_heartbeat = p.matched;
                 p.probe_sent = false;
@@ -134,6 +142,7 @@ impl Raft {
         }
         match self.log.maybe_append(prev_index, prev_term, entries) {
             Some(last_new) => {
+                self.confs_after_follower_append(prev_index, last_new, entries);
                 self.log.commit_to(commit.min(last_new));
                 self.send(
                     from,
@@ -174,6 +183,9 @@ impl Raft {
             p.become_replicate();
         }
         self.maybe_commit();
+        if self.role != Role::Leader {
+            return; // the commit removed this leader from the cluster
+        }
         // Keep the pipeline full.
         while self.send_append(from, false) {}
         if self.transferee == Some(from) && index == self.log.last_index() {
@@ -206,6 +218,7 @@ impl Raft {
             self.log.commit_to(quorum);
             self.commit_bcast_pending = true;
             self.advance_reads();
+            self.after_commit();
         }
     }
 

@@ -25,6 +25,10 @@ pub fn entry_json(e: &Entry) -> serde_json::Value {
     let mut v = json!({ "index": e.index, "term": e.term });
     match &e.payload {
         Payload::Noop => v["kind"] = "noop".into(),
+        Payload::Config(m) => {
+            v["kind"] = "config".into();
+            v["config"] = super::status::membership_json(m);
+        }
         Payload::Normal(data) => match command::decode(data) {
             Decoded::Kv(r) => {
                 v["kind"] = "kv".into();

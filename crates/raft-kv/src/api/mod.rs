@@ -27,7 +27,6 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use raft_core::NodeId;
 use raft_core::node::Node;
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,12 +38,16 @@ use tokio_rustls::rustls::ServerConfig;
 /// again (a leader change mid-flight answers 503 instead of looping).
 const FORWARDED_HEADER: &str = "x-raft-forwarded";
 
+/// Turns a member's address into its canonical form and default node id.
+pub type IdOf = Box<dyn Fn(&str) -> Result<(NodeId, String), String> + Send + Sync>;
+
 /// Everything the command port serves from.
 pub struct ApiContext {
     pub node: Node<Output>,
     pub kv: KvStore,
-    /// Every member's name (its peer address), by node id.
-    pub members: BTreeMap<NodeId, String>,
+    /// A member's node id from its address (how this deployment names
+    /// members), or why the address is not valid.
+    pub id_of: IdOf,
     /// Where a peer serves clients, as its handshake said.
     pub peer_client_addr: Box<dyn Fn(NodeId) -> Option<String> + Send + Sync>,
     /// Forwards writes to the leader.
@@ -58,8 +61,12 @@ pub struct ApiContext {
 }
 
 impl ApiContext {
+    /// A member's name: its address in the configuration in force.
     fn name(&self, id: NodeId) -> String {
-        self.members
+        let s = self.node.status();
+        s.raft
+            .membership
+            .addresses
             .get(&id)
             .cloned()
             .unwrap_or_else(|| id.to_string())
@@ -188,10 +195,12 @@ async fn route(ctx: &ApiContext, method: &Method, path: &str, q: &Query, body: B
         (&Method::POST, ["v1", "operator", rest]) if *rest == "raft/transfer-leader" => {
             status::transfer(ctx, q).await
         }
-        (_, ["v1", "operator", _]) => Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "membership changes through the command port are not available yet",
-        )),
+        (&Method::PUT, ["v1", "operator", rest]) if *rest == "raft/peer" => {
+            status::add_peer(ctx, q, path).await
+        }
+        (&Method::DELETE, ["v1", "operator", rest]) if *rest == "raft/peer" => {
+            status::remove_peer(ctx, q, path).await
+        }
         (_, ["v1", "kv"]) => kv::handle(ctx, method, "", q, body).await,
         (_, ["v1", "kv", key]) => kv::handle(ctx, method, &http::decode(key)?, q, body).await,
         (&Method::GET, ["v1", "namespaces"]) => kv::namespaces(ctx, q).await,

@@ -4,9 +4,10 @@
 use super::ApiContext;
 use super::http::{self, ApiError, ApiResult, Query};
 use hyper::StatusCode;
-use raft_core::node::NodeStatus;
-use raft_core::{Mode, NodeId, Role};
+use raft_core::node::{NodeError, NodeStatus};
+use raft_core::{ConfChange, Membership, Mode, NodeId, Role};
 use serde_json::json;
+use std::time::Duration;
 
 /// Applied lagging commit by more than this turns health yellow
 /// (pyraftlog's threshold).
@@ -59,18 +60,20 @@ pub fn node_status(ctx: &ApiContext) -> ApiResult {
     let s = ctx.node.status();
     let (colour, reasons) = health(&s);
     let mut reasons = reasons;
+    let conf = &s.raft.membership;
     // Reasons name members by address, not id.
     for r in reasons.iter_mut() {
-        for (id, name) in &ctx.members {
+        for (id, name) in &conf.addresses {
             *r = r.replace(&format!("member {id} "), &format!("member {name} "));
         }
     }
     let me = s.raft.id;
-    let members: Vec<_> = s
-        .voters
-        .iter()
-        .map(|&id| {
-            let mut m = json!({ "id": ctx.name(id), "voter": true, "self": id == me });
+    let members: Vec<_> = conf
+        .members()
+        .into_iter()
+        .map(|id| {
+            let voter = conf.is_voter(id);
+            let mut m = json!({ "id": ctx.name(id), "voter": voter, "self": id == me });
             if id == me {
                 m["mode"] = s.raft.mode.to_string().into();
                 m["match_index"] = s.raft.persisted.into();
@@ -109,6 +112,8 @@ pub fn node_status(ctx: &ApiContext) -> ApiResult {
         "health": colour,
         "health_reasons": reasons,
         "members": members,
+        "configuration": membership_json(conf),
+        "configuration_index": s.raft.conf_index,
         "keys": ctx.kv.read().keys(),
         "log_reduction": ctx.log_reduction,
         "storage_failed": s.failed,
@@ -131,36 +136,178 @@ pub fn peers(ctx: &ApiContext) -> ApiResult {
     Ok(http::json(StatusCode::OK, &json!(names)))
 }
 
+/// A configuration as JSON: members by address, the joint phase spelled
+/// out while one is in progress.
+pub fn membership_json(m: &Membership) -> serde_json::Value {
+    let names = |ids: &std::collections::BTreeSet<NodeId>| -> Vec<String> {
+        ids.iter()
+            .map(|id| {
+                m.addresses
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| id.to_string())
+            })
+            .collect()
+    };
+    json!({
+        "voters": names(&m.voters),
+        "learners": names(&m.learners),
+        "joint": m.is_joint(),
+        "outgoing_voters": names(&m.outgoing),
+        "learners_after_joint": names(&m.learners_next),
+    })
+}
+
+/// Consul's configuration: every member, voters and learners (non-voters),
+/// plus this API's `Joint` while a change is in progress.
 pub fn configuration(ctx: &ApiContext) -> ApiResult {
     let s = ctx.node.status();
-    let servers: Vec<_> = s
-        .voters
-        .iter()
-        .map(|&v| {
+    let conf = &s.raft.membership;
+    let servers: Vec<_> = conf
+        .members()
+        .into_iter()
+        .map(|v| {
             json!({
-                "ID": ctx.name(v),
+                "ID": v.to_string(),
                 "Node": ctx.name(v),
                 "Address": ctx.name(v),
                 "Leader": s.raft.leader == Some(v),
-                "Voter": true,
+                "Voter": conf.is_voter(v),
             })
         })
         .collect();
     Ok(http::json(
         StatusCode::OK,
-        &json!({ "Servers": servers, "Index": s.raft.commit }),
+        &json!({
+            "Servers": servers,
+            "Index": s.raft.conf_index,
+            "Joint": conf.is_joint(),
+            "Configuration": membership_json(conf),
+        }),
     ))
 }
 
 /// Resolves a member given by name (its address) or numeric id.
 fn member(ctx: &ApiContext, who: &str) -> Result<NodeId, ApiError> {
-    if let Some((&id, _)) = ctx.members.iter().find(|(_, n)| n.as_str() == who) {
+    let s = ctx.node.status();
+    let conf = &s.raft.membership;
+    if let Some((&id, _)) = conf.addresses.iter().find(|(_, n)| n.as_str() == who) {
         return Ok(id);
     }
-    who.parse::<NodeId>()
-        .ok()
-        .filter(|id| ctx.members.contains_key(id))
+    let by_addr = (ctx.id_of)(who).ok().map(|(id, _)| id);
+    by_addr
+        .into_iter()
+        .chain(who.parse::<NodeId>().ok())
+        .find(|id| conf.members().contains(id))
         .ok_or_else(|| ApiError::bad_request(format!("{who:?} is not a member")))
+}
+
+fn leader_only(ctx: &ApiContext) -> Result<(), ApiError> {
+    let s = ctx.node.status();
+    if s.is_leader() {
+        return Ok(());
+    }
+    Err(ApiError::from_node(match s.raft.leader {
+        None => NodeError::NoLeader,
+        leader => NodeError::NotLeader { leader },
+    }))
+}
+
+/// How long a newcomer may take to catch up before its promotion to voter
+/// is given up (it stays a learner; asking again retries).
+const CATCH_UP: Duration = Duration::from_secs(120);
+
+/// `PUT /v1/operator/raft/peer?address=<peer address>[&id=<node id>][&learner][&wait]`:
+/// adds a member (the id defaults to the one the address hashes to, which
+/// is what a founding member has; a node started with `--join` sends its
+/// own). A voter joins as a learner first; once its log has caught up it
+/// is promoted, in the background unless `wait` is given.
+pub async fn add_peer(ctx: &ApiContext, q: &Query, _path: &str) -> ApiResult {
+    let addr = q
+        .get("address")
+        .ok_or_else(|| ApiError::bad_request("expected ?address=<host:port of the new member>"))?;
+    let (default_id, address) = (ctx.id_of)(addr).map_err(ApiError::bad_request)?;
+    let id = match q.get("id") {
+        Some(i) => i
+            .parse::<NodeId>()
+            .ok()
+            .filter(|&i| i != 0)
+            .ok_or_else(|| ApiError::bad_request(format!("bad node id {i:?}")))?,
+        None => default_id,
+    };
+    leader_only(ctx)?;
+    let conf = ctx.node.status().raft.membership;
+    let answer = |code, state: &str, index: u64| {
+        let v = json!({ "address": address, "state": state, "index": index });
+        Ok(http::json(code, &v))
+    };
+    if conf.voters.contains(&id) && !conf.is_joint() {
+        return answer(StatusCode::OK, "voter", ctx.node.status().raft.conf_index);
+    }
+    if q.flag("learner") {
+        if conf.learners.contains(&id) {
+            return answer(StatusCode::OK, "learner", ctx.node.status().raft.conf_index);
+        }
+        let change = ConfChange::AddLearner {
+            id,
+            address: address.clone(),
+        };
+        let index = ctx
+            .node
+            .change_membership(vec![change])
+            .await
+            .map_err(ApiError::from_node)?;
+        return answer(StatusCode::OK, "learner", index);
+    }
+    if q.flag("wait") {
+        let index = ctx
+            .node
+            .add_voter(id, address.clone(), CATCH_UP)
+            .await
+            .map_err(ApiError::from_node)?;
+        return answer(StatusCode::OK, "voter", index);
+    }
+    if !conf.learners.contains(&id) {
+        let change = ConfChange::AddLearner {
+            id,
+            address: address.clone(),
+        };
+        ctx.node
+            .change_membership(vec![change])
+            .await
+            .map_err(ApiError::from_node)?;
+    }
+    let node = ctx.node.clone();
+    let name = address.clone();
+    tokio::spawn(async move {
+        match node.add_voter(id, name.clone(), CATCH_UP).await {
+            Ok(_) => tracing::info!(member = %name, "promoted to voter"),
+            Err(e) => tracing::warn!(member = %name, "not promoted: {e}"),
+        }
+    });
+    let index = ctx.node.status().raft.conf_index;
+    answer(StatusCode::ACCEPTED, "learner, promotion pending", index)
+}
+
+/// Consul's `DELETE /v1/operator/raft/peer?address=<member>` (or `?id=`).
+/// Removing the leader works: it steps down once the change commits.
+pub async fn remove_peer(ctx: &ApiContext, q: &Query, _path: &str) -> ApiResult {
+    let who = q
+        .get("address")
+        .or_else(|| q.get("id"))
+        .ok_or_else(|| ApiError::bad_request("expected ?address=<member>"))?;
+    let id = member(ctx, who)?;
+    leader_only(ctx)?;
+    let name = ctx.name(id);
+    let index = ctx
+        .node
+        .change_membership(vec![ConfChange::Remove { id }])
+        .await
+        .map_err(ApiError::from_node)?;
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({ "removed": name, "index": index }),
+    ))
 }
 
 /// Consul's `POST /v1/operator/raft/transfer-leader?id=<member>`; without
@@ -247,6 +394,8 @@ mod tests {
                 last_index: 10,
                 persisted: 10,
                 transferee: None,
+                membership: Membership::new([1, 2, 3]),
+                conf_index: 0,
                 peers,
             },
             voters: vec![1, 2, 3],

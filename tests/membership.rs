@@ -1,0 +1,236 @@
+//! Membership changes across real `raft-mock` processes over mutual TLS:
+//! nodes joining with `--join`, an operator adding and removing members
+//! through the command port and raftctl, the leader removing itself, and
+//! a failed node replaced.
+
+mod common;
+
+use bytes::Bytes;
+use common::{TestCluster, cluster, deadline};
+use raft_kv::api::client::Method;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The configuration node `i` reports: (voters, learners, joint), by
+/// member address.
+async fn configuration(c: &TestCluster, i: usize) -> Option<(Vec<String>, Vec<String>, bool)> {
+    let r = c
+        .request(i, Method::GET, "/v1/operator/raft/configuration", "")
+        .await
+        .ok()?;
+    let v = r.json()?;
+    let names = |k: &str| -> Vec<String> {
+        let mut n: Vec<String> = v["Configuration"][k]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(String::from))
+            .collect();
+        n.sort();
+        n
+    };
+    Some((names("voters"), names("learners"), v["Joint"] == true))
+}
+
+/// Waits until node `i` reports exactly `voters` as voters, no learners
+/// and no change in progress.
+async fn wait_voters(c: &TestCluster, i: usize, voters: &[usize]) {
+    let mut want: Vec<String> = voters.iter().map(|&v| c.nodes[v].name.clone()).collect();
+    want.sort();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut last = None;
+    while tokio::time::Instant::now() < deadline {
+        last = configuration(c, i).await;
+        if let Some((v, l, joint)) = &last {
+            if *v == want && l.is_empty() && !joint {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.dump_logs();
+    panic!("node {i} never reported voters {want:?}; last: {last:?}");
+}
+
+/// Writes keys `w0, w1, ...` through the given nodes until stopped.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(c: &TestCluster, through: &[usize]) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let client = c.client.clone();
+        let apis: Vec<String> = through.iter().map(|&i| c.nodes[i].api.clone()).collect();
+        let (s, a) = (stop.clone(), acked.clone());
+        let task = tokio::spawn(async move {
+            let mut n = 0usize;
+            while !s.load(Ordering::Relaxed) {
+                let key = format!("w{n}");
+                let api = &apis[n % apis.len()];
+                let path = format!("/v1/kv/{key}");
+                let r = client
+                    .request(api, Method::PUT, &path, &[], Bytes::from_static(b"x"))
+                    .await;
+                if r.is_ok_and(|r| r.status.is_success()) {
+                    a.lock().unwrap().push(key);
+                }
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        Writer { stop, acked, task }
+    }
+
+    /// Stops writing; the keys acknowledged.
+    async fn finish(self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        self.acked.lock().unwrap().clone()
+    }
+}
+
+/// Every acknowledged key is on node `i`, read linearizably.
+async fn assert_has(c: &TestCluster, i: usize, keys: &[String]) {
+    let have: std::collections::BTreeSet<String> =
+        c.dump(i).await.into_iter().map(|(k, _)| k).collect();
+    let missing: Vec<_> = keys.iter().filter(|k| !have.contains(*k)).collect();
+    assert!(
+        missing.is_empty(),
+        "node {i} lacks acknowledged writes {missing:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grows_to_five_and_shrinks_back_while_writing() {
+    let mut c = cluster(&["active"; 3], false);
+    deadline(150, async {
+        c.leader(&[]).await;
+        let w = Writer::start(&c, &[0, 1, 2]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Two new nodes join through different members.
+        let d = c.add_joiner("active", 1).expect("start node 4");
+        let e = c.add_joiner("active", 2).expect("start node 5");
+        wait_voters(&c, 0, &[0, 1, 2, d, e]).await;
+        // The newcomers serve reads and writes like any member.
+        c.put(d, "from-4", "x").await.unwrap();
+        assert_eq!(
+            c.get(e, "from-4", false).await.unwrap().as_deref(),
+            Some("x")
+        );
+        // Shrink back: remove the two newcomers through the command port.
+        for gone in [d, e] {
+            let path = format!("/v1/operator/raft/peer?address={}", c.nodes[gone].name);
+            let r = c.request(0, Method::DELETE, &path, "").await.unwrap();
+            assert!(r.status.is_success(), "{:?}", r.json());
+        }
+        wait_voters(&c, 1, &[0, 1, 2]).await;
+        let keys = w.finish().await;
+        assert!(keys.len() > 20, "only {} writes acknowledged", keys.len());
+        for i in 0..3 {
+            assert_has(&c, i, &keys).await;
+        }
+        // The removed nodes no longer count: with them stopped, the three
+        // can lose one and still commit.
+        c.kill(d);
+        c.kill(e);
+        c.kill(2);
+        let l = c.leader(&[2, d, e]).await;
+        c.put(l, "after-shrink", "x").await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_removes_itself_and_a_new_one_takes_over() {
+    let c = cluster(&["active"; 3], false);
+    deadline(60, async {
+        let l = c.leader(&[]).await;
+        c.put(l, "before", "1").await.unwrap();
+        let path = format!("/v1/operator/raft/peer?address={}", c.nodes[l].name);
+        let r = c.request(l, Method::DELETE, &path, "").await.unwrap();
+        if !r.status.is_success() {
+            c.dump_logs();
+            panic!("{:?}", r.json());
+        }
+        let rest: Vec<usize> = (0..3).filter(|&i| i != l).collect();
+        let nl = c.leader(&[l]).await;
+        assert_ne!(nl, l);
+        wait_voters(&c, nl, &rest).await;
+        c.put(rest[0], "after", "2").await.unwrap();
+        for &i in &rest {
+            assert_eq!(
+                c.get(i, "before", false).await.unwrap().as_deref(),
+                Some("1")
+            );
+            assert_eq!(
+                c.get(i, "after", false).await.unwrap().as_deref(),
+                Some("2")
+            );
+        }
+        let s = c.status(l).await.unwrap();
+        assert_ne!(s["role"], "leader", "the removed leader stepped down");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_node_is_replaced_with_raftctl() {
+    let mut c = cluster(&["active"; 3], false);
+    deadline(90, async {
+        c.leader(&[]).await;
+        c.put(0, "k", "v").await.unwrap();
+        c.kill(2);
+        let nodes: Vec<String> = c.nodes[..2].iter().map(|n| n.api.clone()).collect();
+        let ctl = |args: &[&str]| {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_raftctl"))
+                .arg("--certs")
+                .arg(common::certs())
+                .arg("--nodes")
+                .arg(nodes.join(","))
+                .args(args)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "raftctl {args:?}: {err}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let dead = c.nodes[2].name.clone();
+        assert!(ctl(&["remove", &dead]).starts_with("removed"));
+        // The replacement joins by itself; raftctl shows it once promoted.
+        let n = c.add_joiner("active", 0).expect("start the replacement");
+        wait_voters(&c, 0, &[0, 1, n]).await;
+        let members = ctl(&["members"]);
+        assert!(members.contains(&c.nodes[n].name), "{members}");
+        assert!(!members.contains(&dead), "{members}");
+        assert_eq!(c.get(n, "k", false).await.unwrap().as_deref(), Some("v"));
+        // Adding is idempotent: asking again for a voter changes nothing.
+        let again = ctl(&["add", &c.nodes[n].name, "--id", &node_id(&c, n).await]);
+        assert!(again.contains("is a voter"), "{again}");
+        // With the replacement a voter, the cluster survives losing another.
+        c.kill(1);
+        c.leader(&[1, 2]).await;
+        c.put(n, "k2", "v2").await.unwrap();
+    })
+    .await;
+}
+
+/// Node `i`'s id, as the configuration lists it.
+async fn node_id(c: &TestCluster, i: usize) -> String {
+    let r = c
+        .request(0, Method::GET, "/v1/operator/raft/configuration", "")
+        .await
+        .unwrap();
+    let v = r.json().unwrap();
+    v["Servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Address"] == c.nodes[i].name.as_str())
+        .and_then(|s| s["ID"].as_str().map(String::from))
+        .expect("listed")
+}
