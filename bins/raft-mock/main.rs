@@ -52,10 +52,18 @@ struct Args {
     /// Port for receiving commands (HTTPS + JSON).
     #[arg(short = 'p', long, default_value_t = 7500)]
     port: u16,
-    /// Set log reduction to True (reported; compaction comes with
-    /// snapshots).
+    /// Set log reduction to True: the log is compacted (behind a
+    /// snapshot) up to the highest index every member has applied.
     #[arg(short = 'r', long)]
     log_reduction: bool,
+    /// Take a snapshot and compact the log every this many entries (0:
+    /// only with log reduction).
+    #[arg(long, default_value_t = 100_000)]
+    snapshot_entries: u64,
+    /// Entries kept in the log behind a snapshot, so a follower a little
+    /// behind catches up from the log instead of by snapshot.
+    #[arg(long, default_value_t = 10_000)]
+    keep_entries: u64,
     /// Logging level.
     #[arg(short = 'l', long, value_enum, default_value = "INFO")]
     log_level: Level,
@@ -139,6 +147,8 @@ async fn run(a: Args) -> anyhow::Result<()> {
     cfg.heartbeat_ticks = a.heartbeat_ticks;
     cfg.require_client_cert = matches!(a.client_certs, ClientCerts::Required);
     cfg.join = a.join;
+    cfg.snapshot_entries = a.snapshot_entries;
+    cfg.keep_entries = a.keep_entries;
     let node = raft_mock::start(cfg).await?;
     // Scripts read this line to learn the ports (useful with port 0).
     println!(

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use raft_core::node::local::LocalNetwork;
 use raft_core::node::{Node, NodeConfig, StateMachine};
 use raft_core::{Config, Index, Role};
-use raft_log::MemLogStore;
+use raft_log::{MemLogStore, MemSnapshots};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,16 @@ struct Discard;
 
 impl StateMachine for Discard {
     type Output = ();
+    type Snapshot = ();
     fn apply(&mut self, _: Index, _: &Bytes) {}
+    fn snapshot(&mut self) {}
+    fn write_snapshot(_: (), _: &mut dyn std::io::Write) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn read_snapshot(_: &mut dyn std::io::Read) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn restore(&mut self, _: ()) {}
 }
 
 /// This process's user + system CPU seconds (from /proc/self/stat).
@@ -42,7 +51,8 @@ pub fn run(total: u64, clients: &[usize]) -> anyhow::Result<Value> {
             cfg.tick = Duration::from_millis(10);
             cfg.request_timeout = Duration::from_secs(30);
             let (t, rx) = net.join(id);
-            nodes.push(Node::start(cfg, MemLogStore::new(), t, rx, Discard)?);
+            let snaps = std::sync::Arc::new(MemSnapshots::new());
+            nodes.push(Node::start(cfg, MemLogStore::new(), snaps, t, rx, Discard)?);
         }
         let leader = loop {
             if let Some(n) = nodes.iter().find(|n| n.status().raft.role == Role::Leader) {

@@ -68,12 +68,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let t = &sum.total;
     let ops = t.ops_checked + t.ops_indeterminate;
     println!(
-        "sim: {} seeds run ({} nodes, from seed {first}), {} operations checked ({} of unknown outcome), {} configurations committed, {} violations found; {:.0} simulated ops/s, {:.0} ticks/s, {:.1}s",
+        "sim: {} seeds run ({} nodes, from seed {first}), {} operations checked ({} of unknown outcome), {} configurations committed, {} snapshots installed, {} violations found; {:.0} simulated ops/s, {:.0} ticks/s, {:.1}s",
         sum.passed + sum.failures.len() as u64,
         args.nodes,
         ops,
         t.ops_indeterminate,
         t.configs,
+        t.installs,
         sum.failures.len(),
         ops as f64 / secs,
         t.ticks as f64 / secs,

@@ -2,6 +2,7 @@
 
 use crate::error::Error;
 use crate::membership::Membership;
+use crate::message::SnapshotMeta;
 use crate::types::{Entry, HardState, Index, Mode, NodeId, Term};
 
 /// Protocol settings. Time is in ticks: the caller decides how long one is.
@@ -87,6 +88,8 @@ pub struct InitialState {
     pub prev_term: Term,
     /// What the state machine has already applied.
     pub applied: Index,
+    /// The latest snapshot, if any (`prev_index` is at most its index).
+    pub snapshot: Option<SnapshotMeta>,
 }
 
 impl InitialState {

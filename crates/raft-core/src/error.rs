@@ -22,6 +22,8 @@ pub enum Error {
     ConfChangeInProgress,
     #[error("invalid membership change: {0}")]
     InvalidConfChange(String),
+    #[error("invalid snapshot: {0}")]
+    InvalidSnapshot(String),
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
     #[error("invalid initial state: {0}")]

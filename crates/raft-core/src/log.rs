@@ -45,8 +45,10 @@ impl RaftLog {
             );
         }
         let last = prev_index + entries.len() as Index;
-        let committed = committed.clamp(prev_index, last);
-        let applied = applied.clamp(prev_index, committed);
+        // What the state machine applied (a snapshot) is committed, even
+        // when the persisted commit hint lags it.
+        let applied = applied.clamp(prev_index, last);
+        let committed = committed.max(applied).clamp(prev_index, last);
         RaftLog {
             entries,
             start: prev_index + 1,
@@ -179,6 +181,50 @@ impl RaftLog {
         self.entries.truncate((index - self.start) as usize);
         self.unstable_from = self.unstable_from.min(index);
         self.persisted = self.persisted.min(index - 1);
+    }
+
+    /// Drops entries up to `index` (a snapshot covers them).
+    ///
+    /// Invariant: only applied, durable entries are compacted.
+    pub fn compact_to(&mut self, index: Index) {
+        if index < self.start {
+            return;
+        }
+        assert!(
+            index <= self.applied && index <= self.persisted,
+            "invariant broken: compacting to {index} past applied {} or persisted {}",
+            self.applied,
+            self.persisted
+        );
+        let term = self.term(index).expect("compacted index is in the log");
+        self.entries.drain(..(index + 1 - self.start) as usize);
+        self.start = index + 1;
+        self.start_prev_term = term;
+    }
+
+    /// The state machine was replaced by a snapshot at (`index`, `term`):
+    /// a log that holds that entry keeps what follows it; any other log is
+    /// discarded (it conflicts with, or is behind, the snapshot).
+    pub fn restore_snapshot(&mut self, index: Index, term: Term) {
+        assert!(
+            index > self.committed,
+            "invariant broken: restoring snapshot {index} at or below commit {}",
+            self.committed
+        );
+        if self.matches(index, term) {
+            self.entries.drain(..(index + 1 - self.start) as usize);
+        } else {
+            self.entries.clear();
+            self.persisted = index;
+            self.unstable_from = index + 1;
+        }
+        self.start = index + 1;
+        self.start_prev_term = term;
+        self.persisted = self.persisted.max(index);
+        self.unstable_from = self.unstable_from.max(index + 1);
+        self.committed = index;
+        self.applying = index;
+        self.applied = index;
     }
 
     /// The first index of the run of `term` that contains `index`.

@@ -1,7 +1,9 @@
 //! Messages between peers. Every message carries the sender's term and mode
 //! (pyraftlog: a reluctant leader needs to know who is active).
 
+use crate::membership::Membership;
 use crate::types::{Entry, Index, Mode, NodeId, Term};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -37,9 +39,28 @@ pub enum Body {
     Heartbeat {
         commit: Index,
         read_round: u64,
+        /// The highest index every member has applied, as the leader
+        /// knows (log reduction compacts up to it).
+        all_applied: Index,
     },
     HeartbeatResponse {
         read_round: u64,
+        /// What the follower's state machine has applied.
+        applied: Index,
+    },
+    /// Leader → follower: bytes of snapshot `meta` from `offset` on;
+    /// `done` marks the last chunk.
+    SnapshotChunk {
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Bytes,
+        done: bool,
+    },
+    /// Follower → leader: snapshot `index` is stored up to `offset` (the
+    /// next byte wanted). Paces the transfer and resumes it after a loss.
+    SnapshotAck {
+        index: Index,
+        offset: u64,
     },
     /// (Pre-)candidate → voter. For a pre-vote, `term` is the term the
     /// sender would campaign in; its own term is not raised.
@@ -80,6 +101,15 @@ pub struct RejectHint {
     pub conflict_index: Index,
 }
 
+/// What a snapshot covers: the state machine after applying every entry
+/// up to `index` (of term `term`), and the configuration in force then.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub index: Index,
+    pub term: Term,
+    pub membership: Membership,
+}
+
 impl Message {
     /// Messages a leader sends: their arrival proves a live leader.
     pub fn is_from_leader(&self) -> bool {
@@ -87,6 +117,7 @@ impl Message {
             self.body,
             Body::Append { .. }
                 | Body::Heartbeat { .. }
+                | Body::SnapshotChunk { .. }
                 | Body::TimeoutNow
                 | Body::ReadIndexResponse { .. }
         )
@@ -139,11 +170,47 @@ impl fmt::Display for Message {
                     None => write!(f, "short/{}", h.conflict_index),
                 }
             }
-            Body::Heartbeat { commit, read_round } => {
-                write!(f, " Heartbeat commit={commit} read_round={read_round}")
+            Body::Heartbeat {
+                commit,
+                read_round,
+                all_applied,
+            } => {
+                write!(f, " Heartbeat commit={commit} read_round={read_round}")?;
+                if *all_applied > 0 {
+                    write!(f, " all_applied={all_applied}")?;
+                }
+                Ok(())
             }
-            Body::HeartbeatResponse { read_round } => {
-                write!(f, " HeartbeatResponse read_round={read_round}")
+            Body::HeartbeatResponse {
+                read_round,
+                applied,
+            } => {
+                write!(f, " HeartbeatResponse read_round={read_round}")?;
+                if *applied > 0 {
+                    write!(f, " applied={applied}")?;
+                }
+                Ok(())
+            }
+            Body::SnapshotChunk {
+                meta,
+                offset,
+                data,
+                done,
+            } => {
+                write!(
+                    f,
+                    " SnapshotChunk {}/{} offset={offset} len={}",
+                    meta.term,
+                    meta.index,
+                    data.len()
+                )?;
+                if *done {
+                    write!(f, " done")?;
+                }
+                Ok(())
+            }
+            Body::SnapshotAck { index, offset } => {
+                write!(f, " SnapshotAck index={index} offset={offset}")
             }
             Body::RequestVote {
                 pre_vote,

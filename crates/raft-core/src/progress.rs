@@ -11,6 +11,9 @@ pub enum ProgressState {
     /// The follower is in step: appends stream ahead optimistically, up to
     /// the in-flight window.
     Replicate,
+    /// The follower needs entries the leader compacted away: a snapshot
+    /// is being streamed to it; appends wait until it is installed.
+    Snapshot,
 }
 
 /// The leader's view of one peer.
@@ -39,6 +42,10 @@ pub struct Progress {
     pub stalled_rounds: u8,
     /// Ticks since the leader last heard from this peer (for status).
     pub last_contact: u64,
+    /// What the peer's state machine has applied, as it last said.
+    pub applied: Index,
+    /// In `Snapshot`: the index of the snapshot being sent.
+    pub pending_snapshot: Index,
 }
 
 impl Progress {
@@ -55,12 +62,23 @@ impl Progress {
             matched_at_heartbeat: 0,
             stalled_rounds: 0,
             last_contact: 0,
+            applied: 0,
+            pending_snapshot: 0,
         }
     }
 
     pub fn become_probe(&mut self) {
         self.state = ProgressState::Probe;
         self.next = self.matched + 1;
+        self.probe_sent = false;
+        self.inflights.clear();
+    }
+
+    /// Starts sending snapshot `index`; appends pause until the peer
+    /// reports it installed.
+    pub fn become_snapshot(&mut self, index: Index) {
+        self.state = ProgressState::Snapshot;
+        self.pending_snapshot = index;
         self.probe_sent = false;
         self.inflights.clear();
     }
@@ -77,6 +95,7 @@ impl Progress {
         match self.state {
             ProgressState::Probe => self.probe_sent,
             ProgressState::Replicate => self.inflights.is_full(),
+            ProgressState::Snapshot => true,
         }
     }
 
@@ -90,6 +109,7 @@ impl Progress {
                 }
             }
             ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Snapshot => {}
         }
     }
 
@@ -122,6 +142,7 @@ impl Progress {
                 self.next = hint.min(rejected).max(self.matched + 1);
                 true
             }
+            ProgressState::Snapshot => false,
             ProgressState::Probe => {
                 if self.next != rejected + 1 {
                     return false;

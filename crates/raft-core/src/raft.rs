@@ -9,13 +9,14 @@ mod conf;
 mod election;
 mod reads;
 mod replication;
+mod snapshot;
 mod transfer;
 
 use crate::config::{Config, InitialState};
 use crate::error::Error;
 use crate::log::RaftLog;
 use crate::membership::{ConfLog, Membership};
-use crate::message::{Body, Message};
+use crate::message::{Body, Message, SnapshotMeta};
 use crate::ready::{ReadState, Ready};
 use crate::rng::Rng;
 use crate::tracker::ProgressTracker;
@@ -49,6 +50,13 @@ pub struct Raft {
     transfer_elapsed: u64,
 
     reads: ReadQueue,
+    /// The latest snapshot this node has (its own or installed).
+    ///
+    /// Invariant: `log.first_index() - 1 <= snapshot.index <= applied`
+    /// whenever the log has been compacted.
+    snapshot: Option<SnapshotMeta>,
+    /// Leader: the highest index every member has applied.
+    all_applied: Index,
     /// Leader: the commit index moved since followers were last told. One
     /// broadcast per `Ready` tells them, however many acks moved it.
     commit_bcast_pending: bool,
@@ -59,6 +67,8 @@ pub struct Raft {
     persisted_messages: Vec<Message>,
     read_states: Vec<ReadState>,
     dropped_reads: Vec<u64>,
+    send_snapshots: Vec<(NodeId, SnapshotMeta)>,
+    snapshot_msgs: Vec<Message>,
 }
 
 /// A snapshot of one node's view, for status pages and tests.
@@ -79,6 +89,12 @@ pub struct Status {
     pub membership: Membership,
     /// The index of its entry (or of the log start it came with).
     pub conf_index: Index,
+    /// The index of the latest snapshot (0: none).
+    pub snapshot: Index,
+    /// The first index still in the log (earlier ones were compacted).
+    pub first_index: Index,
+    /// The highest index every member has applied, as the leader knows.
+    pub all_applied: Index,
     /// Leader only: every member but this node.
     pub peers: Vec<PeerStatus>,
 }
@@ -94,6 +110,10 @@ pub struct PeerStatus {
     pub recent_active: bool,
     /// Ticks since the leader last heard from this peer.
     pub last_contact: u64,
+    /// What the peer has applied, as it last said.
+    pub applied: Index,
+    /// A snapshot is being sent to it.
+    pub snapshotting: bool,
 }
 
 impl Raft {
@@ -133,12 +153,16 @@ impl Raft {
             transferee: None,
             transfer_elapsed: 0,
             reads: ReadQueue::default(),
+            snapshot: state.snapshot,
+            all_applied: 0,
             commit_bcast_pending: false,
             last_hard_state: state.hard_state,
             messages: Vec::new(),
             persisted_messages: Vec::new(),
             read_states: Vec::new(),
             dropped_reads: Vec::new(),
+            send_snapshots: Vec::new(),
+            snapshot_msgs: Vec::new(),
             cfg,
         };
         r.reset_election_timer();
@@ -191,6 +215,8 @@ impl Raft {
                     replicating: p.state == crate::progress::ProgressState::Replicate,
                     recent_active: p.recent_active,
                     last_contact: p.last_contact,
+                    applied: p.applied,
+                    snapshotting: p.state == crate::progress::ProgressState::Snapshot,
                 })
                 .collect()
         } else {
@@ -210,6 +236,9 @@ impl Raft {
             transferee: self.transferee,
             membership: self.confs.latest().1.clone(),
             conf_index: self.confs.latest().0,
+            snapshot: self.snapshot.as_ref().map_or(0, |s| s.index),
+            first_index: self.log.first_index(),
+            all_applied: self.all_applied,
             peers,
         }
     }
@@ -259,7 +288,7 @@ impl Raft {
                 // A stale leader learns of the newer term from our answer
                 // and steps down (otherwise, with pre-vote or check-quorum,
                 // it might never hear a higher term).
-                Body::Append { .. } | Body::Heartbeat { .. } => {
+                Body::Append { .. } | Body::Heartbeat { .. } | Body::SnapshotChunk { .. } => {
                     self.send(
                         m.from,
                         Body::AppendResponse {
@@ -378,6 +407,8 @@ impl Raft {
             || self.log.has_committed_to_apply()
             || !self.read_states.is_empty()
             || !self.dropped_reads.is_empty()
+            || !self.send_snapshots.is_empty()
+            || !self.snapshot_msgs.is_empty()
     }
 
     /// Drains the pending output. See `Ready` for what to do with it.
@@ -397,6 +428,8 @@ impl Raft {
             committed: self.log.take_committed(self.cfg.max_apply_bytes),
             reads: std::mem::take(&mut self.read_states),
             dropped_reads: std::mem::take(&mut self.dropped_reads),
+            send_snapshots: std::mem::take(&mut self.send_snapshots),
+            snapshot_msgs: std::mem::take(&mut self.snapshot_msgs),
         }
     }
 

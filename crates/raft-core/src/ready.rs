@@ -1,7 +1,7 @@
 //! What one round of protocol work asks of the caller.
 
-use crate::message::Message;
-use crate::types::{Entry, HardState, Index, Term};
+use crate::message::{Message, SnapshotMeta};
+use crate::types::{Entry, HardState, Index, NodeId, Term};
 
 /// A read whose linearization point is settled: it may be served once the
 /// state machine has applied `index`.
@@ -33,6 +33,15 @@ pub struct Ready {
     pub reads: Vec<ReadState>,
     /// Reads that can no longer complete here (leadership was lost).
     pub dropped_reads: Vec<u64>,
+    /// Leader: peers that need entries compacted away; stream them the
+    /// snapshot `meta` (in `SnapshotChunk` messages), then report failure
+    /// with `Raft::report_snapshot` if the transfer dies.
+    pub send_snapshots: Vec<(NodeId, SnapshotMeta)>,
+    /// Snapshot transfer messages that passed the term checks, for the
+    /// caller's transfer code: chunks on a follower (store them, answer
+    /// with `Raft::snapshot_ack`, install with `Raft::restore`), acks on a
+    /// leader (send more).
+    pub snapshot_msgs: Vec<Message>,
 }
 
 impl Ready {
@@ -49,6 +58,8 @@ impl Ready {
             && self.committed.is_empty()
             && self.reads.is_empty()
             && self.dropped_reads.is_empty()
+            && self.send_snapshots.is_empty()
+            && self.snapshot_msgs.is_empty()
     }
 
     /// Whether step 2 has anything to write.

@@ -3,6 +3,7 @@
 //! it (it does no I/O), the caller does, with each `Ready`.
 
 use crate::membership::Membership;
+use crate::message::SnapshotMeta;
 use crate::types::{Entry, HardState, Index, Term};
 
 /// One `Ready`'s durable part: written in one transaction, all or nothing.
@@ -31,6 +32,25 @@ pub struct StoredState {
     pub last_index: Index,
 }
 
+/// Where a node keeps its snapshots: the latest complete one, replaced
+/// atomically by the next. Shared between the driver and the threads that
+/// write and stream snapshots.
+pub trait SnapshotStore: Send + Sync + 'static {
+    /// The latest complete snapshot, if any.
+    fn latest(&self) -> std::io::Result<Option<SnapshotMeta>>;
+    /// Reads snapshot `meta` from its start (`NotFound` once replaced).
+    fn open(&self, meta: &SnapshotMeta) -> std::io::Result<Box<dyn std::io::Read + Send>>;
+    /// Starts a new snapshot; it becomes the latest only when committed.
+    fn create(&self) -> std::io::Result<Box<dyn SnapshotSink>>;
+}
+
+/// A snapshot being written. Dropped without `commit`, it leaves no trace
+/// (a crash likewise leaves the previous snapshot in force).
+pub trait SnapshotSink: std::io::Write + Send {
+    /// Makes the bytes written durable and the latest snapshot, atomically.
+    fn commit(self: Box<Self>, meta: &SnapshotMeta) -> std::io::Result<()>;
+}
+
 /// A node's durable Raft log and hard state.
 ///
 /// Invariant: the stored entries are exactly the indexes
@@ -57,6 +77,11 @@ pub trait LogStore {
     /// Drops entries up to and including `index` (after a snapshot covers
     /// them). Purging at or below what is already purged does nothing.
     fn purge_to(&mut self, index: Index) -> Result<(), Self::Error>;
+
+    /// Drops every entry and makes the log start after (`index`, `term`):
+    /// a snapshot the log does not lead up to replaced it. Durable on
+    /// return, like `write`.
+    fn reset_to(&mut self, index: Index, term: Term) -> Result<(), Self::Error>;
 
     /// True when `write` does no I/O (an in-memory store): the node driver
     /// then writes on its own task instead of handing batches to a storage

@@ -7,8 +7,8 @@ mod datadriven;
 use bytes::Bytes;
 use datadriven::Command;
 use raft_core::{
-    ConfChange, Config, Entry, HardState, InitialState, Membership, Message, Mode, NodeId, Payload,
-    Raft, Ready, Role,
+    Body, ConfChange, Config, Entry, HardState, InitialState, Membership, Message, Mode, NodeId,
+    Payload, Raft, Ready, Role, SnapshotMeta,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
@@ -126,6 +126,27 @@ impl Env {
                     }
                 }
             }
+            // compact ID index=N [keep=K]: the caller took a snapshot at N
+            // (applied) and compacts the log up to N - K.
+            "compact" => {
+                let id: NodeId = c.positional()[0].parse().expect("node id");
+                let index: u64 = c.key("index").expect("index=N").parse().expect("index");
+                let keep: u64 = c.key("keep").map_or(0, |k| k.parse().expect("keep"));
+                let r = self.raft(id);
+                let meta = SnapshotMeta {
+                    index,
+                    term: r.log().term(index).unwrap_or(0),
+                    membership: r.membership_at(index).clone(),
+                };
+                match r.compact(meta, index.saturating_sub(keep)) {
+                    Ok(start) => {
+                        let _ = writeln!(out, "log starts after {start}");
+                    }
+                    Err(e) => {
+                        let _ = writeln!(out, "error: {e}");
+                    }
+                }
+            }
             "membership" => {
                 for (id, n) in &self.nodes {
                     if let Some(r) = &n.raft {
@@ -200,7 +221,7 @@ impl Env {
                             let s = r.status();
                             let lead = s.leader.map_or("-".into(), |l| l.to_string());
                             let vote = s.vote.map_or("-".into(), |l| l.to_string());
-                            let _ = writeln!(
+                            let _ = write!(
                                 out,
                                 "{id}: {} {} term={} lead={lead} vote={vote} commit={} last={}/{}",
                                 s.role,
@@ -210,6 +231,11 @@ impl Env {
                                 r.log().last_term(),
                                 s.last_index
                             );
+                            if s.snapshot > 0 {
+                                let _ =
+                                    write!(out, " snapshot={} first={}", s.snapshot, s.first_index);
+                            }
+                            let _ = writeln!(out);
                         }
                     }
                 }
@@ -235,7 +261,13 @@ impl Env {
             "status" => {
                 for id in c.ids() {
                     for p in self.raft(id).status().peers {
-                        let state = if p.replicating { "replicate" } else { "probe" };
+                        let state = if p.snapshotting {
+                            "snapshot"
+                        } else if p.replicating {
+                            "replicate"
+                        } else {
+                            "probe"
+                        };
                         let kind = if p.voter { "" } else { " learner" };
                         let active = if p.recent_active { " active" } else { "" };
                         let _ = writeln!(
@@ -339,9 +371,39 @@ impl Env {
             messages,
             persisted_messages,
             committed,
+            send_snapshots,
+            snapshot_msgs,
             ..
         } = rd;
         self.mailbox.extend(messages);
+        // Snapshot transfers in one piece: the leader's snapshot goes out as
+        // a single last chunk; a follower that receives it installs it.
+        let term = self.raft(id).term();
+        let mode = self.raft(id).mode();
+        for (to, meta) in send_snapshots {
+            self.mailbox.push(Message {
+                from: id,
+                to,
+                term,
+                mode,
+                body: Body::SnapshotChunk {
+                    meta,
+                    offset: 0,
+                    data: Bytes::new(),
+                    done: true,
+                },
+            });
+        }
+        for m in snapshot_msgs {
+            if let Body::SnapshotChunk { meta, .. } = m.body {
+                let installed = self.raft(id).restore(meta.clone());
+                let _ = writeln!(
+                    out,
+                    "> {id} installs snapshot {}/{}: {installed}",
+                    meta.term, meta.index
+                );
+            }
+        }
         let n = self.nodes.get_mut(&id).expect("node");
         n.pending.push_back(PendingWrite {
             hard_state,
@@ -458,6 +520,19 @@ fn print_ready(rd: &Ready, out: &mut String) {
             .iter()
             .map(|r| format!("id={} index={}", r.id, r.index))
             .collect(),
+    );
+    list(
+        out,
+        "Send snapshot",
+        rd.send_snapshots
+            .iter()
+            .map(|(to, m)| format!("to {to}: {}/{}", m.term, m.index))
+            .collect(),
+    );
+    list(
+        out,
+        "Snapshot messages",
+        rd.snapshot_msgs.iter().map(|m| m.to_string()).collect(),
     );
     list(
         out,

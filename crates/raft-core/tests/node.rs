@@ -4,7 +4,8 @@ use bytes::Bytes;
 use raft_core::node::local::LocalNetwork;
 use raft_core::node::{Node, NodeConfig, NodeError, StateMachine};
 use raft_core::{Config, Index, Mode, NodeId, Role};
-use raft_log::{MemLogStore, RedbLogStore};
+use raft_log::{FileSnapshots, MemLogStore, MemSnapshots, RedbLogStore};
+use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,11 +15,44 @@ struct Recorder(Arc<Mutex<Vec<(Index, Bytes)>>>);
 
 impl StateMachine for Recorder {
     type Output = usize;
+    type Snapshot = Vec<(Index, Bytes)>;
     fn apply(&mut self, index: Index, data: &Bytes) -> usize {
         let mut g = self.0.lock().unwrap();
         g.push((index, data.clone()));
         g.len()
     }
+    fn snapshot(&mut self) -> Self::Snapshot {
+        self.0.lock().unwrap().clone()
+    }
+    /// (index, length, bytes) per entry, little-endian.
+    fn write_snapshot(view: Self::Snapshot, w: &mut dyn Write) -> std::io::Result<()> {
+        for (i, d) in view {
+            w.write_all(&i.to_le_bytes())?;
+            w.write_all(&(d.len() as u64).to_le_bytes())?;
+            w.write_all(&d)?;
+        }
+        Ok(())
+    }
+    fn read_snapshot(r: &mut dyn Read) -> std::io::Result<Self::Snapshot> {
+        let mut all = Vec::new();
+        r.read_to_end(&mut all)?;
+        let mut out = Vec::new();
+        let mut rest = &all[..];
+        while !rest.is_empty() {
+            let i = u64::from_le_bytes(rest[..8].try_into().unwrap());
+            let n = u64::from_le_bytes(rest[8..16].try_into().unwrap()) as usize;
+            out.push((i, Bytes::copy_from_slice(&rest[16..16 + n])));
+            rest = &rest[16 + n..];
+        }
+        Ok(out)
+    }
+    fn restore(&mut self, view: Self::Snapshot) {
+        *self.0.lock().unwrap() = view;
+    }
+}
+
+fn mem() -> Arc<MemSnapshots> {
+    Arc::new(MemSnapshots::new())
 }
 
 fn config(id: NodeId) -> NodeConfig {
@@ -41,7 +75,7 @@ fn cluster() -> Cluster {
     for id in 1..=3 {
         let (t, rx) = net.join(id);
         let sm = Recorder::default();
-        nodes.push(Node::start(config(id), MemLogStore::new(), t, rx, sm.clone()).unwrap());
+        nodes.push(Node::start(config(id), MemLogStore::new(), mem(), t, rx, sm.clone()).unwrap());
         sms.push(sm);
     }
     Cluster { net, nodes, sms }
@@ -173,7 +207,7 @@ async fn a_failed_disk_stops_writes_and_says_why() {
     let (store, faults) = RedbLogStore::open_with_faults(dir.path().join("n1.redb")).unwrap();
     let (t, rx) = net.join(1);
     let sm = Recorder::default();
-    let node = Node::start(cfg, store, t, rx, sm.clone()).unwrap();
+    let node = Node::start(cfg, store, mem(), t, rx, sm.clone()).unwrap();
     for _ in 0..500 {
         if node.status().raft.role == Role::Leader {
             break;
@@ -194,7 +228,7 @@ async fn a_failed_disk_stops_writes_and_says_why() {
     let store = RedbLogStore::open(dir.path().join("n1.redb")).unwrap();
     let (t, rx) = net.join(1);
     let sm2 = Recorder::default();
-    let node = Node::start(cfg, store, t, rx, sm2.clone()).unwrap();
+    let node = Node::start(cfg, store, mem(), t, rx, sm2.clone()).unwrap();
     node.wait_applied(acked, Duration::from_secs(5))
         .await
         .unwrap();
@@ -202,4 +236,75 @@ async fn a_failed_disk_stops_writes_and_says_why() {
     assert!(got.iter().any(|(i, d)| *i == acked && d == "safe"));
     // "doomed" may or may not be there: its write failed part-way, and its
     // client was told the outcome is unknown, not that it was lost.
+}
+
+/// A durable node of the snapshot test: redb log, snapshot files.
+fn durable(dir: &std::path::Path, net: &LocalNetwork, id: NodeId, sm: &Recorder) -> Node<usize> {
+    let mut cfg = config(id);
+    cfg.snapshot_entries = 20;
+    cfg.keep_entries = 0;
+    cfg.snapshot_chunk = 64;
+    cfg.snapshot_window = 2;
+    cfg.snapshot_ack_timeout = Duration::from_millis(200);
+    let store = RedbLogStore::open(dir.join(format!("n{id}.redb"))).unwrap();
+    let snaps = FileSnapshots::open(dir.join(format!("n{id}.snapshots"))).unwrap();
+    let (t, rx) = net.join(id);
+    Node::start(cfg, store, Arc::new(snaps), t, rx, sm.clone()).unwrap()
+}
+
+/// The leader compacts its log behind snapshots while a follower is down;
+/// the follower comes back, gets the snapshot in many small chunks, and
+/// ends with exactly the state of the others. A node restarted on its
+/// files starts from its own latest snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_compacted_log_catches_up_by_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = LocalNetwork::new();
+    let sms: Vec<Recorder> = (0..3).map(|_| Recorder::default()).collect();
+    let mut nodes: Vec<Node<usize>> = (1..=3)
+        .map(|id| durable(dir.path(), &net, id, &sms[id as usize - 1]))
+        .collect();
+    let leader = loop {
+        if let Some(l) = nodes.iter().position(|n| n.status().is_leader()) {
+            break l;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let behind = (leader + 1) % 3;
+    nodes[behind].shutdown().await;
+    let mut last = 0;
+    for i in 0..100 {
+        let data = Bytes::from(format!("entry {i} {}", "x".repeat(i % 7)));
+        last = nodes[leader].propose(data).await.unwrap().0;
+    }
+    let s = nodes[leader].status().raft;
+    assert!(s.snapshot >= 80, "the leader took snapshots: {s:?}");
+    assert!(s.first_index > 80, "and compacted its log: {s:?}");
+    *sms[behind].0.lock().unwrap() = Vec::new();
+    nodes[behind] = durable(dir.path(), &net, behind as NodeId + 1, &sms[behind]);
+    nodes[behind]
+        .wait_applied(last, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let s = nodes[behind].status().raft;
+    assert!(
+        s.snapshot > 1 && s.first_index > 1,
+        "caught up by snapshot: {s:?}"
+    );
+    let want = sms[leader].0.lock().unwrap().clone();
+    assert_eq!(*sms[behind].0.lock().unwrap(), want);
+    // Restarted on its files, a node starts from its snapshot and replays
+    // only the log after it.
+    let other = 3 - leader - behind;
+    nodes[other].shutdown().await;
+    let fresh = Recorder::default();
+    nodes[other] = durable(dir.path(), &net, other as NodeId + 1, &fresh);
+    nodes[other]
+        .wait_applied(last, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(*fresh.0.lock().unwrap(), want);
+    for n in &nodes {
+        n.shutdown().await;
+    }
 }

@@ -22,6 +22,32 @@ where
     truncate_conflicting_suffix(make(), &mut reopen);
     purge_prefix(make(), &mut reopen);
     refuse_bad_batches(make(), &mut reopen);
+    reset_to_a_snapshot(make(), &mut reopen);
+}
+
+/// A snapshot the log does not lead up to replaces the whole log.
+fn reset_to_a_snapshot<S: LogStore>(mut s: S, reopen: &mut impl FnMut(S) -> S)
+where
+    S::Error: Debug,
+{
+    append(&mut s, &entries(1, 5, 1));
+    s.purge_to(2).expect("purge");
+    s.reset_to(40, 3).expect("reset");
+    let mut s = reopen(s);
+    let st = s.state().expect("state");
+    assert_eq!((st.purged, st.last_index), ((40, 3), 40));
+    assert_eq!(s.term(40).expect("term"), Some(3));
+    assert_eq!(s.term(5).expect("term"), None, "old entries are gone");
+    append(&mut s, &entries(41, 42, 4));
+    let mut s = reopen(s);
+    let got = s.entries(41, 43, usize::MAX).expect("read");
+    assert_eq!(got, entries(41, 42, 4));
+    // Resetting below what is stored also works (a snapshot from another
+    // history than the stored entries').
+    s.reset_to(10, 2).expect("reset");
+    let s = reopen(s);
+    let st = s.state().expect("state");
+    assert_eq!((st.purged, st.last_index), ((10, 2), 10));
 }
 
 /// An entry whose payload is derived from its position, so any mix-up shows.

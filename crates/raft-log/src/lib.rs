@@ -11,11 +11,13 @@ mod error;
 mod fault;
 mod mem;
 mod redb_store;
+mod snapshots;
 
 pub use error::Error;
 pub use fault::FaultSwitch;
 pub use mem::MemLogStore;
 pub use redb_store::RedbLogStore;
+pub use snapshots::{FileSnapshots, MemSnapshots};
 
 use raft_core::{Index, WriteBatch};
 

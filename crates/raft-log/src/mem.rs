@@ -88,6 +88,12 @@ impl LogStore for MemLogStore {
         Ok(())
     }
 
+    fn reset_to(&mut self, index: Index, term: Term) -> Result<(), Error> {
+        self.entries.clear();
+        self.purged = (index, term);
+        Ok(())
+    }
+
     fn purge_to(&mut self, index: Index) -> Result<(), Error> {
         if index <= self.purged.0 {
             return Ok(());

@@ -342,6 +342,23 @@ impl LogStore for RedbLogStore {
         Ok(())
     }
 
+    fn reset_to(&mut self, index: Index, term: Term) -> Result<(), Error> {
+        self.writable()?;
+        let (from, to) = (self.purged.0 + 1, self.last_index);
+        self.transact(|wtx, _| {
+            let mut table = wtx.open_table(ENTRIES)?;
+            for i in from..=to {
+                table.remove(i)?;
+            }
+            let mut meta = wtx.open_table(META)?;
+            meta.insert(PURGED, codec::encode_pair(index, term).as_slice())?;
+            Ok(())
+        })?;
+        self.purged = (index, term);
+        self.last_index = index;
+        Ok(())
+    }
+
     fn purge_to(&mut self, index: Index) -> Result<(), Error> {
         if index <= self.purged.0 {
             return Ok(());

@@ -64,6 +64,10 @@ pub struct MockConfig {
     /// cluster to join; the node asks to be added and is promoted to voter
     /// once caught up.
     pub join: Option<String>,
+    /// Snapshot after this many entries (0: never, unless log reduction).
+    pub snapshot_entries: u64,
+    /// Entries kept in the log behind a snapshot.
+    pub keep_entries: u64,
 }
 
 impl MockConfig {
@@ -82,6 +86,8 @@ impl MockConfig {
             heartbeat_ticks: 1,
             require_client_cert: true,
             join: None,
+            snapshot_entries: 100_000,
+            keep_entries: 10_000,
         }
     }
 }
@@ -147,6 +153,14 @@ impl RunningNode {
         let _ = self.api.await;
         self.node.shutdown().await;
     }
+}
+
+/// Where a node with storage file `file` keeps its snapshots: the
+/// directory `<file>.snapshots` beside it.
+pub fn snapshot_dir(file: &std::path::Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".snapshots");
+    PathBuf::from(name)
 }
 
 /// The stores a node can run on.
@@ -255,11 +269,25 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
     ncfg.addresses = initial.clone();
     ncfg.membership_index = initial_index;
     ncfg.tick = cfg.tick;
+    ncfg.snapshot_entries = cfg.snapshot_entries;
+    ncfg.keep_entries = cfg.keep_entries;
+    ncfg.log_reduction = cfg.log_reduction;
     let kv = KvStore::new();
     let shared = transport.clone();
     let node = match store {
-        Store::Redb(s) => Node::start(ncfg, s, shared, inbound, kv.clone())?,
-        Store::Memory(s) => Node::start(ncfg, s, shared, inbound, kv.clone())?,
+        Store::Redb(s) => {
+            let path = cfg.file.as_ref().expect("a redb store has a file");
+            let dir = snapshot_dir(path);
+            let snaps = raft_log::FileSnapshots::open(&dir).map_err(|e| MockError::Storage {
+                path: dir.clone(),
+                why: e.to_string(),
+            })?;
+            Node::start(ncfg, s, Arc::new(snaps), shared, inbound, kv.clone())?
+        }
+        Store::Memory(s) => {
+            let snaps = Arc::new(raft_log::MemSnapshots::new());
+            Node::start(ncfg, s, snaps, shared, inbound, kv.clone())?
+        }
     };
 
     let peers = tokio::spawn(follow_membership(node.clone(), transport.clone()));

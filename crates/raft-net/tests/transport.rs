@@ -47,6 +47,7 @@ fn msg(from: NodeId, to: NodeId, n: u64) -> Message {
         body: Body::Heartbeat {
             commit: n,
             read_round: 0,
+            all_applied: 0,
         },
     }
 }

@@ -107,6 +107,25 @@ impl Checker {
         Ok(())
     }
 
+    /// A follower installed snapshot (`index`, `term`) from the leader: it
+    /// must be of a committed entry, and its commit index jumps there.
+    pub fn on_restore(&mut self, node: NodeId, index: Index, term: Term) -> Result<(), Violation> {
+        match self.committed.get(index as usize - 1) {
+            Some((c, _)) if c.term == term => {}
+            Some((c, _)) => {
+                return Err(format!(
+                    "node {node} installed snapshot {term}/{index}, but {c:?} was committed there"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "node {node} installed snapshot {term}/{index}, which no node has committed"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// A node restarted: its in-memory indexes start again from storage.
     pub fn on_restart(&mut self, node: NodeId) {
         let seen = self.nodes.entry(node).or_default();
@@ -120,12 +139,17 @@ impl Checker {
         let id = r.id();
         let log = r.log();
         let (term, commit) = (r.term(), log.committed);
-        if !(log.applied <= commit
+        let purged = log.first_index() - 1;
+        let snapshot = r.snapshot().map_or(0, |s| s.index);
+        // purged <= snapshot <= applied <= committed <= last, persisted <= last.
+        if !((purged == 0 || purged <= snapshot)
+            && snapshot <= log.applied
+            && log.applied <= commit
             && commit <= log.last_index()
             && log.persisted <= log.last_index())
         {
             return Err(format!(
-                "node {id}: index order broken: applied {} commit {commit} persisted {} last {}",
+                "node {id}: index order broken: purged {purged} snapshot {snapshot} applied {} commit {commit} persisted {} last {}",
                 log.applied,
                 log.persisted,
                 log.last_index()
@@ -179,8 +203,9 @@ impl Checker {
             }
             self.leaders.insert(term, id);
         }
-        // Committed entries never change, whoever commits them.
-        for i in old_commit + 1..=commit {
+        // Committed entries never change, whoever commits them. (Entries a
+        // snapshot covers are checked when it is installed.)
+        for i in (old_commit + 1).max(log.first_index())..=commit {
             let e = log.entry(i).expect("committed entry is in the log").clone();
             match self.committed.get(i as usize - 1).map(|(c, _)| c) {
                 Some(c) if *c != e => {
@@ -210,7 +235,8 @@ impl Checker {
         // earlier term.
         if newly_leader {
             for (c, commit_term) in &self.committed {
-                if *commit_term < term && log.entry(c.index) != Some(c) {
+                let compacted = c.index < log.first_index();
+                if *commit_term < term && !compacted && log.entry(c.index) != Some(c) {
                     return Err(format!(
                         "leader completeness: node {id} leads term {term} without committed entry {c:?}"
                     ));
@@ -230,7 +256,8 @@ impl Checker {
     ) -> Result<(), Violation> {
         for r in leaders {
             for (c, commit_term) in self.committed.iter().skip(from) {
-                if *commit_term < r.term() && r.log().entry(c.index) != Some(c) {
+                let compacted = c.index < r.log().first_index();
+                if *commit_term < r.term() && !compacted && r.log().entry(c.index) != Some(c) {
                     return Err(format!(
                         "leader completeness: node {} leads term {} without committed entry {c:?}",
                         r.id(),

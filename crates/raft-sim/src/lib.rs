@@ -22,10 +22,10 @@ use checker::Checker;
 use linearizability::{Key, Op, OpKind, Value};
 use network::{Event, Faults, Network, TICK, Time};
 use raft_core::{
-    ConfChange, Config, Entry, Error, HardState, Index, InitialState, Membership, Message, Mode,
-    NodeId, Payload, Raft, Ready, Rng, Role,
+    Body, ConfChange, Config, Entry, Error, HardState, Index, InitialState, Membership, Message,
+    Mode, NodeId, Payload, Raft, Ready, Rng, Role, SnapshotMeta, Term,
 };
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use workload::{Client, OpState};
 
@@ -46,6 +46,10 @@ pub struct SimConfig {
     pub clients: usize,
     /// Print every event to stderr (for replaying one seed).
     pub trace: bool,
+    /// Nodes take snapshots and compact their logs at random; followers
+    /// that fall behind the compacted log get snapshots over the lossy
+    /// network.
+    pub snapshots: bool,
     /// Membership churn: `nodes` voters to start with, and spare nodes up
     /// to five; the leader adds learners, promotes, demotes and removes
     /// members (itself included) at random, between three and five voters.
@@ -61,6 +65,7 @@ impl SimConfig {
             heal_ticks: 600,
             clients: 3,
             trace: false,
+            snapshots: true,
             churn: false,
         }
     }
@@ -92,6 +97,8 @@ pub struct Report {
     pub committed: usize,
     /// Committed configuration entries.
     pub configs: usize,
+    /// Snapshots followers installed from a leader.
+    pub installs: u64,
 }
 
 /// A failing run: what broke, and how to replay it.
@@ -176,6 +183,7 @@ impl Report {
         self.terms_with_leader += r.terms_with_leader;
         self.committed += r.committed;
         self.configs += r.configs;
+        self.installs += r.installs;
     }
 }
 
@@ -200,7 +208,14 @@ struct Write {
     hard_state: Option<HardState>,
     entries: Vec<Entry>,
     messages: Vec<Message>,
+    /// A snapshot from the leader replaced the log: after this write, the
+    /// durable log starts after (index, term), keeping what follows only
+    /// if it held that entry.
+    reset: Option<(Index, Term)>,
 }
+
+/// A snapshot on a node's disk: its meta and the register store.
+type Snap = (SnapshotMeta, BTreeMap<Key, Value>);
 
 struct SimNode {
     raft: Option<Raft>,
@@ -208,7 +223,11 @@ struct SimNode {
     generation: u64,
     mode: Mode,
     durable_hs: HardState,
+    /// Durable entries after `log_prev` (index, term).
     durable_log: Vec<Entry>,
+    log_prev: (Index, Term),
+    /// The latest durable snapshot.
+    snap: Option<Snap>,
     /// Writes in flight, completed in order.
     writes: VecDeque<Write>,
     last_write_at: Time,
@@ -231,6 +250,13 @@ struct Sim {
     nodes: BTreeMap<NodeId, SimNode>,
     /// The cluster a fresh node starts in.
     initial: Membership,
+    /// The register store of every snapshot taken, by (index, term).
+    snapshot_states: HashMap<(Index, Term), BTreeMap<Key, Value>>,
+    /// Snapshot transfers in flight: (leader, follower, deadline tick).
+    transfers: Vec<(NodeId, NodeId, u64)>,
+    /// A violation found where no error could be returned.
+    violation: Option<String>,
+    installs: u64,
     /// Nodes out of the cluster (never added, or removed and wiped, as an
     /// operator retires a machine): down until added back.
     retired: BTreeSet<NodeId>,
@@ -292,6 +318,10 @@ impl Sim {
             net: Network::new(faults),
             nodes: BTreeMap::new(),
             initial,
+            snapshot_states: HashMap::new(),
+            transfers: Vec::new(),
+            violation: None,
+            installs: 0,
             retired,
             checker: Checker::default(),
             clients,
@@ -333,6 +363,8 @@ impl Sim {
                 mode,
                 durable_hs: HardState::default(),
                 durable_log: Vec::new(),
+                log_prev: (0, 0),
+                snap: None,
                 writes: VecDeque::new(),
                 last_write_at: 0,
                 kv: BTreeMap::new(),
@@ -419,6 +451,7 @@ impl Sim {
                 self.process(id)?;
             }
         }
+        self.expire_transfers()?;
         self.drive_clients()?;
         Ok(())
     }
@@ -451,8 +484,21 @@ impl Sim {
                 }
                 let n = self.nodes.get_mut(&node).expect("node exists");
                 if let Some(first) = w.entries.first() {
-                    n.durable_log.truncate(first.index as usize - 1);
+                    let keep = first.index.saturating_sub(n.log_prev.0 + 1) as usize;
+                    n.durable_log.truncate(keep);
                     n.durable_log.extend(w.entries.iter().cloned());
+                }
+                if let Some((index, term)) = w.reset {
+                    let holds = n
+                        .durable_log
+                        .iter()
+                        .any(|e| e.index == index && e.term == term);
+                    if holds {
+                        n.durable_log.retain(|e| e.index > index);
+                    } else {
+                        n.durable_log.clear();
+                    }
+                    n.log_prev = (index, term);
                 }
                 if let Some(last) = w.entries.last() {
                     n.raft
@@ -549,6 +595,7 @@ impl Sim {
                     hard_state: rd.hard_state,
                     entries: rd.entries,
                     messages: rd.persisted_messages,
+                    reset: None,
                 });
                 let generation = n.generation;
                 self.net.schedule(
@@ -568,11 +615,165 @@ impl Sim {
             let last = rd.committed.last().expect("not empty").index;
             self.raft_mut(id).expect("live").on_applied(last);
         }
+        for (to, meta) in rd.send_snapshots {
+            self.send_snapshot(id, to, meta);
+        }
+        for m in rd.snapshot_msgs {
+            self.on_snapshot_msg(id, m)?;
+        }
         let n = self.nodes.get_mut(&id).expect("node exists");
         n.reads.extend(rd.reads.iter().map(|rs| (rs.id, rs.index)));
         for read in rd.dropped_reads {
             self.read_failed(read);
         }
+        self.serve_reads(id);
+        Ok(())
+    }
+
+    // ----- snapshots -----
+
+    /// A node snapshots its register store at its applied index and
+    /// compacts its log, keeping a random short tail.
+    fn take_snapshot(&mut self, id: NodeId) {
+        let Some(r) = self.nodes[&id].raft.as_ref() else {
+            return;
+        };
+        let applied = r.log().applied;
+        if r.snapshot().is_some_and(|s| s.index >= applied) || applied == 0 {
+            return;
+        }
+        let meta = SnapshotMeta {
+            index: applied,
+            term: r.log().term(applied).expect("applied entry in the log"),
+            membership: r.membership_at(applied).clone(),
+        };
+        let kv = self.nodes[&id].kv.clone();
+        if let Err(e) = self.record_snapshot(&meta, &kv) {
+            self.violation = Some(e);
+            return;
+        }
+        let keep = self.rng.range(0, 6);
+        let n = self.nodes.get_mut(&id).expect("node exists");
+        n.snap = Some((meta.clone(), kv));
+        let r = n.raft.as_mut().expect("live");
+        let start = r
+            .compact(meta, applied.saturating_sub(keep))
+            .expect("valid snapshot");
+        if start > n.log_prev.0 {
+            let term = r.log().term(start).expect("compaction point");
+            n.durable_log.retain(|e| e.index > start);
+            n.log_prev = (start, term);
+        }
+        if self.cfg.trace {
+            eprintln!(
+                "t={} node {id} SNAPSHOT at {applied}, log after {start}",
+                self.now
+            );
+        }
+    }
+
+    /// State machine safety for snapshots: every snapshot of (index, term)
+    /// holds the same state, whoever took it.
+    fn record_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        kv: &BTreeMap<Key, Value>,
+    ) -> Result<(), String> {
+        match self.snapshot_states.get(&(meta.index, meta.term)) {
+            Some(seen) if seen != kv => Err(format!(
+                "snapshot {}/{} differs between nodes: {seen:?} vs {kv:?}",
+                meta.term, meta.index
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.snapshot_states
+                    .insert((meta.index, meta.term), kv.clone());
+                Ok(())
+            }
+        }
+    }
+
+    /// The leader's snapshot goes over the lossy network as one chunk; if
+    /// it is lost, the transfer times out and the leader is told.
+    fn send_snapshot(&mut self, from: NodeId, to: NodeId, meta: SnapshotMeta) {
+        let r = self.nodes[&from].raft.as_ref().expect("live");
+        let m = Message {
+            from,
+            to,
+            term: r.term(),
+            mode: r.mode(),
+            body: Body::SnapshotChunk {
+                meta,
+                offset: 0,
+                data: Bytes::new(),
+                done: true,
+            },
+        };
+        self.transfers.push((from, to, self.tick + 30));
+        self.net.send(self.now, m, &mut self.rng);
+    }
+
+    /// Transfers not done in time are reported failed.
+    fn expire_transfers(&mut self) -> Result<(), String> {
+        let tick = self.tick;
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.transfers.drain(..).partition(|&(_, _, at)| at <= tick);
+        self.transfers = later;
+        for (from, to, _) in due {
+            if let Some(r) = self.raft_mut(from) {
+                r.report_snapshot(to, false);
+                self.process(from)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A follower received the snapshot: stored at once, installed, and
+    /// the log reset queued behind the writes in flight.
+    fn on_snapshot_msg(&mut self, id: NodeId, m: Message) -> Result<(), String> {
+        let Body::SnapshotChunk { meta, .. } = m.body else {
+            return Ok(());
+        };
+        let Some(kv) = self.snapshot_states.get(&(meta.index, meta.term)).cloned() else {
+            return Err(format!(
+                "node {id} got snapshot {}/{} nobody took",
+                meta.term, meta.index
+            ));
+        };
+        let n = self.nodes.get_mut(&id).expect("node exists");
+        let r = n.raft.as_mut().expect("live");
+        if !r.wants_snapshot(&meta) {
+            return Ok(());
+        }
+        n.snap = Some((meta.clone(), kv.clone()));
+        if !r.restore(meta.clone()) {
+            return Ok(());
+        }
+        if self.cfg.trace {
+            eprintln!(
+                "t={} node {id} INSTALL snapshot {}/{}",
+                self.now, meta.term, meta.index
+            );
+        }
+        n.kv = kv;
+        self.installs += 1;
+        let at = (self.now + self.rng.range(1, self.max_disk_delay + 1)).max(n.last_write_at);
+        n.last_write_at = at;
+        n.writes.push_back(Write {
+            hard_state: None,
+            entries: Vec::new(),
+            messages: Vec::new(),
+            reset: Some((meta.index, meta.term)),
+        });
+        let generation = n.generation;
+        self.net.schedule(
+            at,
+            Event::WriteDone {
+                node: id,
+                generation,
+            },
+        );
+        self.checker.on_restore(id, meta.index, meta.term)?;
         self.serve_reads(id);
         Ok(())
     }
@@ -707,6 +908,13 @@ impl Sim {
             if let Some(r) = self.raft_mut(id) {
                 let _ = r.campaign();
                 self.process(id)?;
+            }
+        }
+        if self.cfg.snapshots && self.rng.chance(k, 100) {
+            let id = pick(&mut self.rng);
+            self.take_snapshot(id);
+            if let Some(v) = self.violation.take() {
+                return Err(v);
             }
         }
         if self.cfg.churn {
@@ -847,12 +1055,39 @@ impl Sim {
         cfg.id = id;
         cfg.mode = n.mode;
         cfg.seed = self.cfg.seed ^ (n.generation << 32) ^ id;
+        // As the driver does: the snapshot loads, and the log is made to
+        // agree with it (a crash may have come between the two).
+        let mut snapshot = None;
+        let mut applied = 0;
+        let mut base = n.base.clone();
+        n.kv.clear();
+        if let Some((meta, kv)) = &n.snap {
+            if meta.index > n.log_prev.0 {
+                let holds =
+                    (n.durable_log.iter()).any(|e| e.index == meta.index && e.term == meta.term);
+                if holds {
+                    n.durable_log.retain(|e| e.index > meta.index);
+                } else {
+                    n.durable_log.clear();
+                }
+                n.log_prev = (meta.index, meta.term);
+            }
+            if meta.index > base.0 {
+                base = (meta.index, meta.membership.clone());
+            }
+            applied = meta.index;
+            n.kv = kv.clone();
+            snapshot = Some(meta.clone());
+        }
         let state = InitialState {
             hard_state: n.durable_hs,
-            membership: n.base.1.clone(),
-            membership_index: n.base.0,
+            membership: base.1,
+            membership_index: base.0,
             entries: n.durable_log.clone(),
-            ..Default::default()
+            prev_index: n.log_prev.0,
+            prev_term: n.log_prev.1,
+            applied,
+            snapshot,
         };
         n.raft = Some(Raft::new(cfg, state).expect("valid initial state"));
         self.checker.on_restart(id);
@@ -921,6 +1156,7 @@ impl Sim {
             terms_with_leader: self.checker.terms_with_leader(),
             committed: self.checker.committed_len(),
             configs: self.checker.committed_configs(),
+            installs: self.installs,
         }
     }
 

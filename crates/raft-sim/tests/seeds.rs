@@ -19,6 +19,11 @@ fn check(first: u64, count: u64, configure: impl Fn(u64) -> SimConfig + Sync) ->
         failures.join("\n")
     );
     // Guard against a simulator that quietly stopped doing work.
+    assert!(
+        sum.total.installs > count / 4,
+        "only {} snapshots installed over {count} seeds",
+        sum.total.installs
+    );
     let ops = sum.total.ops_checked as u64;
     assert!(
         ops > 50 * count,

@@ -1,13 +1,17 @@
 //! The protocol task: one loop that owns the `Raft`, the state machine and
 //! every waiter.
 
-use super::storage::{Done, Job, Storage};
+use super::snapshot::{Incoming, SenderDone, SenderHandle, SenderSpec, spawn_sender};
+use super::storage::{Done, Job, LogStart, Storage};
 use super::{Command, Node, NodeConfig, NodeError, NodeStatus, Reply, StateMachine, Transport};
-use crate::storage::{LogStore, WriteBatch};
-use crate::types::{HardState, Index, Payload, Role, Term};
+use crate::message::{Body, SnapshotMeta};
+use crate::storage::{LogStore, SnapshotStore, WriteBatch};
+use crate::types::{HardState, Index, NodeId, Payload, Role, Term};
 use crate::{InitialState, Membership, Message, Raft, Ready};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
@@ -15,12 +19,64 @@ use tokio::time::MissedTickBehavior;
 /// else, so a flood of peer traffic cannot starve ticks or clients.
 const MAX_INBOUND_PER_ROUND: usize = 1024;
 
+/// Work done off the protocol task, reported back to it.
+enum Event<V> {
+    /// A snapshot of this node's state machine was written (or not).
+    Taken(Result<SnapshotMeta, String>),
+    /// A snapshot received from the leader was committed and read back.
+    Received(Result<(SnapshotMeta, V), String>),
+    Sender(SenderDone),
+}
+
+/// Loads the latest snapshot into the state machine and makes the log
+/// store agree with it (a crash may have come between storing a snapshot
+/// received from the leader and resetting the log).
+fn load_snapshot<S: LogStore, M: StateMachine>(
+    store: &mut S,
+    snaps: &dyn SnapshotStore,
+    sm: &mut M,
+) -> Result<Option<SnapshotMeta>, NodeError> {
+    let fail = |e: S::Error| NodeError::Storage(e.to_string());
+    let io = |what: &str, e: std::io::Error| NodeError::Storage(format!("{what}: {e}"));
+    let stored = store.state().map_err(fail)?;
+    let Some(meta) = snaps.latest().map_err(|e| io("reading snapshots", e))? else {
+        if stored.purged.0 > 0 {
+            return Err(NodeError::Storage(format!(
+                "the log was compacted up to {} but no snapshot was found",
+                stored.purged.0
+            )));
+        }
+        return Ok(None);
+    };
+    let mut r = snaps
+        .open(&meta)
+        .map_err(|e| io("opening the snapshot", e))?;
+    let view = M::read_snapshot(&mut r).map_err(|e| io("reading the snapshot", e))?;
+    sm.restore(view);
+    if meta.index > stored.purged.0 {
+        let holds = meta.index <= stored.last_index
+            && store.term(meta.index).map_err(fail)? == Some(meta.term);
+        if holds {
+            store.purge_to(meta.index).map_err(fail)?;
+        } else {
+            store.reset_to(meta.index, meta.term).map_err(fail)?;
+        }
+    } else if meta.index < stored.purged.0 {
+        return Err(NodeError::Storage(format!(
+            "the log was compacted up to {} but the latest snapshot is at {}",
+            stored.purged.0, meta.index
+        )));
+    }
+    Ok(Some(meta))
+}
+
 pub(super) fn start<S, T, M>(
     cfg: NodeConfig,
     mut store: S,
+    snaps: Arc<dyn SnapshotStore>,
     transport: T,
     inbound: mpsc::Receiver<Message>,
-    sm: M,
+    mut sm: M,
 ) -> Result<Node<M::Output>, NodeError>
 where
     S: LogStore + Send + 'static,
@@ -28,8 +84,14 @@ where
     M: StateMachine,
 {
     let fail = |e: S::Error| NodeError::Storage(e.to_string());
+    let snapshot = load_snapshot(&mut store, &*snaps, &mut sm)?;
     let stored = store.state().map_err(fail)?;
-    let (membership_index, membership) = match stored.membership.clone() {
+    let stored_conf = match (stored.membership.clone(), &snapshot) {
+        (Some((i, _)), Some(s)) if s.index > i => Some((s.index, s.membership.clone())),
+        (None, Some(s)) => Some((s.index, s.membership.clone())),
+        (m, _) => m,
+    };
+    let (membership_index, membership) = match stored_conf {
         Some(m) => m,
         None => {
             let mut m = Membership::new(cfg.voters.iter().copied());
@@ -61,6 +123,7 @@ where
         prev_index,
         prev_term,
         applied: prev_index,
+        snapshot,
     };
     let raft = Raft::new(cfg.raft.clone(), init).map_err(NodeError::from_protocol)?;
     let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -68,11 +131,18 @@ where
     let (cmd_tx, cmd_rx) = mpsc::channel(cfg.max_batch.max(64));
     let (status_tx, status_rx) = watch::channel(status_of(&raft, &cfg, None));
     let timeout = cfg.request_timeout;
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
     let driver = Driver {
         raft,
         cfg,
-        transport,
+        transport: Arc::new(transport),
         sm,
+        snaps,
+        events: events_tx,
+        taking_snapshot: false,
+        senders: HashMap::new(),
+        delivered: HashMap::new(),
+        incoming: None,
         storage,
         stored_hs: stored.hard_state,
         writes_in_flight: 0,
@@ -84,7 +154,7 @@ where
         status: status_tx,
         failed: None,
     };
-    tokio::spawn(driver.run(cmd_rx, inbound, done_rx));
+    tokio::spawn(driver.run(cmd_rx, inbound, done_rx, events_rx));
     Ok(Node {
         tx: cmd_tx,
         status: status_rx,
@@ -118,8 +188,19 @@ fn status_of(raft: &Raft, cfg: &NodeConfig, failed: Option<String>) -> NodeStatu
 struct Driver<T, M: StateMachine> {
     raft: Raft,
     cfg: NodeConfig,
-    transport: T,
+    transport: Arc<T>,
     sm: M,
+    snaps: Arc<dyn SnapshotStore>,
+    events: mpsc::UnboundedSender<Event<M::Snapshot>>,
+    /// A snapshot of this node's state is being written.
+    taking_snapshot: bool,
+    /// Leader: snapshot transfers running, by peer.
+    senders: HashMap<NodeId, SenderHandle>,
+    /// Leader: transfers fully acknowledged, waiting for the follower to
+    /// report the snapshot installed.
+    delivered: HashMap<NodeId, Instant>,
+    /// Follower: the snapshot being received.
+    incoming: Option<Incoming>,
     storage: Storage,
     /// The hard state last handed to storage.
     stored_hs: HardState,
@@ -145,6 +226,7 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
         mut cmds: mpsc::Receiver<Command<M::Output>>,
         mut inbound: mpsc::Receiver<Message>,
         mut done: mpsc::UnboundedReceiver<Done>,
+        mut events: mpsc::UnboundedReceiver<Event<M::Snapshot>>,
     ) {
         let mut ticker = tokio::time::interval(self.cfg.tick);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -154,8 +236,10 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
                 _ = ticker.tick() => {
                     if self.failed.is_none() {
                         self.raft.tick();
+                        self.watch_transfers();
                     }
                 }
+                Some(e) = events.recv() => self.on_event(e),
                 Some(m) = inbound.recv() => {
                     self.step(m);
                     for _ in 1..MAX_INBOUND_PER_ROUND {
@@ -297,9 +381,13 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
     }
 
     fn on_done(&mut self, d: Done) {
-        self.writes_in_flight -= 1;
         match d {
-            Done::Persisted { upto, then_send } => {
+            Done::Persisted {
+                jobs,
+                upto,
+                then_send,
+            } => {
+                self.writes_in_flight -= jobs;
                 if let Some((index, term)) = upto {
                     self.raft.on_persisted(index, term);
                 }
@@ -308,6 +396,7 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
                 }
             }
             Done::Failed(why) => {
+                self.writes_in_flight = 0;
                 tracing::error!("storage failed, this node stops taking writes: {why}");
                 self.failed = Some(why.clone());
                 self.publish();
@@ -352,6 +441,8 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
             committed,
             reads,
             dropped_reads,
+            send_snapshots,
+            snapshot_msgs,
         } = rd;
         for m in messages {
             self.transport.send(m);
@@ -370,29 +461,25 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
         if must_persist || (!persisted_messages.is_empty() && self.writes_in_flight > 0) {
             // Behind earlier writes: even a job with nothing to write must
             // wait its turn, since its messages may acknowledge them.
-            self.writes_in_flight += 1;
             let job = Job {
                 hard_state,
                 entries,
                 then_send: persisted_messages,
+                start: None,
             };
-            match &mut self.storage {
-                Storage::Thread { jobs, .. } => {
-                    if jobs.send(job).is_err() {
-                        self.writes_in_flight -= 1;
-                    }
-                }
-                Storage::Inline(write) => {
-                    let done = write(job);
-                    self.on_done(done);
-                }
-            }
+            self.queue(job);
         } else {
             for m in persisted_messages {
                 self.transport.send(m);
             }
         }
         self.apply(committed);
+        for (to, meta) in send_snapshots {
+            self.start_sender(to, meta);
+        }
+        for m in snapshot_msgs {
+            self.on_snapshot_msg(m);
+        }
         for rs in reads {
             if let Some(r) = self.reads_asked.remove(&rs.id) {
                 self.reads_ready.entry(rs.index).or_default().push(r);
@@ -408,6 +495,258 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
             }
         }
         self.serve_reads();
+    }
+
+    // ----- snapshots -----
+
+    /// Takes a snapshot when the policy says so: every `snapshot_entries`
+    /// entries, or (log reduction) once every member has applied
+    /// `reduction_step` entries past the log's start.
+    fn maybe_snapshot(&mut self) {
+        if self.taking_snapshot || self.failed.is_some() {
+            return;
+        }
+        let log = self.raft.log();
+        let applied = log.applied;
+        let last = self.raft.snapshot().map_or(0, |s| s.index);
+        let due = if self.cfg.log_reduction {
+            let floor = self.raft.status().all_applied;
+            floor >= log.first_index() - 1 + self.cfg.reduction_step.max(1)
+        } else {
+            self.cfg.snapshot_entries > 0 && applied >= last + self.cfg.snapshot_entries
+        };
+        if !due || applied <= last {
+            return;
+        }
+        let Some(term) = log.term(applied) else {
+            return;
+        };
+        let meta = SnapshotMeta {
+            index: applied,
+            term,
+            membership: self.raft.membership_at(applied).clone(),
+        };
+        let view = self.sm.snapshot();
+        self.taking_snapshot = true;
+        let (snaps, events) = (self.snaps.clone(), self.events.clone());
+        tokio::task::spawn_blocking(move || {
+            let r = (|| -> std::io::Result<SnapshotMeta> {
+                let mut sink = snaps.create()?;
+                M::write_snapshot(view, &mut sink)?;
+                sink.commit(&meta)?;
+                Ok(meta)
+            })();
+            let _ = events.send(Event::Taken(r.map_err(|e| e.to_string())));
+        });
+    }
+
+    fn on_event(&mut self, e: Event<M::Snapshot>) {
+        match e {
+            Event::Taken(Ok(meta)) => {
+                self.taking_snapshot = false;
+                let compact_to = if self.cfg.log_reduction {
+                    self.raft.status().all_applied
+                } else {
+                    meta.index.saturating_sub(self.cfg.keep_entries)
+                };
+                let before = self.raft.log().first_index() - 1;
+                let index = meta.index;
+                match self.raft.compact(meta, compact_to) {
+                    Ok(start) if start > before => {
+                        tracing::debug!(snapshot = index, compacted = start, "snapshot taken");
+                        self.queue(Job::start(LogStart::Purge(start)));
+                    }
+                    Ok(_) => tracing::debug!(snapshot = index, "snapshot taken"),
+                    Err(e) => tracing::warn!("snapshot not used: {e}"),
+                }
+            }
+            Event::Taken(Err(why)) => {
+                self.taking_snapshot = false;
+                tracing::error!("taking a snapshot failed: {why}");
+            }
+            Event::Received(Ok((meta, view))) => {
+                self.incoming = None;
+                let log = self.raft.log();
+                let holds = log.matches(meta.index, meta.term) && log.persisted >= meta.index;
+                let start = if holds {
+                    LogStart::Purge(meta.index)
+                } else {
+                    LogStart::Reset(meta.index, meta.term)
+                };
+                let index = meta.index;
+                if self.raft.restore(meta) {
+                    self.sm.restore(view);
+                    // Queued before anything the restored log appends next.
+                    self.queue(Job::start(start));
+                    tracing::info!(snapshot = index, "installed a snapshot from the leader");
+                }
+            }
+            Event::Received(Err(why)) => {
+                self.incoming = None;
+                tracing::warn!("receiving a snapshot failed: {why}");
+            }
+            Event::Sender(SenderDone::Delivered(to)) => {
+                self.senders.remove(&to);
+                self.delivered.insert(to, Instant::now());
+            }
+            Event::Sender(SenderDone::Failed(to, why)) => {
+                tracing::warn!(peer = to, "snapshot transfer abandoned: {why}");
+                self.senders.remove(&to);
+                self.raft.report_snapshot(to, false);
+            }
+        }
+        self.advance();
+    }
+
+    fn start_sender(&mut self, to: NodeId, meta: SnapshotMeta) {
+        if self.senders.get(&to).is_some_and(|s| s.meta == meta) {
+            return;
+        }
+        tracing::info!(peer = to, snapshot = meta.index, "sending a snapshot");
+        self.delivered.remove(&to);
+        let spec = SenderSpec {
+            snaps: self.snaps.clone(),
+            transport: self.transport.clone(),
+            from: self.raft.id(),
+            to,
+            term: self.raft.term(),
+            mode: self.raft.mode(),
+            meta,
+            chunk: self.cfg.snapshot_chunk,
+            window: self.cfg.snapshot_window,
+            ack_timeout: self.cfg.snapshot_ack_timeout,
+            retries: self.cfg.snapshot_retries,
+        };
+        let events = self.events.clone();
+        let h = spawn_sender(spec, move |d| {
+            let _ = events.send(Event::Sender(d));
+        });
+        self.senders.insert(to, h);
+    }
+
+    /// Per tick: stops transfers nobody needs any more (leadership lost,
+    /// the peer caught up or left), and gives up on a delivered snapshot
+    /// the follower never reported installed.
+    fn watch_transfers(&mut self) {
+        if self.senders.is_empty() && self.delivered.is_empty() {
+            return;
+        }
+        let s = self.raft.status();
+        let snapshotting = |id: NodeId| {
+            s.role == Role::Leader && s.peers.iter().any(|p| p.id == id && p.snapshotting)
+        };
+        self.senders.retain(|&id, _| snapshotting(id));
+        let patience = self.cfg.snapshot_ack_timeout * (self.cfg.snapshot_retries + 1);
+        let mut stuck = Vec::new();
+        self.delivered.retain(|&id, at| {
+            if !snapshotting(id) {
+                return false;
+            }
+            if at.elapsed() > patience {
+                stuck.push(id);
+                return false;
+            }
+            true
+        });
+        for id in stuck {
+            tracing::warn!(
+                peer = id,
+                "a delivered snapshot was never installed; sending again"
+            );
+            self.raft.report_snapshot(id, false);
+        }
+    }
+
+    /// Snapshot transfer messages the protocol passed on.
+    fn on_snapshot_msg(&mut self, m: Message) {
+        match m.body {
+            Body::SnapshotAck { index, offset } => {
+                if let Some(s) = self.senders.get(&m.from) {
+                    if s.meta.index == index {
+                        s.ack(offset);
+                    }
+                }
+            }
+            Body::SnapshotChunk {
+                meta,
+                offset,
+                data,
+                done,
+            } => self.on_chunk(m.from, meta, offset, data, done),
+            _ => {}
+        }
+    }
+
+    /// Follower: stores a chunk if it is the next one expected, and always
+    /// says where it stands so the leader resends from there.
+    fn on_chunk(&mut self, from: NodeId, meta: SnapshotMeta, offset: u64, data: Bytes, done: bool) {
+        let index = meta.index;
+        let same = self.incoming.as_ref().is_some_and(|i| i.meta == meta);
+        if !same {
+            if offset != 0 {
+                self.raft.snapshot_ack(from, index, 0);
+                return;
+            }
+            match self.snaps.create() {
+                Ok(sink) => {
+                    self.incoming = Some(Incoming {
+                        meta: meta.clone(),
+                        sink: Some(sink),
+                        written: 0,
+                    });
+                }
+                Err(e) => {
+                    tracing::error!("cannot store an incoming snapshot: {e}");
+                    return;
+                }
+            }
+        }
+        let inc = self.incoming.as_mut().expect("set above");
+        let Some(sink) = inc.sink.as_mut() else {
+            return; // complete, being installed
+        };
+        if offset != inc.written {
+            let written = inc.written;
+            self.raft.snapshot_ack(from, index, written);
+            return;
+        }
+        if let Err(e) = sink.write_all(&data) {
+            tracing::error!("writing an incoming snapshot: {e}");
+            self.incoming = None;
+            return;
+        }
+        inc.written += data.len() as u64;
+        let written = inc.written;
+        if done {
+            let sink = inc.sink.take().expect("checked above");
+            let (snaps, events) = (self.snaps.clone(), self.events.clone());
+            tokio::task::spawn_blocking(move || {
+                let r = (|| -> std::io::Result<(SnapshotMeta, M::Snapshot)> {
+                    sink.commit(&meta)?;
+                    let mut r = snaps.open(&meta)?;
+                    let view = M::read_snapshot(&mut r)?;
+                    Ok((meta, view))
+                })();
+                let _ = events.send(Event::Received(r.map_err(|e| e.to_string())));
+            });
+        }
+        self.raft.snapshot_ack(from, index, written);
+    }
+
+    /// Hands a job to storage (counted in `writes_in_flight`).
+    fn queue(&mut self, job: Job) {
+        self.writes_in_flight += 1;
+        match &mut self.storage {
+            Storage::Thread { jobs, .. } => {
+                if jobs.send(job).is_err() {
+                    self.writes_in_flight -= 1;
+                }
+            }
+            Storage::Inline(write) => {
+                let done = write(job);
+                self.on_done(done);
+            }
+        }
     }
 
     fn apply(&mut self, committed: Vec<crate::Entry>) {
@@ -438,6 +777,7 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
             }
         }
         self.raft.on_applied(last);
+        self.maybe_snapshot();
     }
 
     fn serve_reads(&mut self) {

@@ -13,9 +13,10 @@
 mod driver;
 pub mod local;
 mod members;
+mod snapshot;
 mod storage;
 
-use crate::storage::LogStore;
+use crate::storage::{LogStore, SnapshotStore};
 use crate::types::{Entry, Index, Mode, NodeId, Role, Term};
 use crate::{ConfChange, Config, Message, Status};
 use bytes::Bytes;
@@ -34,11 +35,25 @@ impl<T: Transport> Transport for std::sync::Arc<T> {
 }
 
 /// The replicated application. Entries arrive in log order, each exactly
-/// once per process lifetime (a restarted node replays from `applied()`).
+/// once per process lifetime (a restarted node restores its latest
+/// snapshot, then replays the log after it).
+///
+/// Snapshots are taken in two steps so the protocol task never waits for
+/// one to be written: `snapshot` takes a point-in-time view (it should be
+/// cheap, e.g. a clone of shared structures), and `write_snapshot` streams
+/// that view out on a blocking thread. Installing is the reverse:
+/// `read_snapshot` on a blocking thread, then `restore` swaps it in.
 pub trait StateMachine: Send + 'static {
     type Output: Send + 'static;
+    /// A view of the state as of the last entry applied.
+    type Snapshot: Send + 'static;
     /// Applies one committed application entry.
     fn apply(&mut self, index: Index, data: &Bytes) -> Self::Output;
+    fn snapshot(&mut self) -> Self::Snapshot;
+    fn write_snapshot(view: Self::Snapshot, w: &mut dyn std::io::Write) -> std::io::Result<()>;
+    fn read_snapshot(r: &mut dyn std::io::Read) -> std::io::Result<Self::Snapshot>;
+    /// Replaces the whole state with `view`.
+    fn restore(&mut self, view: Self::Snapshot);
 }
 
 /// Driver settings around the protocol's own.
@@ -59,6 +74,25 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// Proposals taken into one `Ready` (and so one fsync) at most.
     pub max_batch: usize,
+    /// Take a snapshot (and compact the log) after this many entries
+    /// applied since the last one; 0 never does.
+    pub snapshot_entries: u64,
+    /// Entries kept in the log behind a snapshot, so a follower a little
+    /// behind catches up from the log rather than by snapshot.
+    pub keep_entries: u64,
+    /// pyraftlog's log reduction: compact up to the highest index every
+    /// member has applied, once that is `reduction_step` past the log's
+    /// start.
+    pub log_reduction: bool,
+    pub reduction_step: u64,
+    /// Bytes per snapshot chunk, and chunks in flight per transfer.
+    pub snapshot_chunk: usize,
+    pub snapshot_window: usize,
+    /// A transfer with no acknowledgement for this long resends from the
+    /// last acknowledged byte; after `snapshot_retries` such timeouts in a
+    /// row it is abandoned (and started again if still needed).
+    pub snapshot_ack_timeout: Duration,
+    pub snapshot_retries: u32,
 }
 
 impl NodeConfig {
@@ -71,6 +105,14 @@ impl NodeConfig {
             tick: Duration::from_millis(50),
             request_timeout: Duration::from_secs(5),
             max_batch: 4096,
+            snapshot_entries: 100_000,
+            keep_entries: 10_000,
+            log_reduction: false,
+            reduction_step: 1_000,
+            snapshot_chunk: 256 << 10,
+            snapshot_window: 4,
+            snapshot_ack_timeout: Duration::from_secs(1),
+            snapshot_retries: 10,
         }
     }
 }
@@ -170,6 +212,7 @@ impl<O: Send + 'static> Node<O> {
     pub fn start<S, T, M>(
         cfg: NodeConfig,
         store: S,
+        snapshots: std::sync::Arc<dyn SnapshotStore>,
         transport: T,
         inbound: mpsc::Receiver<Message>,
         sm: M,
@@ -179,7 +222,7 @@ impl<O: Send + 'static> Node<O> {
         T: Transport,
         M: StateMachine<Output = O>,
     {
-        driver::start(cfg, store, transport, inbound, sm)
+        driver::start(cfg, store, snapshots, transport, inbound, sm)
     }
 
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command<O>) -> Result<T, NodeError> {

@@ -8,17 +8,40 @@ use crate::types::{Entry, HardState, Index, Term};
 use std::sync::mpsc as std_mpsc;
 use tokio::sync::mpsc;
 
-/// One `Ready`'s durable part, plus what to send once it is durable.
+/// One `Ready`'s durable part, plus what to send once it is durable; or
+/// a change of where the log starts (compaction, a snapshot installed).
 pub(super) struct Job {
     pub hard_state: Option<HardState>,
     pub entries: Vec<Entry>,
     pub then_send: Vec<Message>,
+    pub start: Option<LogStart>,
+}
+
+/// Where the stored log starts after a snapshot.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum LogStart {
+    /// Drop entries up to this index (a snapshot covers them).
+    Purge(Index),
+    /// Drop everything; the log continues after (index, term).
+    Reset(Index, Term),
+}
+
+impl Job {
+    pub(super) fn start(start: LogStart) -> Self {
+        Job {
+            hard_state: None,
+            entries: Vec::new(),
+            then_send: Vec::new(),
+            start: Some(start),
+        }
+    }
 }
 
 pub(super) enum Done {
-    /// Everything queued before is durable up to `upto` (the last entry
-    /// written, if any); send `then_send` now.
+    /// `jobs` jobs are done: everything queued before is durable up to
+    /// `upto` (the last entry written, if any); send `then_send` now.
     Persisted {
+        jobs: usize,
         upto: Option<(Index, Term)>,
         then_send: Vec<Message>,
     },
@@ -51,13 +74,9 @@ impl Storage {
         }
         Storage::Inline(Box::new(move |job: Job| {
             let upto = job.entries.last().map(|e| (e.index, e.term));
-            let batch = WriteBatch {
-                hard_state: job.hard_state,
-                entries: &job.entries,
-                membership: None,
-            };
-            match store.write(batch) {
+            match run(&mut store, &job) {
                 Ok(()) => Done::Persisted {
+                    jobs: 1,
                     upto,
                     then_send: job.then_send,
                 },
@@ -75,24 +94,39 @@ fn spawn<S: LogStore + Send + 'static>(
     let handle = std::thread::Builder::new()
         .name("raft-storage".into())
         .spawn(move || {
-            while let Ok(first) = rx.recv() {
+            let mut held: Option<Job> = None;
+            loop {
+                let first = match held.take() {
+                    Some(j) => j,
+                    None => match rx.recv() {
+                        Ok(j) => j,
+                        Err(_) => return,
+                    },
+                };
+                // Writes that queued up merge into one; a change of the
+                // log's start is done on its own, in order.
                 let mut merged = first;
-                while let Ok(next) = rx.try_recv() {
-                    merge(&mut merged, next);
-                }
-                let upto = merged.entries.last().map(|e| (e.index, e.term));
-                if merged.hard_state.is_some() || !merged.entries.is_empty() {
-                    let batch = WriteBatch {
-                        hard_state: merged.hard_state,
-                        entries: &merged.entries,
-                        membership: None,
-                    };
-                    if let Err(e) = store.write(batch) {
-                        let _ = done.send(Done::Failed(e.to_string()));
-                        return;
+                let mut jobs = 1;
+                while merged.start.is_none() {
+                    match rx.try_recv() {
+                        Ok(next) if next.start.is_none() => {
+                            merge(&mut merged, next);
+                            jobs += 1;
+                        }
+                        Ok(next) => {
+                            held = Some(next);
+                            break;
+                        }
+                        Err(_) => break,
                     }
                 }
+                let upto = merged.entries.last().map(|e| (e.index, e.term));
+                if let Err(e) = run(&mut store, &merged) {
+                    let _ = done.send(Done::Failed(e.to_string()));
+                    return;
+                }
                 let msg = Done::Persisted {
+                    jobs,
                     upto,
                     then_send: merged.then_send,
                 };
@@ -103,6 +137,22 @@ fn spawn<S: LogStore + Send + 'static>(
         })
         .expect("spawning the storage thread");
     (tx, handle)
+}
+
+/// Does one job's storage work.
+fn run<S: LogStore>(store: &mut S, job: &Job) -> Result<(), S::Error> {
+    if job.hard_state.is_some() || !job.entries.is_empty() {
+        store.write(WriteBatch {
+            hard_state: job.hard_state,
+            entries: &job.entries,
+            membership: None,
+        })?;
+    }
+    match job.start {
+        Some(LogStart::Purge(i)) => store.purge_to(i),
+        Some(LogStart::Reset(i, t)) => store.reset_to(i, t),
+        None => Ok(()),
+    }
 }
 
 /// Folds a later job into an earlier one: its entries replace any at the
@@ -144,6 +194,7 @@ mod tests {
             }),
             entries,
             then_send: vec![],
+            start: None,
         }
     }
 

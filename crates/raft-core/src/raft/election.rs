@@ -127,7 +127,7 @@ impl Raft {
     /// Pre-candidates and candidates.
     pub(super) fn step_candidate(&mut self, m: Message) {
         match m.body {
-            Body::Append { .. } | Body::Heartbeat { .. } => {
+            Body::Append { .. } | Body::Heartbeat { .. } | Body::SnapshotChunk { .. } => {
                 // A leader exists in our term (for a pre-candidate: in the
                 // term we did not raise).
                 self.become_follower(m.term, Some(m.from));

@@ -62,13 +62,17 @@ impl Raft {
                 index,
                 reject: Some(hint),
             } => self.handle_append_reject(m.from, index, hint),
-            Body::HeartbeatResponse { read_round } => {
+            Body::HeartbeatResponse {
+                read_round,
+                applied,
+            } => {
                 let p = self
                     .tracker
                     .progress
                     .get_mut(&m.from)
                     .expect("checked above");
                 p.read_round = p.read_round.max(read_round);
+                p.applied = p.applied.max(applied);
                 // Appends out for several heartbeat rounds with nothing
                 // acknowledged were lost (a follower answering heartbeats
                 // answers appends too): resend from what it has. One round
@@ -91,6 +95,7 @@ impl Raft {
                 self.advance_reads();
             }
             Body::ReadIndex { id } => self.leader_read(id, m.from),
+            Body::SnapshotAck { .. } => self.snapshot_msgs.push(m),
             _ => {}
         }
     }
@@ -107,12 +112,41 @@ impl Raft {
                 self.leader = Some(m.from);
                 self.handle_append(m.from, prev_index, prev_term, &entries, commit);
             }
-            Body::Heartbeat { commit, read_round } => {
+            Body::Heartbeat {
+                commit,
+                read_round,
+                all_applied,
+            } => {
                 self.election_elapsed = 0;
                 self.leader = Some(m.from);
                 self.log.commit_to(commit.min(self.log.last_index()));
-                self.send(m.from, Body::HeartbeatResponse { read_round });
+                self.all_applied = all_applied.min(self.log.applied);
+                let applied = self.log.applied;
+                self.send(
+                    m.from,
+                    Body::HeartbeatResponse {
+                        read_round,
+                        applied,
+                    },
+                );
                 self.resend_forwarded_reads(m.from);
+            }
+            Body::SnapshotChunk { ref meta, .. } => {
+                self.election_elapsed = 0;
+                self.leader = Some(m.from);
+                if meta.index <= self.log.committed {
+                    // Not needed (any more): say where this log stands.
+                    let index = self.log.committed;
+                    self.send(
+                        m.from,
+                        Body::AppendResponse {
+                            index,
+                            reject: None,
+                        },
+                    );
+                } else {
+                    self.snapshot_msgs.push(m);
+                }
             }
             // A passive node never campaigns, even when told to.
             Body::TimeoutNow if self.mode != Mode::Passive => self.start_campaign(true),
@@ -179,7 +213,8 @@ impl Raft {
         if !p.maybe_update(index) {
             return;
         }
-        if p.state == ProgressState::Probe {
+        if p.state != ProgressState::Replicate {
+            // A probe matched, or a snapshot was installed.
             p.become_replicate();
         }
         self.maybe_commit();
@@ -238,9 +273,9 @@ impl Raft {
         }
         let prev_index = next - 1;
         let Some(prev_term) = self.log.term(prev_index) else {
-            panic!(
-                "invariant broken: the leader's log lost index {prev_index} needed by node {to} (no snapshots yet)"
-            );
+            // Compacted away: only a snapshot can catch this peer up.
+            self.start_snapshot(to);
+            return true;
         };
         let mut entries = if next <= last {
             self.log.slice(next, last, self.cfg.max_append_bytes)
@@ -275,6 +310,8 @@ impl Raft {
 
     pub(super) fn bcast_heartbeat(&mut self) {
         let round = self.reads.current_round();
+        self.update_all_applied();
+        let all_applied = self.all_applied;
         for id in self.peers() {
             let matched = self.tracker.progress[&id].matched;
             let commit = matched.min(self.log.committed);
@@ -283,6 +320,7 @@ impl Raft {
                 Body::Heartbeat {
                     commit,
                     read_round: round,
+                    all_applied,
                 },
             );
         }

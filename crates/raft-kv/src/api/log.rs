@@ -68,9 +68,11 @@ pub fn entry_json(e: &Entry) -> serde_json::Value {
 }
 
 /// `GET /v1/log?from=A&to=B`: committed entries A..=B (at most 1000);
-/// by default the last 100.
+/// by default the last 100. Entries compacted into a snapshot are gone:
+/// the answer starts at `first_index` then.
 pub async fn range(ctx: &ApiContext, q: &Query) -> ApiResult {
-    let commit = ctx.node.status().raft.commit;
+    let s = ctx.node.status().raft;
+    let (commit, first) = (s.commit, s.first_index);
     let to = q.u64("to")?.unwrap_or(commit).min(commit);
     let from = q.u64("from")?.unwrap_or(to.saturating_sub(99)).max(1);
     if from > to.saturating_add(1) {
@@ -91,7 +93,7 @@ pub async fn range(ctx: &ApiContext, q: &Query) -> ApiResult {
         lo = last.index + 1;
         out.extend(batch.iter().map(entry_json));
     }
-    let v = json!({ "commit_index": commit, "entries": out });
+    let v = json!({ "commit_index": commit, "first_index": first, "entries": out });
     Ok(http::with_index(http::json(StatusCode::OK, &v), commit))
 }
 
@@ -110,10 +112,22 @@ pub async fn one(ctx: &ApiContext, n: &str) -> ApiResult {
             http::json(StatusCode::OK, &entry_json(e)),
             index,
         )),
-        _ => Err(ApiError::not_found(format!(
-            "no committed entry {index} here (commit index {})",
-            ctx.node.status().raft.commit
-        ))),
+        _ => {
+            let s = ctx.node.status().raft;
+            if index > 0 && index < s.first_index {
+                return Err(ApiError::new(
+                    StatusCode::GONE,
+                    format!(
+                        "entry {index} was compacted into a snapshot (the log starts at {})",
+                        s.first_index
+                    ),
+                ));
+            }
+            Err(ApiError::not_found(format!(
+                "no committed entry {index} here (commit index {})",
+                s.commit
+            )))
+        }
     }
 }
 

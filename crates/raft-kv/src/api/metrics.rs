@@ -48,7 +48,7 @@ pub fn render(ctx: &ApiContext) -> Response<Body> {
     let m = &ctx.metrics;
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
-    let rows: [(&str, &str, &str, f64); 15] = [
+    let rows: [(&str, &str, &str, f64); 17] = [
         (
             "raft_term",
             "Current Raft term.",
@@ -84,6 +84,18 @@ pub fn render(ctx: &ApiContext) -> Response<Body> {
             "Last log index.",
             "gauge",
             s.raft.last_index as f64,
+        ),
+        (
+            "raft_first_index",
+            "First index still in the log (earlier ones are compacted).",
+            "gauge",
+            s.raft.first_index as f64,
+        ),
+        (
+            "raft_snapshot_index",
+            "Index of the latest snapshot (0: none).",
+            "gauge",
+            s.raft.snapshot as f64,
         ),
         (
             "raft_storage_failed",

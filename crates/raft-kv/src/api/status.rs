@@ -108,6 +108,8 @@ pub fn node_status(ctx: &ApiContext) -> ApiResult {
         "applied_index": s.raft.applied,
         "last_index": s.raft.last_index,
         "persisted_index": s.raft.persisted,
+        "snapshot_index": s.raft.snapshot,
+        "first_index": s.raft.first_index,
         "uptime_s": ctx.started.elapsed().as_secs_f64(),
         "health": colour,
         "health_reasons": reasons,
@@ -396,6 +398,9 @@ mod tests {
                 transferee: None,
                 membership: Membership::new([1, 2, 3]),
                 conf_index: 0,
+                snapshot: 0,
+                first_index: 1,
+                all_applied: 0,
                 peers,
             },
             voters: vec![1, 2, 3],
@@ -416,6 +421,8 @@ mod tests {
             replicating: true,
             recent_active: true,
             last_contact,
+            applied: 10,
+            snapshotting: false,
         }
     }
 

@@ -1,0 +1,150 @@
+//! The KV store's snapshot format: a stream of MessagePack records, so a
+//! snapshot of any size is written and read without holding its bytes in
+//! memory (the state itself is, of course, in memory).
+//!
+//! `"raftkv-snapshot/1"`, then `Applied`, then for each namespace a
+//! `Namespace` record followed by its `Key`s in order, then every
+//! `Session`, then `End` with the number of keys and sessions written (a
+//! truncated or spliced file fails to load instead of loading part).
+
+use crate::command::Output;
+use crate::store::{KvState, Session, Value};
+use bytes::Bytes;
+use raft_core::Index;
+use serde::{Deserialize, Serialize};
+use std::io::{self, Read, Write};
+
+const MAGIC: &str = "raftkv-snapshot/1";
+
+#[derive(Serialize, Deserialize)]
+enum Record {
+    Applied(Index),
+    Namespace(String),
+    Key {
+        key: String,
+        data: Bytes,
+        create: Index,
+        modify: Index,
+    },
+    Session {
+        client: u64,
+        seq: u64,
+        output: Output,
+        last_index: Index,
+    },
+    End {
+        keys: u64,
+        sessions: u64,
+    },
+}
+
+fn bad(why: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("KV snapshot: {why}"))
+}
+
+fn put(w: &mut dyn Write, r: &Record) -> io::Result<()> {
+    rmp_serde::encode::write(w, r).map_err(io::Error::other)
+}
+
+/// Streams `state` out.
+pub fn write(state: &KvState, w: &mut dyn Write) -> io::Result<()> {
+    rmp_serde::encode::write(w, MAGIC).map_err(io::Error::other)?;
+    put(w, &Record::Applied(state.applied))?;
+    let (mut keys, mut sessions) = (0u64, 0u64);
+    for (ns, m) in &state.namespaces {
+        put(w, &Record::Namespace(ns.clone()))?;
+        for (k, v) in m {
+            put(
+                w,
+                &Record::Key {
+                    key: k.clone(),
+                    data: v.data.clone(),
+                    create: v.create_index,
+                    modify: v.modify_index,
+                },
+            )?;
+            keys += 1;
+        }
+    }
+    for (&client, s) in &state.sessions {
+        put(
+            w,
+            &Record::Session {
+                client,
+                seq: s.seq,
+                output: s.output.clone(),
+                last_index: s.last_index,
+            },
+        )?;
+        sessions += 1;
+    }
+    put(w, &Record::End { keys, sessions })?;
+    w.flush()
+}
+
+/// Reads a snapshot `write` made.
+pub fn read(r: &mut dyn Read) -> io::Result<KvState> {
+    let mut r = io::BufReader::with_capacity(256 << 10, r);
+    let magic: String =
+        rmp_serde::from_read(&mut r).map_err(|_| bad("not a raftstack KV snapshot"))?;
+    if magic != MAGIC {
+        return Err(bad(format!("unknown format {magic:?}")));
+    }
+    let mut next = || -> io::Result<Record> { rmp_serde::from_read(&mut r).map_err(bad) };
+    let mut st = KvState::default();
+    let mut ns: Option<String> = None;
+    let (mut keys, mut sessions) = (0u64, 0u64);
+    loop {
+        match next()? {
+            Record::Applied(i) => st.applied = i,
+            Record::Namespace(n) => {
+                st.namespaces.entry(n.clone()).or_default();
+                ns = Some(n);
+            }
+            Record::Key {
+                key,
+                data,
+                create,
+                modify,
+            } => {
+                let n = ns
+                    .as_ref()
+                    .ok_or_else(|| bad("a key before any namespace"))?;
+                let v = Value {
+                    data,
+                    create_index: create,
+                    modify_index: modify,
+                };
+                st.namespaces.get_mut(n).expect("opened").insert(key, v);
+                keys += 1;
+            }
+            Record::Session {
+                client,
+                seq,
+                output,
+                last_index,
+            } => {
+                st.sessions.insert(
+                    client,
+                    Session {
+                        seq,
+                        output,
+                        last_index,
+                    },
+                );
+                sessions += 1;
+            }
+            Record::End {
+                keys: k,
+                sessions: s,
+            } => {
+                if (k, s) != (keys, sessions) {
+                    return Err(bad(format!(
+                        "{keys} keys and {sessions} sessions read, {k} and {s} written"
+                    )));
+                }
+                return Ok(st);
+            }
+        }
+    }
+}
