@@ -63,19 +63,7 @@ async fn raftctl_finds_the_leader_and_speaks_kv() {
     deadline(60, async {
         c.leader(&[]).await;
         let nodes: Vec<_> = c.nodes.iter().map(|n| n.api.clone()).collect();
-        let ctl = |args: &[&str]| {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_raftctl"))
-                .arg("--certs")
-                .arg(common::certs())
-                .arg("--nodes")
-                .arg(nodes.join(","))
-                .args(args)
-                .output()
-                .unwrap();
-            let err = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert!(out.status.success(), "raftctl {args:?}: {err}");
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        };
+        let ctl = |args: &[&str]| common::raftctl(&nodes, args);
         assert!(ctl(&["put", "colour", "blue"]).starts_with("ok"));
         assert_eq!(ctl(&["get", "colour"]).trim(), "blue");
         ctl(&["--ns", "t", "put", "a/1", "x"]);

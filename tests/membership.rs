@@ -185,20 +185,9 @@ async fn a_failed_node_is_replaced_with_raftctl() {
         c.leader(&[]).await;
         c.put(0, "k", "v").await.unwrap();
         c.kill(2);
+        c.leader(&[2]).await;
         let nodes: Vec<String> = c.nodes[..2].iter().map(|n| n.api.clone()).collect();
-        let ctl = |args: &[&str]| {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_raftctl"))
-                .arg("--certs")
-                .arg(common::certs())
-                .arg("--nodes")
-                .arg(nodes.join(","))
-                .args(args)
-                .output()
-                .unwrap();
-            let err = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert!(out.status.success(), "raftctl {args:?}: {err}");
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        };
+        let ctl = |args: &[&str]| common::raftctl(&nodes, args);
         let dead = c.nodes[2].name.clone();
         assert!(ctl(&["remove", &dead]).starts_with("removed"));
         // The replacement joins by itself; raftctl shows it once promoted.
@@ -233,4 +222,95 @@ async fn node_id(c: &TestCluster, i: usize) -> String {
         .find(|s| s["Address"] == c.nodes[i].name.as_str())
         .and_then(|s| s["ID"].as_str().map(String::from))
         .expect("listed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn solo_recovers_a_cluster_that_lost_its_quorum_for_good() {
+    let mut c = cluster(&["active"; 3], false);
+    deadline(60, async {
+        let l = c.leader(&[]).await;
+        c.put(l, "kept", "1").await.unwrap();
+        let s = (l + 1) % 3;
+        c.wait_applied(s, common::index_of(&c, l).await, Duration::from_secs(10))
+            .await;
+        // Two of three are gone for good.
+        for i in (0..3).filter(|&i| i != s) {
+            c.kill(i);
+        }
+        assert!(c.put(s, "lost", "x").await.is_err(), "no quorum, no write");
+        assert!(c.stop(s, Duration::from_secs(5)));
+        // Without the confirmation flag, solo is refused.
+        c.c.nodes[s].extra = vec!["--solo".into()];
+        c.start(s).unwrap();
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let log = std::fs::read_to_string(&c.nodes[s].log).unwrap();
+        assert!(log.contains("add --confirm"), "{log}");
+        c.kill(s);
+        c.c.nodes[s].extra = vec!["--solo".into(), "--confirm".into()];
+        c.start(s).unwrap();
+        let l2 = c
+            .leader(
+                &[0, 1, 2]
+                    .into_iter()
+                    .filter(|&i| i != s)
+                    .collect::<Vec<_>>(),
+            )
+            .await;
+        assert_eq!(l2, s);
+        assert_eq!(c.get(s, "kept", false).await.unwrap().as_deref(), Some("1"));
+        c.put(s, "after", "2").await.unwrap();
+        let log = std::fs::read_to_string(&c.nodes[s].log).unwrap();
+        assert!(log.contains("SOLO"), "the solo is logged loudly");
+        wait_voters(&c, s, &[s]).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_node_joins_another_cluster() {
+    let mut a = cluster(&["active"; 3], false);
+    let b = cluster(&["active"; 1], false);
+    deadline(90, async {
+        a.leader(&[]).await;
+        b.leader(&[]).await;
+        a.put(0, "from-a", "1").await.unwrap();
+        b.put(0, "from-b", "2").await.unwrap();
+        // Node 3 of A leaves A...
+        common::raftctl(&[a.nodes[0].api.clone()], &["detach", &a.nodes[2].name]);
+        wait_voters(&a, 0, &[0, 1]).await;
+        // ... is reset, and joins B with the same address.
+        assert!(a.stop(2, Duration::from_secs(5)));
+        a.c.nodes[2].join = Some(b.nodes[0].api.clone());
+        a.c.nodes[2].extra = vec!["--detach".into(), "--confirm".into()];
+        a.start(2).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = a.status(2).await;
+            let voters = s
+                .as_ref()
+                .and_then(|s| s["configuration"]["voters"].as_array().cloned());
+            if voters
+                .is_some_and(|v| v.len() == 2 && v.iter().any(|x| *x == b.nodes[0].name.as_str()))
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never joined B: {s:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            a.get(2, "from-b", false).await.unwrap().as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            a.get(2, "from-a", true).await.unwrap(),
+            None,
+            "A's data is gone"
+        );
+        // A goes on with its two remaining members.
+        a.put(1, "still-a", "3").await.unwrap();
+    })
+    .await;
 }

@@ -93,6 +93,24 @@ struct Args {
     /// catches up and is promoted to voter. Give no neighbours with it.
     #[arg(long, value_name = "HOST:PORT")]
     join: Option<String>,
+    /// Start a new cluster from a backup made with `raftctl backup` (the
+    /// node's storage must be empty). Give every founding member the same
+    /// file, or start one and add the others with --join.
+    #[arg(long, value_name = "FILE")]
+    restore: Option<PathBuf>,
+    /// Recovery when a quorum is lost for good: make this node, without
+    /// consensus, the only member of a new one-node cluster that keeps its
+    /// log. Needs --confirm. Never restart the old cluster alongside it.
+    #[arg(long)]
+    solo: bool,
+    /// Delete this node's history (log and snapshots) before starting, so
+    /// it can join another cluster (with --join). Remove it from its old
+    /// cluster first (`raftctl detach`). Needs --confirm.
+    #[arg(long)]
+    detach: bool,
+    /// Confirms --solo or --detach.
+    #[arg(long)]
+    confirm: bool,
     /// Whether command-port clients must present a certificate of the CA.
     #[arg(long, value_enum, default_value = "required")]
     client_certs: ClientCerts,
@@ -147,6 +165,10 @@ async fn run(a: Args) -> anyhow::Result<()> {
     cfg.heartbeat_ticks = a.heartbeat_ticks;
     cfg.require_client_cert = matches!(a.client_certs, ClientCerts::Required);
     cfg.join = a.join;
+    cfg.restore = a.restore;
+    cfg.solo = a.solo;
+    cfg.detach = a.detach;
+    cfg.confirm = a.confirm;
     cfg.snapshot_entries = a.snapshot_entries;
     cfg.keep_entries = a.keep_entries;
     let node = raft_mock::start(cfg).await?;

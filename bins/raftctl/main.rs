@@ -80,6 +80,9 @@ enum Cmd {
     /// The cluster's members: voters and learners, and any change in
     /// progress.
     Members,
+    /// Saves a consistent snapshot of the whole KV (every namespace) to
+    /// FILE; `raft-mock --restore FILE` starts a new cluster from it.
+    Backup { file: PathBuf },
     /// Adds a member by its peer address: as a learner, promoted to voter
     /// once caught up (waits for that unless --learner).
     Add {
@@ -95,6 +98,9 @@ enum Cmd {
     /// Removes a member (by peer address); the leader too, which then
     /// steps down.
     Remove { address: String },
+    /// Takes a member out of its cluster (a membership change), so it can
+    /// be reset (`raft-mock --detach --confirm`) and join another.
+    Detach { address: String },
 }
 
 fn main() -> ExitCode {
@@ -227,9 +233,9 @@ async fn run(a: Args) -> anyhow::Result<()> {
     .with_context(|| format!("loading certificates from {}", a.certs.display()))?;
     let mut client = HttpsClient::new(tls);
     // Adding a voter waits for it to catch up (the leader gives up after
-    // two minutes).
-    let wait = matches!(a.cmd, Cmd::Add { learner: false, .. });
-    client.timeout = Duration::from_secs(if wait { 150 } else { 10 });
+    // two minutes); a backup of a big store takes a while.
+    let wait = matches!(a.cmd, Cmd::Add { learner: false, .. } | Cmd::Backup { .. });
+    client.timeout = Duration::from_secs(if wait { 600 } else { 10 });
     let ctl = Ctl {
         client,
         nodes: a.nodes,
@@ -311,6 +317,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Members => members(&ctl).await,
+        Cmd::Backup { file } => backup(&ctl, &file).await,
         Cmd::Add {
             address,
             learner,
@@ -329,6 +336,15 @@ async fn run(a: Args) -> anyhow::Result<()> {
                 v["address"].as_str().unwrap_or(&address),
                 v["state"].as_str().unwrap_or("?"),
                 v["index"]
+            );
+            Ok(())
+        }
+        Cmd::Detach { address } => {
+            let path = format!("/v1/operator/raft/peer?address={}", enc(&address));
+            ctl.write(Method::DELETE, &path, Bytes::new()).await?;
+            println!(
+                "{address} left its cluster; stop it, then start it with --detach --confirm \
+                 (and --join <command port> to join another cluster)"
             );
             Ok(())
         }
@@ -380,6 +396,29 @@ async fn status(ctl: &Ctl) -> anyhow::Result<()> {
             None => println!("{n:<22} (unreachable)"),
         }
     }
+    Ok(())
+}
+
+async fn backup(ctl: &Ctl, file: &std::path::Path) -> anyhow::Result<()> {
+    let r = ctl.read("/v1/snapshot").await?;
+    let index = r
+        .headers
+        .get(raft_kv::api::INDEX_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("?")
+        .to_string();
+    let state = raft_kv::snapshot::read(&mut r.body.as_ref())
+        .context("the cluster sent a damaged snapshot")?;
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".partial");
+    std::fs::write(&tmp, &r.body).with_context(|| format!("writing {}", file.display()))?;
+    std::fs::rename(&tmp, file).with_context(|| format!("writing {}", file.display()))?;
+    println!(
+        "saved {} keys as of index {index} to {} ({} bytes)",
+        state.keys(),
+        file.display(),
+        r.body.len()
+    );
     Ok(())
 }
 

@@ -22,6 +22,22 @@ pub fn certs() -> &'static Path {
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_raft-mock");
 
+/// Runs `raftctl` against the given command ports and returns its stdout;
+/// fails the test (with its stderr) if it fails.
+pub fn raftctl(nodes: &[String], args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_raftctl"))
+        .arg("--certs")
+        .arg(certs())
+        .arg("--nodes")
+        .arg(nodes.join(","))
+        .args(args)
+        .output()
+        .expect("running raftctl");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "raftctl {args:?}: {err}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Fast timings for tests: 20 ms ticks, elections after 200-400 ms.
 pub const FLAGS: &[&str] = &["--tick-ms", "20", "--election-ticks", "10", "-l", "DEBUG"];
 
@@ -45,13 +61,25 @@ impl std::ops::DerefMut for TestCluster {
 
 /// Starts one node per mode (redb files unless `memory`).
 pub fn cluster(modes: &[&str], memory: bool) -> TestCluster {
+    cluster_with(modes, memory, &[])
+}
+
+/// Like `cluster`, with extra flags for every node.
+pub fn cluster_with(modes: &[&str], memory: bool, flags: &[&str]) -> TestCluster {
+    let mut c = described(modes, memory);
+    c.c.flags.extend(flags.iter().map(|s| s.to_string()));
+    c.start_all().expect("starting raft-mock");
+    c
+}
+
+/// A cluster described but not started (to set per-node flags first).
+pub fn described(modes: &[&str], memory: bool) -> TestCluster {
     let dir = tempfile::tempdir().unwrap();
     let ports = free_ports(modes.len() * 2);
     let pairs: Vec<_> = ports.chunks(2).map(|p| (p[0], p[1])).collect();
     let mut c = ProcessCluster::new(Path::new(BIN), certs(), dir.path(), modes, &pairs, memory)
         .expect("cluster set-up");
     c.flags = FLAGS.iter().map(|s| s.to_string()).collect();
-    c.start_all().expect("starting raft-mock");
     TestCluster { c, _dir: dir }
 }
 
@@ -145,6 +173,13 @@ impl TestCluster {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// Node `i`'s applied index, as its status says.
+pub async fn index_of(c: &TestCluster, i: usize) -> u64 {
+    c.status(i).await.expect("status")["applied_index"]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 pub fn index(r: &Reply) -> u64 {

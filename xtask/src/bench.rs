@@ -33,6 +33,11 @@ pub struct Args {
     /// `cluster`: keep the logs in memory (to see what fsync costs).
     #[arg(long)]
     memory: bool,
+    /// `cluster`: instead of the load runs, measure catching up a new node
+    /// by snapshot on a store of this many keys (e.g. 1000000), and the
+    /// writes clients see meanwhile.
+    #[arg(long)]
+    catch_up_keys: Option<u64>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -42,9 +47,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "log" => bench_log(&args)?,
         "net" => crate::bench_net::run(&args.dir, args.seconds)?,
         "core" => crate::bench_core::run(args.writes, &args.core_clients)?,
-        "cluster" => {
-            crate::bench_cluster::run(&args.dir, args.seconds, &args.clients, args.memory)?
-        }
+        "cluster" => match args.catch_up_keys {
+            Some(keys) => crate::bench_cluster::catch_up(&args.dir, keys, args.memory)?,
+            None => crate::bench_cluster::run(&args.dir, args.seconds, &args.clients, args.memory)?,
+        },
         other => bail!("unknown benchmark {other:?} (known: log, net, cluster, core)"),
     };
     println!("{}", serde_json::to_string_pretty(&report)?);

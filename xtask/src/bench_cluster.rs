@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub fn run(dir: &Path, seconds: f64, clients: &[usize], memory: bool) -> anyhow::Result<Value> {
+/// A fresh 3-node cluster of release binaries under `dir`.
+fn start_cluster(dir: &Path, memory: bool) -> anyhow::Result<ProcessCluster> {
     let bins = build_binaries()?;
     let certs = dir.join("certs");
     ensure_certs(&certs)?;
@@ -34,18 +35,20 @@ pub fn run(dir: &Path, seconds: f64, clients: &[usize], memory: bool) -> anyhow:
     )?;
     c.flags = vec!["-l".into(), "WARNING".into()];
     c.start_all()?;
+    Ok(c)
+}
+
+pub fn run(dir: &Path, seconds: f64, clients: &[usize], memory: bool) -> anyhow::Result<Value> {
+    let c = start_cluster(dir, memory)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let leader = c
-            .wait_leader(Duration::from_secs(20), &[])
-            .await
-            .ok_or_else(|| anyhow::anyhow!("no leader within 20 s"))?;
+        let leader = leader(&c).await?;
         let api = c.nodes[leader].api.clone();
         let mut writes = Vec::new();
         for &n in clients {
-            writes.push(load(&c.client, &api, n, seconds, true).await?);
+            writes.push(load(&c.client, &api, n, seconds, true, None).await?);
         }
-        let reads = load(&c.client, &api, 64, seconds, false).await?;
+        let reads = load(&c.client, &api, 64, seconds, false, None).await?;
         Ok(json!({
             "cluster": { "nodes": 3, "storage": if memory { "memory" } else { "redb, fsync per batch" }, "transport": "mutual TLS 1.3", "client": "HTTPS/1.1 keep-alive" },
             "value_bytes": 256,
@@ -56,12 +59,127 @@ pub fn run(dir: &Path, seconds: f64, clients: &[usize], memory: bool) -> anyhow:
     })
 }
 
+async fn leader(c: &ProcessCluster) -> anyhow::Result<usize> {
+    c.wait_leader(Duration::from_secs(20), &[])
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no leader within 20 s"))
+}
+
+/// Loads a store of `keys` keys (64-byte values), lets the leader snapshot
+/// and compact, then adds a fourth node: the time until it has applied
+/// everything committed when it was added, and the write throughput and
+/// latency 64 clients see meanwhile (and for as long right after, with
+/// four nodes, as the baseline).
+pub fn catch_up(dir: &Path, keys: u64, memory: bool) -> anyhow::Result<Value> {
+    let mut c = start_cluster(dir, memory)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let leader = leader(&c).await?;
+        let api = c.nodes[leader].api.clone();
+        let t0 = Instant::now();
+        fill(&c.client, &api, keys, 256).await?;
+        let load_s = t0.elapsed().as_secs_f64();
+        // The leader must have compacted, so the newcomer needs a snapshot.
+        let waited = Instant::now();
+        while status_of(&c, leader).await["first_index"].as_u64().unwrap_or(0) <= 1 {
+            if waited.elapsed() > Duration::from_secs(60) {
+                anyhow::bail!("the leader never compacted its log");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let s = status_of(&c, leader).await;
+        let target = s["commit_index"].as_u64().unwrap_or(0);
+        let snapshot_index = s["snapshot_index"].as_u64().unwrap_or(0);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let joined = Instant::now();
+        let n = c.add_joiner("active", leader)?;
+        let during = {
+            let (client, api, stop) = (c.client.clone(), api.clone(), stop.clone());
+            tokio::spawn(async move { load(&client, &api, 64, 600.0, true, Some(stop)).await })
+        };
+        loop {
+            let s = status_of(&c, n).await;
+            if s["applied_index"].as_u64().unwrap_or(0) >= target {
+                break;
+            }
+            if joined.elapsed() > Duration::from_secs(600) {
+                anyhow::bail!("the new node did not catch up within 10 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let catch_up_s = joined.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        let during = during.await??;
+        let got = status_of(&c, n).await;
+        let baseline = load(&c.client, &api, 64, catch_up_s.clamp(2.0, 30.0), true, None).await?;
+        let snap_bytes = snapshot_bytes(&c, leader);
+        Ok(json!({
+            "cluster": { "nodes": "3, then a 4th joins", "storage": if memory { "memory" } else { "redb, fsync per batch" }, "transport": "mutual TLS 1.3" },
+            "keys": keys,
+            "value_bytes": 64,
+            "load_seconds": (load_s * 10.0).round() / 10.0,
+            "leader_snapshot_index": snapshot_index,
+            "snapshot_file_bytes": snap_bytes,
+            "catch_up_seconds": (catch_up_s * 100.0).round() / 100.0,
+            "new_node_snapshot_index": got["snapshot_index"],
+            "writes_while_catching_up": during,
+            "writes_after": baseline,
+        }))
+    })
+}
+
+async fn status_of(c: &ProcessCluster, i: usize) -> Value {
+    c.status(i).await.unwrap_or_default()
+}
+
+/// Size of the leader's snapshot file (0 in memory).
+fn snapshot_bytes(c: &ProcessCluster, i: usize) -> u64 {
+    let Some(f) = &c.nodes[i].file else { return 0 };
+    let dir = raft_mock::snapshot_dir(f);
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "bin"))
+        .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Writes keys 0..n (64-byte values) with `clients` concurrent clients.
+async fn fill(client: &HttpsClient, api: &str, n: u64, clients: u64) -> anyhow::Result<()> {
+    let value = Bytes::from(vec![b'v'; 64]);
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..clients {
+        let (client, api, value) = (client.clone(), api.to_string(), value.clone());
+        tasks.spawn(async move {
+            let mut k = t;
+            while k < n {
+                let path = format!("/v1/kv/{k:08x}");
+                let r = client
+                    .request(&api, Method::PUT, &path, &[], value.clone())
+                    .await?;
+                if !r.status.is_success() {
+                    anyhow::bail!("write {k} failed: {}", r.status);
+                }
+                k += clients;
+            }
+            Ok(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    Ok(())
+}
+
 async fn load(
     client: &HttpsClient,
     api: &str,
     clients: usize,
     seconds: f64,
     write: bool,
+    stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 ) -> anyhow::Result<Value> {
     let value = Bytes::from(vec![b'v'; 256]);
     let errors = Arc::new(AtomicU64::new(0));
@@ -69,16 +187,18 @@ async fn load(
     let until = start + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
     for t in 0..clients {
-        let (client, api, value, errors) = (
+        let (client, api, value, errors, stop) = (
             client.clone(),
             api.to_string(),
             value.clone(),
             errors.clone(),
+            stop.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut n = 0u64;
-            while Instant::now() < until {
+            let stopped = || stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
+            while Instant::now() < until && !stopped() {
                 let key = format!("{:08x}", (t as u64) << 20 | (n & 0xfffff));
                 let (method, body) = if write {
                     (Method::PUT, value.clone())

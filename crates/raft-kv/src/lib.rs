@@ -6,7 +6,7 @@
 
 pub mod api;
 pub mod command;
-mod snapshot;
+pub mod snapshot;
 mod store;
 
 pub use command::{Op, Output, Request};

@@ -208,6 +208,23 @@ fn open_error(path: &Path, e: redb::Error) -> Error {
 }
 
 impl RedbLogStore {
+    /// Removes the stored entries up to `upto` and records `purged` as the
+    /// new purge point, in one transaction.
+    fn drop_entries(&mut self, upto: Index, purged: (Index, Term)) -> Result<(), Error> {
+        let from = self.purged.0 + 1;
+        self.transact(|wtx, _| {
+            let mut table = wtx.open_table(ENTRIES)?;
+            for i in from..=upto {
+                table.remove(i)?;
+            }
+            let mut meta = wtx.open_table(META)?;
+            meta.insert(PURGED, codec::encode_pair(purged.0, purged.1).as_slice())?;
+            Ok(())
+        })?;
+        self.purged = purged;
+        Ok(())
+    }
+
     /// The id of the node this log belongs to, if one was recorded. A
     /// node's identity must stay with its data: a node that lost its disk
     /// and comes back under its old id could vote twice in a term.
@@ -344,17 +361,7 @@ impl LogStore for RedbLogStore {
 
     fn reset_to(&mut self, index: Index, term: Term) -> Result<(), Error> {
         self.writable()?;
-        let (from, to) = (self.purged.0 + 1, self.last_index);
-        self.transact(|wtx, _| {
-            let mut table = wtx.open_table(ENTRIES)?;
-            for i in from..=to {
-                table.remove(i)?;
-            }
-            let mut meta = wtx.open_table(META)?;
-            meta.insert(PURGED, codec::encode_pair(index, term).as_slice())?;
-            Ok(())
-        })?;
-        self.purged = (index, term);
+        self.drop_entries(self.last_index, (index, term))?;
         self.last_index = index;
         Ok(())
     }
@@ -366,17 +373,6 @@ impl LogStore for RedbLogStore {
         self.writable()?;
         check_in_range(index, self.purged.0, self.last_index)?;
         let term = self.term(index)?.expect("in range");
-        let from = self.purged.0 + 1;
-        self.transact(|wtx, _| {
-            let mut table = wtx.open_table(ENTRIES)?;
-            for i in from..=index {
-                table.remove(i)?;
-            }
-            let mut meta = wtx.open_table(META)?;
-            meta.insert(PURGED, codec::encode_pair(index, term).as_slice())?;
-            Ok(())
-        })?;
-        self.purged = (index, term);
-        Ok(())
+        self.drop_entries(index, (index, term))
     }
 }

@@ -23,6 +23,8 @@ pub struct NodeProc {
     pub file: Option<PathBuf>,
     /// The command port it joins through (a node added after the start).
     pub join: Option<String>,
+    /// Flags for this node only.
+    pub extra: Vec<String>,
 }
 
 impl NodeProc {
@@ -89,6 +91,7 @@ impl ProcessCluster {
                 log: dir.join(format!("node{}.log", i + 1)),
                 file: (!memory).then(|| dir.join(format!("node{}.redb", i + 1))),
                 join: None,
+                extra: Vec::new(),
             })
             .collect::<Vec<_>>();
         Ok(ProcessCluster {
@@ -117,6 +120,7 @@ impl ProcessCluster {
             log: self.dir.join(format!("node{}.log", i + 1)),
             file: (!memory).then(|| self.dir.join(format!("node{}.redb", i + 1))),
             join: Some(self.nodes[via].api.clone()),
+            extra: Vec::new(),
         });
         self.start(i)?;
         Ok(i)
@@ -153,7 +157,7 @@ impl ProcessCluster {
         if let Some(f) = &n.file {
             cmd.arg("-f").arg(f);
         }
-        cmd.args(&self.flags);
+        cmd.args(&self.flags).args(&n.extra);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -3,9 +3,10 @@
 //! machine and the HTTPS command port.
 
 pub mod launch;
+mod recovery;
 
 use raft_core::node::{Node, NodeConfig};
-use raft_core::{Config, Index, Mode, NodeId};
+use raft_core::{Config, Index, Mode, NodeId, SnapshotStore};
 use raft_kv::api::{ApiContext, HttpsClient, Metrics};
 use raft_kv::{KvStore, Output};
 use raft_net::{NetConfig, TlsFiles, TlsSetup, Transport};
@@ -36,6 +37,8 @@ pub enum MockError {
     Node(#[from] raft_core::node::NodeError),
     #[error("bad settings: {0}")]
     Settings(String),
+    #[error("restoring {path}: {why}")]
+    Restore { path: PathBuf, why: String },
     #[error("joining through {addr}: {why}")]
     Join { addr: String, why: String },
 }
@@ -68,6 +71,14 @@ pub struct MockConfig {
     pub snapshot_entries: u64,
     /// Entries kept in the log behind a snapshot.
     pub keep_entries: u64,
+    /// A backup (`raftctl backup`) to start a new cluster from.
+    pub restore: Option<PathBuf>,
+    /// Become the only member of a new one-node cluster, keeping the log.
+    pub solo: bool,
+    /// Delete this node's history before starting.
+    pub detach: bool,
+    /// The explicit confirmation `solo` and `detach` need.
+    pub confirm: bool,
 }
 
 impl MockConfig {
@@ -88,6 +99,10 @@ impl MockConfig {
             join: None,
             snapshot_entries: 100_000,
             keep_entries: 10_000,
+            restore: None,
+            solo: false,
+            detach: false,
+            confirm: false,
         }
     }
 }
@@ -180,6 +195,27 @@ fn fresh_id(name: &str) -> NodeId {
 
 pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
     let name = canonical(&cfg.node)?;
+    if (cfg.solo || cfg.detach) && !cfg.confirm {
+        return Err(MockError::Settings(if cfg.solo {
+            "--solo makes this node a one-node cluster without its peers' consent (forking \
+             the cluster's history); add --confirm to do it"
+                .into()
+        } else {
+            "--detach deletes this node's history; add --confirm to do it".into()
+        }));
+    }
+    if cfg.solo && (cfg.detach || cfg.join.is_some() || cfg.restore.is_some()) {
+        return Err(MockError::Settings(
+            "--solo keeps this node's history; it does not go with --detach, --join or --restore"
+                .into(),
+        ));
+    }
+    if cfg.detach {
+        match &cfg.file {
+            Some(f) => recovery::detach(f, &snapshot_dir(f))?,
+            None => tracing::warn!("--detach: a node without a storage file has no history"),
+        }
+    }
     let storage_err = |path: &PathBuf, e: raft_log::Error| MockError::Storage {
         path: path.clone(),
         why: e.to_string(),
@@ -274,20 +310,38 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
     ncfg.log_reduction = cfg.log_reduction;
     let kv = KvStore::new();
     let shared = transport.clone();
-    let node = match store {
-        Store::Redb(s) => {
-            let path = cfg.file.as_ref().expect("a redb store has a file");
+    let snaps: Arc<dyn SnapshotStore> = match &cfg.file {
+        Some(path) => {
             let dir = snapshot_dir(path);
-            let snaps = raft_log::FileSnapshots::open(&dir).map_err(|e| MockError::Storage {
+            let s = raft_log::FileSnapshots::open(&dir).map_err(|e| MockError::Storage {
                 path: dir.clone(),
                 why: e.to_string(),
             })?;
-            Node::start(ncfg, s, Arc::new(snaps), shared, inbound, kv.clone())?
+            Arc::new(s)
         }
-        Store::Memory(s) => {
-            let snaps = Arc::new(raft_log::MemSnapshots::new());
-            Node::start(ncfg, s, snaps, shared, inbound, kv.clone())?
+        None => Arc::new(raft_log::MemSnapshots::new()),
+    };
+    if let Some(backup) = &cfg.restore {
+        let mut m = raft_core::Membership::new(initial.keys().copied());
+        m.addresses = initial.clone();
+        match &mut store {
+            Store::Redb(s) => recovery::restore_backup(s, &*snaps, backup, m)?,
+            Store::Memory(s) => recovery::restore_backup(s, &*snaps, backup, m)?,
         }
+    }
+    if cfg.solo {
+        match &mut store {
+            Store::Redb(s) => recovery::solo(s, &*snaps, id, &name)?,
+            Store::Memory(_) => {
+                return Err(MockError::Settings(
+                    "--solo keeps a node's history; a node without a storage file has none".into(),
+                ));
+            }
+        }
+    }
+    let node = match store {
+        Store::Redb(s) => Node::start(ncfg, s, snaps, shared, inbound, kv.clone())?,
+        Store::Memory(s) => Node::start(ncfg, s, snaps, shared, inbound, kv.clone())?,
     };
 
     let peers = tokio::spawn(follow_membership(node.clone(), transport.clone()));
@@ -332,16 +386,16 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
 /// in force, plus the leader this node follows: a leader that removed
 /// itself still needs the acknowledgements that commit its removal.
 async fn follow_membership(node: Node<Output>, transport: Arc<Transport>) {
-    let mut rx = node.watch_status();
+    let mut rx = node.watch_membership();
     let mut known = BTreeMap::new();
     let mut last = None;
     loop {
         let want = {
             let s = rx.borrow_and_update();
-            let conf = &s.raft.membership;
+            let conf = &s.membership;
             known.extend(conf.addresses.iter().map(|(&id, a)| (id, a.clone())));
             let mut want = conf.addresses.clone();
-            if let Some(l) = s.raft.leader {
+            if let Some(l) = s.leader {
                 if let Some(a) = known.get(&l) {
                     want.insert(l, a.clone());
                 }

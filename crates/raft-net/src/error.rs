@@ -13,6 +13,11 @@ pub enum NetError {
     Malformed(String),
     #[error("handshake refused: {0}")]
     Handshake(String),
+    /// An inbound connection carried nothing for the idle timeout (two
+    /// followers never talk): closed quietly, its dialler reconnects when
+    /// it has something to say.
+    #[error("idle for {0:?}")]
+    Idle(std::time::Duration),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

@@ -242,7 +242,9 @@ async fn accept_loop(
         let peers = peers.clone();
         conns.spawn(async move {
             let r = serve_inbound(tcp, acceptor, &cfg, &peers, tx, &dropped, &addrs).await;
-            if let Err(e) = r {
+            if let Err(e @ NetError::Idle(_)) = &r {
+                tracing::debug!(peer = %addr, "closed inbound connection: {e}");
+            } else if let Err(e) = r {
                 tracing::warn!(peer = %addr, "closed inbound connection: {e}");
             }
         });
@@ -323,7 +325,10 @@ async fn read_frame<S: AsyncRead + Unpin>(
         let until = deadline.unwrap_or_else(|| now() + idle);
         let n = tokio::time::timeout_at(until, s.read_buf(buf))
             .await
-            .map_err(|_| NetError::Handshake("peer too slow".into()))??;
+            .map_err(|_| match deadline {
+                None => NetError::Idle(idle),
+                Some(_) => NetError::Handshake("peer too slow".into()),
+            })??;
         if n == 0 {
             return Err(NetError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }

@@ -588,23 +588,13 @@ impl Sim {
                     self.net.send(self.now, m, &mut self.rng);
                 }
             } else {
-                let at =
-                    (self.now + self.rng.range(1, self.max_disk_delay + 1)).max(n.last_write_at);
-                n.last_write_at = at;
-                n.writes.push_back(Write {
+                let w = Write {
                     hard_state: rd.hard_state,
                     entries: rd.entries,
                     messages: rd.persisted_messages,
                     reset: None,
-                });
-                let generation = n.generation;
-                self.net.schedule(
-                    at,
-                    Event::WriteDone {
-                        node: id,
-                        generation,
-                    },
-                );
+                };
+                self.queue_write(id, w);
             }
         }
         if !rd.committed.is_empty() {
@@ -628,6 +618,24 @@ impl Sim {
         }
         self.serve_reads(id);
         Ok(())
+    }
+
+    /// Queues a disk write; writes complete in order, each after a random
+    /// delay.
+    fn queue_write(&mut self, id: NodeId, w: Write) {
+        let delay = self.rng.range(1, self.max_disk_delay + 1);
+        let n = self.nodes.get_mut(&id).expect("node exists");
+        let at = (self.now + delay).max(n.last_write_at);
+        n.last_write_at = at;
+        n.writes.push_back(w);
+        let generation = n.generation;
+        self.net.schedule(
+            at,
+            Event::WriteDone {
+                node: id,
+                generation,
+            },
+        );
     }
 
     // ----- snapshots -----
@@ -757,22 +765,13 @@ impl Sim {
         }
         n.kv = kv;
         self.installs += 1;
-        let at = (self.now + self.rng.range(1, self.max_disk_delay + 1)).max(n.last_write_at);
-        n.last_write_at = at;
-        n.writes.push_back(Write {
+        let w = Write {
             hard_state: None,
             entries: Vec::new(),
             messages: Vec::new(),
             reset: Some((meta.index, meta.term)),
-        });
-        let generation = n.generation;
-        self.net.schedule(
-            at,
-            Event::WriteDone {
-                node: id,
-                generation,
-            },
-        );
+        };
+        self.queue_write(id, w);
         self.checker.on_restore(id, meta.index, meta.term)?;
         self.serve_reads(id);
         Ok(())

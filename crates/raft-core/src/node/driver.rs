@@ -3,7 +3,10 @@
 
 use super::snapshot::{Incoming, SenderDone, SenderHandle, SenderSpec, spawn_sender};
 use super::storage::{Done, Job, LogStart, Storage};
-use super::{Command, Node, NodeConfig, NodeError, NodeStatus, Reply, StateMachine, Transport};
+use super::{
+    Command, MembershipView, Node, NodeConfig, NodeError, NodeStatus, Reply, StateMachine,
+    Transport,
+};
 use crate::message::{Body, SnapshotMeta};
 use crate::storage::{LogStore, SnapshotStore, WriteBatch};
 use crate::types::{HardState, Index, NodeId, Payload, Role, Term};
@@ -129,7 +132,13 @@ where
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let storage = Storage::new(store, done_tx);
     let (cmd_tx, cmd_rx) = mpsc::channel(cfg.max_batch.max(64));
-    let (status_tx, status_rx) = watch::channel(status_of(&raft, &cfg, None));
+    let first = status_of(&raft, &cfg, None);
+    let (members_tx, members_rx) = watch::channel(MembershipView {
+        index: first.raft.conf_index,
+        membership: first.raft.membership.clone(),
+        leader: first.raft.leader,
+    });
+    let (status_tx, status_rx) = watch::channel(first);
     let timeout = cfg.request_timeout;
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let driver = Driver {
@@ -152,12 +161,14 @@ where
         reads_ready: BTreeMap::new(),
         next_read: 1,
         status: status_tx,
+        members: members_tx,
         failed: None,
     };
     tokio::spawn(driver.run(cmd_rx, inbound, done_rx, events_rx));
     Ok(Node {
         tx: cmd_tx,
         status: status_rx,
+        members: members_rx,
         timeout,
     })
 }
@@ -217,6 +228,7 @@ struct Driver<T, M: StateMachine> {
     reads_ready: BTreeMap<Index, Vec<Reply<Index>>>,
     next_read: u64,
     status: watch::Sender<NodeStatus>,
+    members: watch::Sender<MembershipView>,
     failed: Option<String>,
 }
 
@@ -237,6 +249,8 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
                     if self.failed.is_none() {
                         self.raft.tick();
                         self.watch_transfers();
+                        // Log reduction also follows the other members.
+                        self.maybe_snapshot();
                     }
                 }
                 Some(e) = events.recv() => self.on_event(e),
@@ -429,6 +443,13 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
         }
         if a.conf_index != b.conf_index {
             tracing::info!(index = b.conf_index, "configuration: {}", b.membership);
+        }
+        if a.conf_index != b.conf_index || a.leader != b.leader {
+            self.members.send_replace(MembershipView {
+                index: b.conf_index,
+                membership: b.membership.clone(),
+                leader: b.leader,
+            });
         }
     }
 

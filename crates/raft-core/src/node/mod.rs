@@ -166,6 +166,15 @@ pub struct NodeStatus {
     pub quorum_live: bool,
 }
 
+/// The configuration in force and the leader, as a node sees them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MembershipView {
+    /// The index of the configuration's entry.
+    pub index: Index,
+    pub membership: crate::Membership,
+    pub leader: Option<NodeId>,
+}
+
 impl NodeStatus {
     pub fn is_leader(&self) -> bool {
         self.raft.role == Role::Leader
@@ -193,6 +202,7 @@ enum Command<O> {
 pub struct Node<O> {
     tx: mpsc::Sender<Command<O>>,
     status: watch::Receiver<NodeStatus>,
+    members: watch::Receiver<MembershipView>,
     timeout: Duration,
 }
 
@@ -201,6 +211,7 @@ impl<O> Clone for Node<O> {
         Node {
             tx: self.tx.clone(),
             status: self.status.clone(),
+            members: self.members.clone(),
             timeout: self.timeout,
         }
     }
@@ -310,9 +321,16 @@ impl<O: Send + 'static> Node<O> {
         self.status.borrow().clone()
     }
 
-    /// A receiver that changes whenever the node's status does.
+    /// A receiver that changes whenever the node's status does (every
+    /// round of work: for waiting on a condition, not for following).
     pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
         self.status.clone()
+    }
+
+    /// A receiver that changes only when the configuration in force or
+    /// the leader does (what a transport follows).
+    pub fn watch_membership(&self) -> watch::Receiver<MembershipView> {
+        self.members.clone()
     }
 
     /// Waits until this node has applied `index`, or `timeout` passes.

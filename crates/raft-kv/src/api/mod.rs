@@ -6,6 +6,7 @@
 //! to the leader when asked to with `?redirect`); reads are served by any
 //! node, linearizable by default (a ReadIndex barrier), local with `?stale`.
 
+mod backup;
 pub mod client;
 mod http;
 mod kv;
@@ -210,6 +211,7 @@ async fn route(ctx: &ApiContext, method: &Method, path: &str, q: &Query, body: B
         (&Method::GET, ["v1", "log", "follow"]) => log::follow(ctx, q),
         (&Method::GET, ["v1", "log", n]) => log::one(ctx, n).await,
         (&Method::GET, ["metrics"]) => Ok(metrics::render(ctx)),
+        (&Method::GET, ["v1", "snapshot"]) => backup::snapshot(ctx, q).await,
         _ => Err(ApiError::not_found(format!("no endpoint {method} {path}"))),
     }
 }
