@@ -433,12 +433,13 @@ async fn members(ctl: &Ctl) -> anyhow::Result<()> {
         "MEMBER", "ID", "VOTER", "LEADER"
     );
     for s in v["Servers"].as_array().cloned().unwrap_or_default() {
+        let flag = |v: &serde_json::Value| v.as_bool().unwrap_or(false).to_string();
         println!(
             "{:<22} {:<22} {:<8} {:<6}",
             s["Address"].as_str().unwrap_or("?"),
             s["ID"].as_str().unwrap_or("?"),
-            s["Voter"],
-            s["Leader"]
+            flag(&s["Voter"]),
+            flag(&s["Leader"])
         );
     }
     if v["Joint"] == serde_json::Value::Bool(true) {
