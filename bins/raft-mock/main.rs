@@ -60,6 +60,10 @@ struct Args {
     /// only with log reduction).
     #[arg(long, default_value_t = 100_000)]
     snapshot_entries: u64,
+    /// ... or every this many bytes of entries, whichever comes first (0:
+    /// no byte limit).
+    #[arg(long, default_value_t = 64 << 20)]
+    snapshot_bytes: u64,
     /// Entries kept in the log behind a snapshot, so a follower a little
     /// behind catches up from the log instead of by snapshot.
     #[arg(long, default_value_t = 10_000)]
@@ -170,6 +174,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
     cfg.detach = a.detach;
     cfg.confirm = a.confirm;
     cfg.snapshot_entries = a.snapshot_entries;
+    cfg.snapshot_bytes = a.snapshot_bytes;
     cfg.keep_entries = a.keep_entries;
     let node = raft_mock::start(cfg).await?;
     // Scripts read this line to learn the ports (useful with port 0).

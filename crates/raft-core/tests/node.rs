@@ -308,3 +308,42 @@ async fn a_follower_behind_the_compacted_log_catches_up_by_snapshot() {
         n.shutdown().await;
     }
 }
+
+/// The byte policy: with no entry count set, a snapshot comes once enough
+/// bytes of entries were applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_follow_the_byte_budget_too() {
+    let net = LocalNetwork::new();
+    let mut cfg = config(1);
+    cfg.voters = vec![1];
+    cfg.snapshot_entries = 0;
+    cfg.snapshot_bytes = 2_000;
+    cfg.keep_entries = 0;
+    let (t, rx) = net.join(1);
+    let node = Node::start(cfg, MemLogStore::new(), mem(), t, rx, Recorder::default()).unwrap();
+    while !node.status().is_leader() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut last = 0;
+    for _ in 0..10 {
+        last = node.propose(Bytes::from(vec![b'x'; 100])).await.unwrap().0;
+    }
+    let s = node.status().raft;
+    assert_eq!(
+        s.snapshot, 0,
+        "about 1,200 bytes applied: no snapshot yet: {s:?}"
+    );
+    for _ in 0..10 {
+        last = node.propose(Bytes::from(vec![b'x'; 100])).await.unwrap().0;
+    }
+    for _ in 0..100 {
+        if node.status().raft.snapshot > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let s = node.status().raft;
+    assert!(s.snapshot > 0 && s.snapshot <= last, "{s:?}");
+    assert!(s.first_index > 1, "and compacted: {s:?}");
+    node.shutdown().await;
+}

@@ -49,12 +49,24 @@ pub struct ProcessCluster {
     dir: PathBuf,
 }
 
-/// Loopback ports nobody listens on now (bound, then released).
+/// Loopback ports nobody listens on now (bound, then released), and never
+/// handed out before by this process: clusters started side by side (tests
+/// run in parallel) would otherwise sometimes get the same released port.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
-    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    let mut held = Vec::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let port = l.local_addr().expect("a bound address").port();
+        if !given.contains(&port) {
+            given.push(port);
+            out.push(port);
+        }
+        held.push(l);
+    }
+    out
 }
 
 impl ProcessCluster {

@@ -69,6 +69,8 @@ pub struct MockConfig {
     pub join: Option<String>,
     /// Snapshot after this many entries (0: never, unless log reduction).
     pub snapshot_entries: u64,
+    /// ... or after this many bytes of entries (0: no byte limit).
+    pub snapshot_bytes: u64,
     /// Entries kept in the log behind a snapshot.
     pub keep_entries: u64,
     /// A backup (`raftctl backup`) to start a new cluster from.
@@ -98,6 +100,7 @@ impl MockConfig {
             require_client_cert: true,
             join: None,
             snapshot_entries: 100_000,
+            snapshot_bytes: 64 << 20,
             keep_entries: 10_000,
             restore: None,
             solo: false,
@@ -306,6 +309,7 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
     ncfg.membership_index = initial_index;
     ncfg.tick = cfg.tick;
     ncfg.snapshot_entries = cfg.snapshot_entries;
+    ncfg.snapshot_bytes = cfg.snapshot_bytes;
     ncfg.keep_entries = cfg.keep_entries;
     ncfg.log_reduction = cfg.log_reduction;
     let kv = KvStore::new();

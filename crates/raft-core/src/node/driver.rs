@@ -149,6 +149,7 @@ where
         snaps,
         events: events_tx,
         taking_snapshot: false,
+        bytes_since_snapshot: 0,
         senders: HashMap::new(),
         delivered: HashMap::new(),
         incoming: None,
@@ -205,6 +206,8 @@ struct Driver<T, M: StateMachine> {
     events: mpsc::UnboundedSender<Event<M::Snapshot>>,
     /// A snapshot of this node's state is being written.
     taking_snapshot: bool,
+    /// Bytes of entries applied since the last snapshot was started.
+    bytes_since_snapshot: u64,
     /// Leader: snapshot transfers running, by peer.
     senders: HashMap<NodeId, SenderHandle>,
     /// Leader: transfers fully acknowledged, waiting for the follower to
@@ -521,8 +524,9 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
     // ----- snapshots -----
 
     /// Takes a snapshot when the policy says so: every `snapshot_entries`
-    /// entries, or (log reduction) once every member has applied
-    /// `reduction_step` entries past the log's start.
+    /// entries or `snapshot_bytes` bytes of them, or (log reduction) once
+    /// every member has applied `reduction_step` entries past the log's
+    /// start.
     fn maybe_snapshot(&mut self) {
         if self.taking_snapshot || self.failed.is_some() {
             return;
@@ -534,7 +538,11 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
             let floor = self.raft.status().all_applied;
             floor >= log.first_index() - 1 + self.cfg.reduction_step.max(1)
         } else {
-            self.cfg.snapshot_entries > 0 && applied >= last + self.cfg.snapshot_entries
+            let by_count =
+                self.cfg.snapshot_entries > 0 && applied >= last + self.cfg.snapshot_entries;
+            let by_bytes =
+                self.cfg.snapshot_bytes > 0 && self.bytes_since_snapshot >= self.cfg.snapshot_bytes;
+            by_count || by_bytes
         };
         if !due || applied <= last {
             return;
@@ -549,6 +557,7 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
         };
         let view = self.sm.snapshot();
         self.taking_snapshot = true;
+        self.bytes_since_snapshot = 0;
         let (snaps, events) = (self.snaps.clone(), self.events.clone());
         tokio::task::spawn_blocking(move || {
             let r = (|| -> std::io::Result<SnapshotMeta> {
@@ -775,6 +784,7 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
             return;
         };
         for e in committed {
+            self.bytes_since_snapshot += e.size() as u64;
             let output = match &e.payload {
                 Payload::Normal(data) => Some(self.sm.apply(e.index, data)),
                 Payload::Noop | Payload::Config(_) => None,

@@ -77,6 +77,9 @@ pub struct NodeConfig {
     /// Take a snapshot (and compact the log) after this many entries
     /// applied since the last one; 0 never does.
     pub snapshot_entries: u64,
+    /// ... or after this many bytes of entries applied since the last one
+    /// (0: no byte limit).
+    pub snapshot_bytes: u64,
     /// Entries kept in the log behind a snapshot, so a follower a little
     /// behind catches up from the log rather than by snapshot.
     pub keep_entries: u64,
@@ -106,6 +109,7 @@ impl NodeConfig {
             request_timeout: Duration::from_secs(5),
             max_batch: 4096,
             snapshot_entries: 100_000,
+            snapshot_bytes: 64 << 20,
             keep_entries: 10_000,
             log_reduction: false,
             reduction_step: 1_000,
