@@ -4,9 +4,9 @@
 
 use crate::command::{self, Decoded, Op, Output, Request};
 use bytes::Bytes;
+use imbl::OrdMap;
 use raft_core::Index;
 use raft_core::node::StateMachine;
-use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 /// The namespace used when a request names none.
@@ -32,10 +32,13 @@ pub(crate) struct Session {
     pub(crate) last_index: Index,
 }
 
+/// Persistent (structurally shared) maps: a clone is O(1), so the point-in-
+/// time view a snapshot needs costs nothing on the protocol task, and
+/// writes after it copy only the paths they touch.
 #[derive(Clone, Default, Debug, PartialEq, Eq)]
 pub struct KvState {
-    pub(crate) namespaces: BTreeMap<String, BTreeMap<String, Value>>,
-    pub(crate) sessions: HashMap<u64, Session>,
+    pub(crate) namespaces: OrdMap<String, OrdMap<String, Value>>,
+    pub(crate) sessions: OrdMap<u64, Session>,
     /// Invariant: every applied entry's index is <= applied.
     pub(crate) applied: Index,
 }
@@ -199,9 +202,8 @@ impl KvStore {
 
 impl StateMachine for KvStore {
     type Output = Output;
-    /// A copy of the state: taking it costs a pass over the keys (values
-    /// are shared, not copied); writing it out happens off the protocol
-    /// task.
+    /// A clone of the state: O(1) with persistent maps; writing it out
+    /// happens off the protocol task.
     type Snapshot = KvState;
 
     fn apply(&mut self, index: Index, data: &Bytes) -> Output {
@@ -222,7 +224,14 @@ impl StateMachine for KvStore {
     }
 
     fn restore(&mut self, view: KvState) {
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = view;
+        let old = {
+            let mut g = self.state.write().unwrap_or_else(|p| p.into_inner());
+            std::mem::replace(&mut *g, view)
+        };
+        // Freeing a large state takes a while: not on the protocol task.
+        let _ = std::thread::Builder::new()
+            .name("kv-free".into())
+            .spawn(move || drop(old));
     }
 }
 
