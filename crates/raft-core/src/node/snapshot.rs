@@ -138,6 +138,11 @@ fn send<T: Transport>(
         match acks.recv_timeout(s.ack_timeout) {
             Ok(offset) => {
                 timeouts = 0;
+                if offset > next && end.is_none_or(|e| offset <= e) {
+                    // The follower kept what an earlier transfer of this
+                    // snapshot delivered: resume from there.
+                    next = offset;
+                }
                 acked = acked.max(offset.min(next));
                 if end == Some(acked) {
                     return Ok(true);
@@ -256,6 +261,25 @@ mod tests {
         // The last chunk is "lost": after a timeout it is sent again.
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(chunks(&t), [(4, 4, false), (8, 2, true)]);
+        h.ack(10);
+        assert!(rx.recv_timeout(Duration::from_secs(2)).unwrap());
+    }
+
+    #[test]
+    fn resumes_where_the_follower_already_is() {
+        let t = Arc::new(Recorder::default());
+        let mut s = spec(&t, (0..10).collect());
+        s.window = 1;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h = spawn_sender(s, move |d| {
+            let _ = tx.send(matches!(d, SenderDone::Delivered(2)));
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(chunks(&t), [(0, 4, false)]);
+        // The follower already holds 8 bytes from a transfer that failed.
+        h.ack(8);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(chunks(&t), [(8, 2, true)]);
         h.ack(10);
         assert!(rx.recv_timeout(Duration::from_secs(2)).unwrap());
     }
