@@ -558,12 +558,52 @@ impl Sim {
         }
         let committed_before = self.checker.committed_len();
         self.checker.on_state(r)?;
-        if self.checker.committed_len() > committed_before {
+        let committed_now = self.checker.committed_len();
+        if committed_now > committed_before {
             let leaders: Vec<&Raft> = self.live().filter(|r| r.role() == Role::Leader).collect();
             self.checker
                 .check_leaders_hold_committed(&leaders, committed_before)?;
+            let r = self.nodes[&id].raft.as_ref().expect("live");
+            if r.role() == Role::Leader {
+                for i in committed_before as Index + 1..=committed_now as Index {
+                    self.check_quorum_holds(r, i)?;
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Joint quorums respected: an entry a leader commits for the first
+    /// time is durable on a majority of each half of the configuration the
+    /// leader decided with: the one in force at the entry's index, or (once
+    /// a joint phase committed and the leader moved on to the new voters
+    /// alone) its latest one.
+    fn check_quorum_holds(&self, r: &Raft, index: Index) -> Result<(), String> {
+        let Some(e) = r.log().entry(index) else {
+            return Ok(());
+        };
+        let holds = |v: &NodeId| {
+            self.nodes.get(v).is_some_and(|n| {
+                index <= n.log_prev.0
+                    || n.durable_log
+                        .get((index - n.log_prev.0 - 1) as usize)
+                        .is_some_and(|d| d.index == index && d.term == e.term)
+            })
+        };
+        let quorum = |conf: &Membership| {
+            [&conf.voters, &conf.outgoing]
+                .into_iter()
+                .filter(|half| !half.is_empty())
+                .all(|half| 2 * half.iter().filter(|v| holds(v)).count() > half.len())
+        };
+        let (at, latest) = (r.membership_at(index), r.membership().1);
+        if quorum(at) || quorum(latest) {
+            return Ok(());
+        }
+        Err(format!(
+            "joint quorum: node {} committed {e:?}, durable on no quorum of {at} nor of {latest}",
+            r.id()
+        ))
     }
 
     fn handle_ready(
