@@ -13,8 +13,10 @@
 //! the history must be linearizable. A run is a pure function of its seed.
 
 pub mod checker;
+mod churn;
 pub mod linearizability;
 pub mod network;
+mod snapshots;
 mod workload;
 
 use bytes::Bytes;
@@ -22,8 +24,8 @@ use checker::Checker;
 use linearizability::{Key, Op, OpKind, Value};
 use network::{Event, Faults, Network, TICK, Time};
 use raft_core::{
-    Body, ConfChange, Config, Entry, Error, HardState, Index, InitialState, Membership, Message,
-    Mode, NodeId, Payload, Raft, Ready, Rng, Role, SnapshotMeta, Term,
+    Body, Config, Entry, Error, HardState, Index, InitialState, Membership, Message, Mode, NodeId,
+    Payload, Raft, Ready, Rng, Role, SnapshotMeta, Term,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
@@ -678,145 +680,6 @@ impl Sim {
         );
     }
 
-    // ----- snapshots -----
-
-    /// A node snapshots its register store at its applied index and
-    /// compacts its log, keeping a random short tail.
-    fn take_snapshot(&mut self, id: NodeId) {
-        let Some(r) = self.nodes[&id].raft.as_ref() else {
-            return;
-        };
-        let applied = r.log().applied;
-        if r.snapshot().is_some_and(|s| s.index >= applied) || applied == 0 {
-            return;
-        }
-        let meta = SnapshotMeta {
-            index: applied,
-            term: r.log().term(applied).expect("applied entry in the log"),
-            membership: r.membership_at(applied).clone(),
-        };
-        let kv = self.nodes[&id].kv.clone();
-        if let Err(e) = self.record_snapshot(&meta, &kv) {
-            self.violation = Some(e);
-            return;
-        }
-        let keep = self.rng.range(0, 6);
-        let n = self.nodes.get_mut(&id).expect("node exists");
-        n.snap = Some((meta.clone(), kv));
-        let r = n.raft.as_mut().expect("live");
-        let start = r
-            .compact(meta, applied.saturating_sub(keep))
-            .expect("valid snapshot");
-        if start > n.log_prev.0 {
-            let term = r.log().term(start).expect("compaction point");
-            n.durable_log.retain(|e| e.index > start);
-            n.log_prev = (start, term);
-        }
-        if self.cfg.trace {
-            eprintln!(
-                "t={} node {id} SNAPSHOT at {applied}, log after {start}",
-                self.now
-            );
-        }
-    }
-
-    /// State machine safety for snapshots: every snapshot of (index, term)
-    /// holds the same state, whoever took it.
-    fn record_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        kv: &BTreeMap<Key, Value>,
-    ) -> Result<(), String> {
-        match self.snapshot_states.get(&(meta.index, meta.term)) {
-            Some(seen) if seen != kv => Err(format!(
-                "snapshot {}/{} differs between nodes: {seen:?} vs {kv:?}",
-                meta.term, meta.index
-            )),
-            Some(_) => Ok(()),
-            None => {
-                self.snapshot_states
-                    .insert((meta.index, meta.term), kv.clone());
-                Ok(())
-            }
-        }
-    }
-
-    /// The leader's snapshot goes over the lossy network as one chunk; if
-    /// it is lost, the transfer times out and the leader is told.
-    fn send_snapshot(&mut self, from: NodeId, to: NodeId, meta: SnapshotMeta) {
-        let r = self.nodes[&from].raft.as_ref().expect("live");
-        let m = Message {
-            from,
-            to,
-            term: r.term(),
-            mode: r.mode(),
-            body: Body::SnapshotChunk {
-                meta,
-                offset: 0,
-                data: Bytes::new(),
-                done: true,
-            },
-        };
-        self.transfers.push((from, to, self.tick + 30));
-        self.net.send(self.now, m, &mut self.rng);
-    }
-
-    /// Transfers not done in time are reported failed.
-    fn expire_transfers(&mut self) -> Result<(), String> {
-        let tick = self.tick;
-        let (due, later): (Vec<_>, Vec<_>) =
-            self.transfers.drain(..).partition(|&(_, _, at)| at <= tick);
-        self.transfers = later;
-        for (from, to, _) in due {
-            if let Some(r) = self.raft_mut(from) {
-                r.report_snapshot(to, false);
-                self.process(from)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// A follower received the snapshot: stored at once, installed, and
-    /// the log reset queued behind the writes in flight.
-    fn on_snapshot_msg(&mut self, id: NodeId, m: Message) -> Result<(), String> {
-        let Body::SnapshotChunk { meta, .. } = m.body else {
-            return Ok(());
-        };
-        let Some(kv) = self.snapshot_states.get(&(meta.index, meta.term)).cloned() else {
-            return Err(format!(
-                "node {id} got snapshot {}/{} nobody took",
-                meta.term, meta.index
-            ));
-        };
-        let n = self.nodes.get_mut(&id).expect("node exists");
-        let r = n.raft.as_mut().expect("live");
-        if !r.wants_snapshot(&meta) {
-            return Ok(());
-        }
-        n.snap = Some((meta.clone(), kv.clone()));
-        if !r.restore(meta.clone()) {
-            return Ok(());
-        }
-        if self.cfg.trace {
-            eprintln!(
-                "t={} node {id} INSTALL snapshot {}/{}",
-                self.now, meta.term, meta.index
-            );
-        }
-        n.kv = kv;
-        self.installs += 1;
-        let w = Write {
-            hard_state: None,
-            entries: Vec::new(),
-            messages: Vec::new(),
-            reset: Some((meta.index, meta.term)),
-        };
-        self.queue_write(id, w);
-        self.checker.on_restore(id, meta.index, meta.term)?;
-        self.serve_reads(id);
-        Ok(())
-    }
-
     fn apply(&mut self, id: NodeId, e: &Entry) {
         if let Payload::Normal(data) = &e.payload {
             let (key, value) = workload::decode(data);
@@ -963,88 +826,6 @@ impl Sim {
             }
         }
         Ok(())
-    }
-
-    /// The leader proposes a random membership change that keeps between
-    /// three and five voters (fewer only when the cluster started so).
-    fn change_membership(&mut self) -> Result<(), String> {
-        let Some(l) = self.leader() else {
-            return Ok(());
-        };
-        let conf = self.nodes[&l]
-            .raft
-            .as_ref()
-            .expect("leader is live")
-            .membership()
-            .1
-            .clone();
-        let voters: Vec<NodeId> = conf.voters.iter().copied().collect();
-        let learners: Vec<NodeId> = conf.learners.iter().copied().collect();
-        let min = self.cfg.nodes.min(3);
-        // Retired ids are never reused: a new machine gets a new id, as a
-        // node that lost its disk must (its old self may have voted).
-        let fresh = self.ids.len() as NodeId + 1;
-        let choose = |v: &[NodeId], rng: &mut Rng| v[rng.range(0, v.len() as u64) as usize];
-        let change = match self.rng.range(0, 6) {
-            0 | 1 if conf.members().len() < 6 => ConfChange::AddLearner {
-                id: fresh,
-                address: format!("n{fresh}"),
-            },
-            2 if !learners.is_empty() && voters.len() < 5 => {
-                let id = choose(&learners, &mut self.rng);
-                ConfChange::AddVoter {
-                    id,
-                    address: format!("n{id}"),
-                }
-            }
-            3 if voters.len() > min => ConfChange::Remove {
-                id: choose(&voters, &mut self.rng),
-            },
-            4 if voters.len() > min => {
-                let id = choose(&voters, &mut self.rng);
-                ConfChange::AddLearner {
-                    id,
-                    address: format!("n{id}"),
-                }
-            }
-            _ if !learners.is_empty() => ConfChange::Remove {
-                id: choose(&learners, &mut self.rng),
-            },
-            _ => return Ok(()),
-        };
-        let r = self.raft_mut(l).expect("leader is live");
-        let proposed = r.propose_conf_change(std::slice::from_ref(&change));
-        if self.cfg.trace {
-            eprintln!("t={} node {l} proposes {change:?}: {proposed:?}", self.now);
-        }
-        if proposed.is_ok() {
-            if let ConfChange::AddLearner { id, .. } = change {
-                if id == fresh {
-                    // A new machine joining: it starts from the cluster's
-                    // configuration as the leader has it now.
-                    let (index, conf) = self.nodes[&l].raft.as_ref().expect("leader").membership();
-                    let base = (index, conf.clone());
-                    self.add_node(id, base);
-                    self.process(id)?;
-                }
-            }
-        }
-        self.process(l)
-    }
-
-    /// Once a committed configuration has removed a node, the operator
-    /// retires it: it is stopped for good.
-    fn retire_removed(&mut self) {
-        let gone: Vec<NodeId> = (self.checker.removed().iter().copied())
-            .filter(|id| !self.retired.contains(id))
-            .collect();
-        for id in gone {
-            if self.cfg.trace {
-                eprintln!("t={} RETIRE node {id}", self.now);
-            }
-            self.crash(id);
-            self.retired.insert(id);
-        }
     }
 
     fn set_mode(&mut self, id: NodeId, mode: Mode) -> Result<(), String> {
