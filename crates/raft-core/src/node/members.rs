@@ -63,8 +63,10 @@ impl<O: Send + 'static> Node<O> {
         });
         match tokio::time::timeout(catch_up, caught_up).await {
             Ok(Ok(s)) if !s.is_leader() => {
-                let leader = s.raft.leader;
-                return Err(NodeError::NotLeader { leader });
+                return Err(match s.raft.leader {
+                    None => NodeError::NoLeader,
+                    leader => NodeError::NotLeader { leader },
+                });
             }
             Ok(Ok(_)) => {}
             Ok(Err(_)) => return Err(NodeError::ShuttingDown),

@@ -64,13 +64,9 @@ pub struct ApiContext {
 impl ApiContext {
     /// A member's name: its address in the configuration in force.
     fn name(&self, id: NodeId) -> String {
-        let s = self.node.status();
-        s.raft
-            .membership
-            .addresses
-            .get(&id)
-            .cloned()
-            .unwrap_or_else(|| id.to_string())
+        let view = self.node.watch_membership();
+        let addr = view.borrow().membership.addresses.get(&id).cloned();
+        addr.unwrap_or_else(|| id.to_string())
     }
 
     /// Waits (bounded) for a leader to be known; its id.
@@ -197,10 +193,10 @@ async fn route(ctx: &ApiContext, method: &Method, path: &str, q: &Query, body: B
             status::transfer(ctx, q).await
         }
         (&Method::PUT, ["v1", "operator", rest]) if *rest == "raft/peer" => {
-            status::add_peer(ctx, q, path).await
+            status::add_peer(ctx, q).await
         }
         (&Method::DELETE, ["v1", "operator", rest]) if *rest == "raft/peer" => {
-            status::remove_peer(ctx, q, path).await
+            status::remove_peer(ctx, q).await
         }
         (_, ["v1", "kv"]) => kv::handle(ctx, method, "", q, body).await,
         (_, ["v1", "kv", key]) => kv::handle(ctx, method, &http::decode(key)?, q, body).await,

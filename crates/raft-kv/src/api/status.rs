@@ -224,7 +224,7 @@ const CATCH_UP: Duration = Duration::from_secs(120);
 /// is what a founding member has; a node started with `--join` sends its
 /// own). A voter joins as a learner first; once its log has caught up it
 /// is promoted, in the background unless `wait` is given.
-pub async fn add_peer(ctx: &ApiContext, q: &Query, _path: &str) -> ApiResult {
+pub async fn add_peer(ctx: &ApiContext, q: &Query) -> ApiResult {
     let addr = q
         .get("address")
         .ok_or_else(|| ApiError::bad_request("expected ?address=<host:port of the new member>"))?;
@@ -293,7 +293,7 @@ pub async fn add_peer(ctx: &ApiContext, q: &Query, _path: &str) -> ApiResult {
 
 /// Consul's `DELETE /v1/operator/raft/peer?address=<member>` (or `?id=`).
 /// Removing the leader works: it steps down once the change commits.
-pub async fn remove_peer(ctx: &ApiContext, q: &Query, _path: &str) -> ApiResult {
+pub async fn remove_peer(ctx: &ApiContext, q: &Query) -> ApiResult {
     let who = q
         .get("address")
         .or_else(|| q.get("id"))
