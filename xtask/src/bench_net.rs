@@ -127,7 +127,11 @@ async fn stream_bench(
         let (tcp, _) = listener.accept().await.expect("accept");
         tcp.set_nodelay(true).ok();
         match acceptor {
-            Some(acc) => count_frames(acc.accept(tcp).await.expect("tls accept"), r).await,
+            Some(acc) => {
+                // Read the way the transport does.
+                let tcp = tokio::io::BufReader::with_capacity(raft_net::tls::READ_BUFFER, tcp);
+                count_frames(acc.accept(tcp).await.expect("tls accept"), r).await
+            }
             None => count_frames(tcp, r).await,
         }
     });

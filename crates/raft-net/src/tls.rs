@@ -35,6 +35,12 @@ pub struct TlsSetup {
     pub client: Arc<ClientConfig>,
 }
 
+/// Size of the socket read buffer under rustls on the receiving side.
+/// rustls reads at most 4 KiB per call; without a buffer below it, a
+/// 16 KiB record costs four syscalls, which was a fifth of the receiver's
+/// time in `cargo xtask bench net`.
+pub const READ_BUFFER: usize = 128 * 1024;
+
 /// ring's TLS 1.3 suites, AES-128-GCM first: as safe as AES-256 for
 /// this use and cheaper per byte, which is most of the transport's cost.
 fn provider() -> Arc<CryptoProvider> {

@@ -261,6 +261,7 @@ async fn serve_inbound(
     client_addrs: &ClientAddrs,
 ) -> Result<(), NetError> {
     let limit = cfg.handshake_timeout;
+    let tcp = tokio::io::BufReader::with_capacity(crate::tls::READ_BUFFER, tcp);
     let mut tls = tokio::time::timeout(limit, acceptor.accept(tcp))
         .await
         .map_err(|_| NetError::Handshake("TLS handshake timed out".into()))??;
