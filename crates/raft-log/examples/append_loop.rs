@@ -12,7 +12,7 @@ fn main() {
         .next()
         .and_then(|s| s.parse().ok())
         .expect("usage: append_loop FILE N");
-    std::fs::remove_file(&path).ok();
+    raft_log::remove(path.as_ref()).ok();
     let mut s = raft_log::RedbLogStore::open(&path).expect("open");
     let data = Bytes::from(vec![0xA5u8; 256]);
     for i in 1..=n {

@@ -1,14 +1,16 @@
-//! The byte layout of what the redb store keeps: small, fixed, versioned
-//! by the `format` key (see docs/storage.md).
+//! Byte layouts shared by the write-ahead log's records and format 2's
+//! redb tables (see docs/storage.md).
 
 use bytes::Bytes;
-use raft_core::{Entry, HardState, Index, Membership, Payload, Term};
+use raft_core::{Entry, HardState, Index, Membership, Payload};
 
-const NOOP: u8 = 0;
-const NORMAL: u8 = 1;
-const CONFIG: u8 = 2;
+pub(crate) const NOOP: u8 = 0;
+pub(crate) const NORMAL: u8 = 1;
+pub(crate) const CONFIG: u8 = 2;
 
-/// Entry value: term (u64 LE), kind (u8), then the payload bytes.
+/// Format 2's entry value: term (u64 LE), kind (u8), then the payload
+/// bytes (written only by tests now: logs are migrated from it).
+#[cfg(test)]
 pub fn encode_entry(e: &Entry, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&e.term.to_le_bytes());
@@ -45,12 +47,6 @@ pub fn decode_entry(index: Index, v: &[u8]) -> Result<Entry, String> {
     })
 }
 
-pub fn decode_term(index: Index, v: &[u8]) -> Result<Term, String> {
-    v.get(..8)
-        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-        .ok_or_else(|| format!("entry {index}: truncated"))
-}
-
 /// Hard state: term, vote (0 for none), commit; u64 LE each.
 pub fn encode_hard_state(hs: &HardState) -> [u8; 24] {
     let mut b = [0u8; 24];
@@ -82,14 +78,30 @@ pub fn decode_pair(v: &[u8]) -> Result<(u64, u64), String> {
     Ok((w[0], w[1]))
 }
 
+/// The write-ahead log's floor: first segment kept, then the purge point;
+/// u64 LE each.
+pub fn encode_floor(segment: u32, purged: (u64, u64)) -> [u8; 24] {
+    let mut out = [0u8; 24];
+    out[..8].copy_from_slice(&u64::from(segment).to_le_bytes());
+    out[8..].copy_from_slice(&encode_pair(purged.0, purged.1));
+    out
+}
+
+pub fn decode_floor(v: &[u8]) -> Result<(u32, (u64, u64)), String> {
+    let w = words(v, 3).ok_or("expected 24 bytes")?;
+    let seg = u32::try_from(w[0]).map_err(|_| format!("segment {} out of range", w[0]))?;
+    Ok((seg, (w[1], w[2])))
+}
+
 /// Membership: MessagePack of `raft_core::Membership` (sets as arrays,
 /// addresses as a map), so fields can be added compatibly.
 pub fn encode_membership(m: &Membership) -> Vec<u8> {
     rmp_serde::to_vec(m).expect("a membership always encodes")
 }
 
-/// The stored configuration: the index it is in force as of (u64 LE), then
-/// the membership.
+/// Format 2's stored configuration: the index it is in force as of (u64
+/// LE), then the membership.
+#[cfg(test)]
 pub fn encode_stored_membership(index: Index, m: &Membership) -> Vec<u8> {
     let mut out = index.to_le_bytes().to_vec();
     out.extend_from_slice(&encode_membership(m));

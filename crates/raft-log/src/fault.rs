@@ -18,7 +18,7 @@ impl FaultSwitch {
         self.0.store(on, Ordering::SeqCst);
     }
 
-    fn check(&self) -> io::Result<()> {
+    pub(crate) fn check(&self) -> io::Result<()> {
         if self.0.load(Ordering::SeqCst) {
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,

@@ -1,7 +1,9 @@
 //! Raft log stores implementing [`raft_core::LogStore`]:
-//! [`RedbLogStore`], durable, one redb file per node, one transaction and
-//! one fsync per batch (group commit); and [`MemLogStore`], the same
-//! semantics in memory (for nodes run without a storage file, and tests).
+//! [`RedbLogStore`], durable: a redb database per node for the log's
+//! identity and a write-ahead log of segment files beside it for the
+//! entries, one write and one fsync per batch (group commit); and
+//! [`MemLogStore`], the same semantics in memory (for nodes run without a
+//! storage file, and tests).
 //!
 //! The durability contract is in `docs/storage.md`.
 
@@ -10,13 +12,16 @@ pub mod conformance;
 mod error;
 mod fault;
 mod mem;
+mod migrate;
+mod record;
 mod redb_store;
 mod snapshots;
+mod wal;
 
 pub use error::Error;
 pub use fault::FaultSwitch;
 pub use mem::MemLogStore;
-pub use redb_store::RedbLogStore;
+pub use redb_store::{RedbLogStore, remove, wal_dir};
 pub use snapshots::{FileSnapshots, MemSnapshots};
 
 use raft_core::{Index, WriteBatch};

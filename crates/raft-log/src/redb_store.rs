@@ -1,45 +1,98 @@
-//! The durable log on redb: one file per node, one write transaction (and
-//! so one fsync) per batch.
+//! The durable log. Entries and the state that changes with them (hard
+//! state, configuration, purge point) go to a write-ahead log of segment
+//! files in `<file>.wal/`: one `write` and one `fdatasync` per batch, the
+//! least a durable append can cost. The redb database at `<file>` holds
+//! the log's identity: its format, the node it belongs to, and whether its
+//! write-ahead log was created (so a deleted one is an error, not an empty
+//! log). Every entry's place is kept in memory; reads are `pread`s.
 
-use crate::codec;
 use crate::fault::{FaultSwitch, FaultyBackend};
-use crate::{Error, check_batch, check_in_range};
-use raft_core::{Entry, HardState, Index, LogStore, NodeId, StoredState, Term, WriteBatch};
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    TableError,
+use crate::record::{self, EntrySpan, Record};
+use crate::wal::{self, HEADER, Pos, Visit, Wal};
+use crate::{Error, check_batch, check_in_range, codec, migrate};
+use bytes::Bytes;
+use raft_core::{
+    Entry, HardState, Index, LogStore, Membership, NodeId, StoredState, Term, WriteBatch,
 };
+use redb::{Database, ReadableDatabase, TableDefinition, TableError};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-/// Entries by index.
-const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
-/// Everything else, by name.
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-
-const FORMAT_KEY: &str = "format";
-const FORMAT: &[u8] = b"raftstack-log/2";
-const HARD_STATE: &str = "hard_state";
-const MEMBERSHIP: &str = "membership";
-const PURGED: &str = "purged";
+/// Everything in the database, by name.
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const FORMAT_KEY: &str = "format";
+pub(crate) const FORMAT: &[u8] = b"raftstack-log/3";
+/// Present once the write-ahead log exists.
+pub(crate) const WAL_READY: &str = "wal";
+/// Where replay starts: the first segment kept (u64 LE), and the purge
+/// point (index, term) that made the ones before it unnecessary.
+const WAL_FLOOR: &str = "wal_floor";
 const NODE_ID: &str = "node_id";
+
+/// By default a segment is sealed and a new one started once it holds
+/// this much.
+pub const SEGMENT_BYTES: u64 = 64 << 20;
+/// The most `entries` reads with one `pread`.
+const MAX_READ: u64 = 4 << 20;
+
+/// Where an entry is.
+#[derive(Clone, Copy, Debug)]
+struct Loc {
+    term: Term,
+    /// Offset of the entry's header in its segment.
+    offset: u64,
+    seg: u32,
+    /// Header and payload.
+    len: u32,
+}
 
 pub struct RedbLogStore {
     db: Database,
     path: PathBuf,
+    wal: Wal,
     /// Why writes are refused, after a write failed.
     poisoned: Option<String>,
+    hard_state: HardState,
+    membership: Option<(Index, Membership)>,
     purged: (Index, Term),
-    last_index: Index,
-    scratch: Vec<u8>,
+    /// Invariant: `locs[i]` is entry `purged.0 + 1 + i`.
+    locs: VecDeque<Loc>,
+    buf: Vec<u8>,
+    spans: Vec<EntrySpan>,
+    segment_bytes: u64,
 }
 
 impl std::fmt::Debug for RedbLogStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedbLogStore")
             .field("path", &self.path)
-            .field("last_index", &self.last_index)
+            .field("purged", &self.purged)
+            .field("last_index", &self.last_index())
             .finish()
     }
+}
+
+/// The write-ahead log directory of the log at `path`.
+pub fn wal_dir(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".wal");
+    PathBuf::from(p)
+}
+
+/// Deletes the log at `path`: its database and its write-ahead log.
+pub fn remove(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(wal_dir(path)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn redb_err(e: impl Into<redb::Error>) -> Error {
+    Error::Storage(e.into())
 }
 
 impl RedbLogStore {
@@ -57,7 +110,7 @@ impl RedbLogStore {
             Database::create(&path)
         };
         let db = db.map_err(|e| open_error(&path, e.into()))?;
-        Self::init(db, path)
+        Self::init(db, path, None)
     }
 
     /// Opens the log with a switch that makes every disk write fail, for
@@ -76,95 +129,109 @@ impl RedbLogStore {
         let db = Database::builder()
             .create_with_backend(FaultyBackend::new(backend, switch.clone()))
             .map_err(|e| open_error(&path, e.into()))?;
-        Ok((Self::init(db, path)?, switch))
+        Ok((Self::init(db, path, Some(switch.clone()))?, switch))
     }
 
-    fn init(db: Database, path: PathBuf) -> Result<Self, Error> {
-        let corrupt = |reason: String| Error::Corrupt {
-            path: path.clone(),
-            reason,
-        };
-        let format = {
-            let rtx = db.begin_read().map_err(redb::Error::from)?;
+    fn init(db: Database, path: PathBuf, faults: Option<FaultSwitch>) -> Result<Self, Error> {
+        let dir = wal_dir(&path);
+        let (format, ready, floor) = {
+            let rtx = db.begin_read().map_err(redb_err)?;
             match rtx.open_table(META) {
-                Ok(t) => t
-                    .get(FORMAT_KEY)
-                    .map_err(redb::Error::from)?
-                    .map(|v| v.value().to_vec()),
+                Ok(t) => (
+                    t.get(FORMAT_KEY)
+                        .map_err(redb_err)?
+                        .map(|v| v.value().to_vec()),
+                    t.get(WAL_READY).map_err(redb_err)?.is_some(),
+                    t.get(WAL_FLOOR)
+                        .map_err(redb_err)?
+                        .map(|v| v.value().to_vec()),
+                ),
                 Err(TableError::TableDoesNotExist(_)) => {
-                    let tables = rtx.list_tables().map_err(redb::Error::from)?.count();
-                    if tables > 0 {
+                    if rtx.list_tables().map_err(redb_err)?.count() > 0 {
                         return Err(Error::NotALog {
                             path,
                             reason: "a redb database with other tables".into(),
                         });
                     }
-                    None
+                    (None, false, None)
                 }
-                Err(e) => return Err(redb::Error::from(e).into()),
+                Err(e) => return Err(redb_err(e)),
             }
         };
         match format.as_deref() {
-            Some(FORMAT) => {}
+            Some(FORMAT) if ready => {}
+            Some(FORMAT) | None => {
+                if format.is_none() && dir.exists() {
+                    return Err(Error::NotALog {
+                        path,
+                        reason: format!("{} exists beside a new database", dir.display()),
+                    });
+                }
+                // New, or created up to the write-ahead log and no further.
+                migrate::create(&db, &dir, faults.clone())?;
+            }
+            Some(migrate::FORMAT_2) => migrate::from_format_2(&db, &path, &dir, faults.clone())?,
             Some(other) => {
                 let reason = format!("unknown format {:?}", String::from_utf8_lossy(other));
                 return Err(Error::NotALog { path, reason });
             }
-            None => {
-                let wtx = db.begin_write().map_err(redb::Error::from)?;
-                {
-                    let mut meta = wtx.open_table(META).map_err(redb::Error::from)?;
-                    meta.insert(FORMAT_KEY, FORMAT).map_err(redb::Error::from)?;
-                    wtx.open_table(ENTRIES).map_err(redb::Error::from)?;
-                }
-                wtx.commit().map_err(redb::Error::from)?;
-            }
         }
-        let (purged, last_index) = {
-            let rtx = db.begin_read().map_err(redb::Error::from)?;
-            let meta = rtx.open_table(META).map_err(redb::Error::from)?;
-            let purged = match meta.get(PURGED).map_err(redb::Error::from)? {
-                Some(v) => {
-                    codec::decode_pair(v.value()).map_err(|e| corrupt(format!("purged: {e}")))?
-                }
-                None => (0, 0),
-            };
-            let entries = rtx.open_table(ENTRIES).map_err(redb::Error::from)?;
-            let first = entries
-                .first()
-                .map_err(redb::Error::from)?
-                .map(|(k, _)| k.value());
-            let last = entries
-                .last()
-                .map_err(redb::Error::from)?
-                .map(|(k, _)| k.value());
-            match (first, last) {
-                (Some(f), Some(l)) => {
-                    // Invariant: stored entries are exactly purged+1..=last.
-                    let count = entries.len().map_err(redb::Error::from)?;
-                    if f != purged.0 + 1 || count != l - f + 1 {
-                        return Err(corrupt(format!(
-                            "entries {f}..={l} ({count} stored) do not follow the purged index {}",
-                            purged.0
-                        )));
-                    }
-                    (purged, l)
-                }
-                _ => (purged, purged.0),
+        if !dir.is_dir() {
+            return Err(Error::Corrupt {
+                path,
+                reason: format!("its write-ahead log {} is missing", dir.display()),
+            });
+        }
+        let (from, floor) = match floor {
+            Some(v) => {
+                let (seg, purged) = codec::decode_floor(&v).map_err(|reason| Error::Corrupt {
+                    path: path.clone(),
+                    reason: format!("wal floor: {reason}"),
+                })?;
+                (seg, purged)
             }
+            None => (0, (0, 0)),
         };
+        let mut replay = Replay {
+            floor,
+            ..Replay::default()
+        };
+        let wal = Wal::open(&dir, from, faults, |pos, body| {
+            replay.visit(pos, body, &dir)
+        })?;
+        if !replay.started {
+            return Err(Error::Corrupt {
+                path: dir,
+                reason: "no segment starting with a checkpoint".into(),
+            });
+        }
         Ok(RedbLogStore {
             db,
             path,
+            wal,
             poisoned: None,
-            purged,
-            last_index,
-            scratch: Vec::new(),
+            hard_state: replay.hard_state,
+            membership: replay.membership,
+            purged: replay.purged,
+            locs: replay.locs,
+            buf: Vec::new(),
+            spans: Vec::new(),
+            segment_bytes: SEGMENT_BYTES,
         })
+    }
+
+    /// How large a segment file grows before the next one is started
+    /// (disk space is given back a segment at a time, after compaction).
+    pub fn set_segment_bytes(&mut self, bytes: u64) {
+        self.segment_bytes = bytes.max(1);
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn last_index(&self) -> Index {
+        self.purged.0 + self.locs.len() as Index
     }
 
     fn writable(&self) -> Result<(), Error> {
@@ -174,24 +241,88 @@ impl RedbLogStore {
         }
     }
 
-    /// Runs a write transaction; any failure poisons the store.
-    fn transact(
-        &mut self,
-        f: impl FnOnce(&redb::WriteTransaction, &mut Vec<u8>) -> Result<(), redb::Error>,
-    ) -> Result<(), Error> {
+    /// Runs a write; any failure poisons the store: after a failed write or
+    /// fsync, what the file holds is no longer known.
+    fn guard<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, Error>) -> Result<T, Error> {
         self.writable()?;
-        let result = (|| {
-            let mut wtx = self.db.begin_write()?;
-            wtx.set_durability(Durability::Immediate)
-                .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
-            f(&wtx, &mut self.scratch)?;
-            wtx.commit()?;
+        f(self).inspect_err(|e| self.poisoned = Some(e.to_string()))
+    }
+
+    /// Seals the active segment and starts one with a checkpoint of the
+    /// current state, deleting segments nothing needs any more. `fresh`:
+    /// the log restarts after `purged`, with no entries.
+    fn roll(&mut self, fresh: bool, purged: (Index, Term)) -> Result<(), Error> {
+        self.guard(|s| {
+            s.buf.clear();
+            s.buf.resize(HEADER, 0);
+            let m = s.membership.as_ref().map(|(i, m)| (*i, m));
+            record::checkpoint(&mut s.buf, fresh, &s.hard_state, purged, m);
+            s.wal.roll(&mut s.buf, fresh)?;
             Ok(())
-        })();
-        result.map_err(|e: redb::Error| {
-            self.poisoned = Some(e.to_string());
-            Error::Storage(e)
         })
+    }
+
+    /// Deletes the segments nothing needs any more. The database first
+    /// records where replay starts, so a crash midway leaves a log that
+    /// opens the same (and finishes the deletion).
+    fn compact_segments(&mut self) -> Result<(), Error> {
+        let Some(first) = self.wal.first_needed(self.purged.0) else {
+            return Ok(());
+        };
+        self.guard(|s| {
+            let wtx = s.db.begin_write().map_err(redb_err)?;
+            wtx.open_table(META)
+                .map_err(redb_err)?
+                .insert(WAL_FLOOR, codec::encode_floor(first, s.purged).as_slice())
+                .map_err(redb_err)?;
+            wtx.commit().map_err(redb_err)?;
+            s.wal.delete_before(first)?;
+            Ok(())
+        })
+    }
+
+    /// Appends one record and makes it durable.
+    fn append_synced(&mut self, max_index: Index) -> Result<Pos, Error> {
+        self.guard(|s| {
+            let pos = s.wal.append(&mut s.buf, max_index)?;
+            s.wal.sync()?;
+            Ok(pos)
+        })
+    }
+
+    /// The id of the node this log belongs to, if one was recorded. A
+    /// node's identity must stay with its data: a node that lost its disk
+    /// and comes back under its old id could vote twice in a term.
+    pub fn node_id(&self) -> Result<Option<NodeId>, Error> {
+        let rtx = self.db.begin_read().map_err(redb_err)?;
+        let meta = rtx.open_table(META).map_err(redb_err)?;
+        let Some(v) = meta.get(NODE_ID).map_err(redb_err)? else {
+            return Ok(None);
+        };
+        let b: [u8; 8] = v.value().try_into().map_err(|_| Error::Corrupt {
+            path: self.path.clone(),
+            reason: "node id: expected 8 bytes".into(),
+        })?;
+        Ok(Some(u64::from_le_bytes(b)))
+    }
+
+    /// Records the node id (durably).
+    pub fn set_node_id(&mut self, id: NodeId) -> Result<(), Error> {
+        self.guard(|s| {
+            let wtx = s.db.begin_write().map_err(redb_err)?;
+            wtx.open_table(META)
+                .map_err(redb_err)?
+                .insert(NODE_ID, id.to_le_bytes().as_slice())
+                .map_err(redb_err)?;
+            wtx.commit().map_err(redb_err)
+        })
+    }
+
+    fn corrupt(&self, reason: String) -> Error {
+        Error::Corrupt {
+            path: wal_dir(&self.path),
+            reason,
+        }
     }
 }
 
@@ -207,48 +338,112 @@ fn open_error(path: &Path, e: redb::Error) -> Error {
     }
 }
 
-impl RedbLogStore {
-    /// Removes the stored entries up to `upto` and records `purged` as the
-    /// new purge point, in one transaction.
-    fn drop_entries(&mut self, upto: Index, purged: (Index, Term)) -> Result<(), Error> {
-        let from = self.purged.0 + 1;
-        self.transact(|wtx, _| {
-            let mut table = wtx.open_table(ENTRIES)?;
-            for i in from..=upto {
-                table.remove(i)?;
-            }
-            let mut meta = wtx.open_table(META)?;
-            meta.insert(PURGED, codec::encode_pair(purged.0, purged.1).as_slice())?;
-            Ok(())
-        })?;
-        self.purged = purged;
-        Ok(())
-    }
+/// The state rebuilt from the write-ahead log's records, in order.
+#[derive(Default)]
+struct Replay {
+    /// The purge point recorded when segments were last deleted: entries
+    /// up to it may have been in them, so replay starts its log there.
+    floor: (Index, Term),
+    started: bool,
+    hard_state: HardState,
+    membership: Option<(Index, Membership)>,
+    purged: (Index, Term),
+    locs: VecDeque<Loc>,
+}
 
-    /// The id of the node this log belongs to, if one was recorded. A
-    /// node's identity must stay with its data: a node that lost its disk
-    /// and comes back under its old id could vote twice in a term.
-    pub fn node_id(&self) -> Result<Option<NodeId>, Error> {
-        let rtx = self.db.begin_read().map_err(redb::Error::from)?;
-        let meta = rtx.open_table(META).map_err(redb::Error::from)?;
-        let Some(v) = meta.get(NODE_ID).map_err(redb::Error::from)? else {
-            return Ok(None);
+impl Replay {
+    fn visit(&mut self, pos: Pos, body: &[u8], dir: &Path) -> Result<Visit, Error> {
+        let corrupt = |reason: String| Error::Corrupt {
+            path: dir.to_path_buf(),
+            reason: format!("segment {}, byte {}: {reason}", pos.seg, pos.offset),
         };
-        let b: [u8; 8] = v.value().try_into().map_err(|_| Error::Corrupt {
-            path: self.path.clone(),
-            reason: "node id: expected 8 bytes".into(),
-        })?;
-        Ok(Some(u64::from_le_bytes(b)))
-    }
-
-    /// Records the node id (durably).
-    pub fn set_node_id(&mut self, id: NodeId) -> Result<(), Error> {
-        self.writable()?;
-        self.transact(|wtx, _| {
-            let mut meta = wtx.open_table(META)?;
-            meta.insert(NODE_ID, id.to_le_bytes().as_slice())?;
-            Ok(())
-        })
+        let first_in_segment = pos.offset == HEADER as u64;
+        let rec = record::decode(body).map_err(&corrupt)?;
+        let last = self.purged.0 + self.locs.len() as Index;
+        match rec {
+            Record::Checkpoint {
+                fresh,
+                hard_state,
+                purged,
+                membership,
+            } => {
+                if !first_in_segment {
+                    return Err(corrupt("a checkpoint inside a segment".into()));
+                }
+                if self.started && !fresh && purged.0 > self.purged.0 {
+                    return Err(corrupt(format!(
+                        "checkpoint purged {purged:?}, replay reached {:?}",
+                        self.purged
+                    )));
+                }
+                if fresh || !self.started {
+                    self.purged = purged;
+                    if !self.started && self.floor.0 > purged.0 {
+                        self.purged = self.floor;
+                    }
+                    self.locs.clear();
+                }
+                self.hard_state = hard_state;
+                self.membership = membership;
+                self.started = true;
+                Ok(Visit {
+                    fresh,
+                    ..Visit::default()
+                })
+            }
+            _ if first_in_segment => Err(corrupt("no checkpoint at the segment's start".into())),
+            Record::Batch {
+                hard_state,
+                membership,
+                first,
+                entries,
+            } => {
+                if let Some(hs) = hard_state {
+                    self.hard_state = hs;
+                }
+                if membership.is_some() {
+                    self.membership = membership;
+                }
+                if entries.is_empty() {
+                    return Ok(Visit::default());
+                }
+                if first == 0 || first > last + 1 {
+                    return Err(corrupt(format!(
+                        "entries from {first} do not continue the log ({}..={last})",
+                        self.purged.0 + 1
+                    )));
+                }
+                // Entries at or below the purge point were purged after this
+                // batch was written (the floor moved past them).
+                let skip = (self.purged.0 + 1).saturating_sub(first) as usize;
+                self.locs
+                    .truncate(first.saturating_sub(self.purged.0 + 1) as usize);
+                self.locs.extend(entries.iter().skip(skip).map(|s| Loc {
+                    term: s.term,
+                    offset: pos.offset + s.offset as u64,
+                    seg: pos.seg,
+                    len: s.len,
+                }));
+                Ok(Visit {
+                    max_index: Some(first + entries.len() as Index - 1),
+                    ..Visit::default()
+                })
+            }
+            Record::Purge(index, term) => {
+                if index <= self.purged.0 {
+                    return Ok(Visit::default());
+                }
+                if index > last {
+                    return Err(corrupt(format!(
+                        "purge to {index} past the log's end {last}"
+                    )));
+                }
+                let drop = (index - self.purged.0) as usize;
+                self.locs.drain(..drop);
+                self.purged = (index, term);
+                Ok(Visit::default())
+            }
+        }
     }
 }
 
@@ -256,25 +451,11 @@ impl LogStore for RedbLogStore {
     type Error = Error;
 
     fn state(&self) -> Result<StoredState, Error> {
-        let corrupt = |reason: String| Error::Corrupt {
-            path: self.path.clone(),
-            reason,
-        };
-        let rtx = self.db.begin_read().map_err(redb::Error::from)?;
-        let meta = rtx.open_table(META).map_err(redb::Error::from)?;
-        let hard_state = match meta.get(HARD_STATE).map_err(redb::Error::from)? {
-            Some(v) => codec::decode_hard_state(v.value()).map_err(corrupt)?,
-            None => HardState::default(),
-        };
-        let membership = match meta.get(MEMBERSHIP).map_err(redb::Error::from)? {
-            Some(v) => Some(codec::decode_stored_membership(v.value()).map_err(corrupt)?),
-            None => None,
-        };
         Ok(StoredState {
-            hard_state,
-            membership,
+            hard_state: self.hard_state,
+            membership: self.membership.clone(),
             purged: self.purged,
-            last_index: self.last_index,
+            last_index: self.last_index(),
         })
     }
 
@@ -282,24 +463,57 @@ impl LogStore for RedbLogStore {
         if lo >= hi {
             return Ok(Vec::new());
         }
-        check_in_range(lo, self.purged.0, self.last_index)?;
-        check_in_range(hi - 1, self.purged.0, self.last_index)?;
-        let rtx = self.db.begin_read().map_err(redb::Error::from)?;
-        let table = rtx.open_table(ENTRIES).map_err(redb::Error::from)?;
+        let last = self.last_index();
+        check_in_range(lo, self.purged.0, last)?;
+        check_in_range(hi - 1, self.purged.0, last)?;
+        let base = self.purged.0 + 1;
+        let locs = self.locs.range((lo - base) as usize..(hi - base) as usize);
         let mut out = Vec::with_capacity((hi - lo).min(1024) as usize);
         let mut bytes = 0;
-        for item in table.range(lo..hi).map_err(redb::Error::from)? {
-            let (k, v) = item.map_err(redb::Error::from)?;
-            let e = codec::decode_entry(k.value(), v.value()).map_err(|reason| Error::Corrupt {
-                path: self.path.clone(),
-                reason,
-            })?;
-            bytes += e.size();
-            if !out.is_empty() && bytes > max_bytes {
-                break;
+        let mut run: Vec<Loc> = Vec::new();
+        let mut index = lo;
+        // Reads runs of entries that lie back to back in one segment.
+        let mut flush = |run: &mut Vec<Loc>, out: &mut Vec<Entry>, bytes: &mut usize| {
+            let (Some(a), Some(z)) = (run.first(), run.last()) else {
+                return Ok(true);
+            };
+            let start = a.offset;
+            let data = Bytes::from(self.wal.read(
+                a.seg,
+                start,
+                (z.offset + z.len as u64 - start) as usize,
+            )?);
+            for l in run.drain(..) {
+                let at = (l.offset - start) as usize;
+                let e = record::decode_entry(index, data.slice(at..at + l.len as usize))
+                    .map_err(|r| self.corrupt(r))?;
+                *bytes += e.size();
+                if !out.is_empty() && *bytes > max_bytes {
+                    return Ok(false);
+                }
+                out.push(e);
+                index += 1;
             }
-            out.push(e);
+            Ok::<bool, Error>(true)
+        };
+        let mut run_bytes = 0u64;
+        for l in locs {
+            let joins = run
+                .last()
+                .is_some_and(|p| p.seg == l.seg && p.offset + p.len as u64 == l.offset);
+            let budget = (max_bytes as u64)
+                .saturating_sub(bytes as u64)
+                .min(MAX_READ);
+            if !run.is_empty() && (!joins || run_bytes >= budget) {
+                if !flush(&mut run, &mut out, &mut bytes)? {
+                    return Ok(out);
+                }
+                run_bytes = 0;
+            }
+            run_bytes += l.len as u64;
+            run.push(*l);
         }
+        flush(&mut run, &mut out, &mut bytes)?;
         Ok(out)
     }
 
@@ -307,63 +521,60 @@ impl LogStore for RedbLogStore {
         if index == self.purged.0 {
             return Ok(Some(self.purged.1));
         }
-        if index < self.purged.0 || index > self.last_index {
+        if index < self.purged.0 {
             return Ok(None);
         }
-        let rtx = self.db.begin_read().map_err(redb::Error::from)?;
-        let table = rtx.open_table(ENTRIES).map_err(redb::Error::from)?;
-        let v = table.get(index).map_err(redb::Error::from)?;
-        let v = v.ok_or_else(|| Error::Corrupt {
-            path: self.path.clone(),
-            reason: format!("entry {index} missing"),
-        })?;
-        codec::decode_term(index, v.value())
-            .map(Some)
-            .map_err(|reason| Error::Corrupt {
-                path: self.path.clone(),
-                reason,
-            })
+        Ok(self
+            .locs
+            .get((index - self.purged.0 - 1) as usize)
+            .map(|l| l.term))
     }
 
     fn write(&mut self, batch: WriteBatch<'_>) -> Result<(), Error> {
         self.writable()?;
-        check_batch(&batch, self.purged.0, self.last_index)?;
-        let old_last = self.last_index;
-        self.transact(|wtx, buf| {
-            if !batch.entries.is_empty() {
-                let mut table = wtx.open_table(ENTRIES)?;
-                let first = batch.entries[0].index;
-                for stale in first..=old_last {
-                    table.remove(stale)?;
-                }
-                for e in batch.entries {
-                    codec::encode_entry(e, buf);
-                    table.insert(e.index, buf.as_slice())?;
-                }
-            }
-            if batch.hard_state.is_some() || batch.membership.is_some() {
-                let mut meta = wtx.open_table(META)?;
-                if let Some(hs) = batch.hard_state {
-                    meta.insert(HARD_STATE, codec::encode_hard_state(&hs).as_slice())?;
-                }
-                if let Some((index, m)) = batch.membership {
-                    let v = codec::encode_stored_membership(index, m);
-                    meta.insert(MEMBERSHIP, v.as_slice())?;
-                }
-            }
-            Ok(())
-        })?;
-        if let Some(last) = batch.entries.last() {
-            self.last_index = last.index;
+        check_batch(&batch, self.purged.0, self.last_index())?;
+        if batch.entries.is_empty() && batch.hard_state.is_none() && batch.membership.is_none() {
+            return Ok(());
+        }
+        if self.wal.active_len() >= self.segment_bytes {
+            self.roll(false, self.purged)?;
+            self.compact_segments()?;
+        }
+        self.buf.clear();
+        self.buf.resize(HEADER, 0);
+        record::batch(
+            &mut self.buf,
+            batch.hard_state.as_ref(),
+            batch.membership,
+            batch.entries,
+            &mut self.spans,
+        );
+        let max = batch.entries.last().map_or(0, |e| e.index);
+        let pos = self.append_synced(max)?;
+        if let Some(hs) = batch.hard_state {
+            self.hard_state = hs;
+        }
+        if let Some((index, m)) = batch.membership {
+            self.membership = Some((index, m.clone()));
+        }
+        if let Some(first) = batch.entries.first() {
+            self.locs
+                .truncate((first.index - self.purged.0 - 1) as usize);
+            self.locs.extend(self.spans.iter().map(|s| Loc {
+                term: s.term,
+                offset: pos.offset + s.offset as u64,
+                seg: pos.seg,
+                len: s.len,
+            }));
         }
         Ok(())
     }
 
     fn reset_to(&mut self, index: Index, term: Term) -> Result<(), Error> {
-        self.writable()?;
-        self.drop_entries(self.last_index, (index, term))?;
-        self.last_index = index;
-        Ok(())
+        self.roll(true, (index, term))?;
+        self.locs.clear();
+        self.purged = (index, term);
+        self.compact_segments()
     }
 
     fn purge_to(&mut self, index: Index) -> Result<(), Error> {
@@ -371,8 +582,37 @@ impl LogStore for RedbLogStore {
             return Ok(());
         }
         self.writable()?;
-        check_in_range(index, self.purged.0, self.last_index)?;
+        check_in_range(index, self.purged.0, self.last_index())?;
         let term = self.term(index)?.expect("in range");
-        self.drop_entries(index, (index, term))
+        self.buf.clear();
+        self.buf.resize(HEADER, 0);
+        record::purge(&mut self.buf, index, term);
+        self.append_synced(0)?;
+        self.locs.drain(..(index - self.purged.0) as usize);
+        self.purged = (index, term);
+        self.compact_segments()
     }
+}
+
+/// Writes a first segment holding `hs`, `purged` and `membership` into
+/// `dir`, replacing whatever was there.
+pub(crate) fn create_wal(
+    dir: &Path,
+    faults: Option<FaultSwitch>,
+    hs: &HardState,
+    purged: (Index, Term),
+    membership: Option<(Index, &Membership)>,
+) -> Result<Wal, Error> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        wal::sync_dir(parent)?;
+    }
+    let mut buf = vec![0u8; HEADER];
+    record::checkpoint(&mut buf, true, hs, purged, membership);
+    let mut wal = Wal::open(dir, 0, faults, |_, _| Ok(Visit::default()))?;
+    wal.roll(&mut buf, true)?;
+    Ok(wal)
 }

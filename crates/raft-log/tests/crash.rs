@@ -22,6 +22,9 @@ fn payload(index: Index, term: u64) -> Vec<u8> {
 
 fn child(path: &str) {
     let mut s = RedbLogStore::open(path).expect("child: open");
+    // Small segments, so kills also land while one is being started and
+    // while old ones are deleted.
+    s.set_segment_bytes(96 * 1024);
     let st = s.state().expect("child: state");
     let term = st.hard_state.term + 1;
     // Now and then, start by replacing a suffix, as a new leader would.
@@ -52,6 +55,9 @@ fn child(path: &str) {
         .expect("child: write");
         next += batch;
         batch = batch % 40 + 1;
+        if batch % 7 == 0 && next > 200 {
+            s.purge_to(next - 150).expect("child: purge");
+        }
         use std::io::Write;
         let mut o = out.lock();
         writeln!(o, "{} {}", next - 1, term).expect("child: stdout");
@@ -120,10 +126,15 @@ fn sigkill_during_appends_loses_nothing_acknowledged() {
             st.hard_state.term >= acked_term,
             "round {round}: acknowledged hard state lost"
         );
+        let first = st.purged.0 + 1;
+        assert!(
+            first + 100 <= acked_last.max(101),
+            "round {round}: purged too much"
+        );
         let entries = s
-            .entries(1, st.last_index + 1, usize::MAX)
+            .entries(first, st.last_index + 1, usize::MAX)
             .expect("read everything");
-        assert_eq!(entries.len() as u64, st.last_index);
+        assert_eq!(entries.len() as u64, st.last_index - st.purged.0);
         for e in &entries {
             let Payload::Normal(b) = &e.payload else {
                 panic!("round {round}: entry {} is not ours", e.index)

@@ -31,7 +31,7 @@ fn failed_write_poisons_the_store_and_loses_nothing_acknowledged() {
             ..Default::default()
         })
         .expect_err("the disk is failing");
-    assert!(matches!(err, Error::Storage(_)), "{err}");
+    assert!(matches!(err, Error::Io(_) | Error::Storage(_)), "{err}");
     assert!(
         err.to_string().contains("no space left"),
         "the cause is named: {err}"
@@ -157,4 +157,108 @@ fn a_log_is_opened_by_one_process_at_a_time() {
         RedbLogStore::open(&path).is_err(),
         "a second writer is refused"
     );
+}
+
+/// A log of `batches` batches of 10 entries each, closed; returns its path
+/// and its newest segment file.
+fn log_with(dir: &std::path::Path, batches: u64) -> (std::path::PathBuf, std::path::PathBuf) {
+    let path = dir.join("log.redb");
+    let mut s = RedbLogStore::open(&path).expect("open");
+    for b in 0..batches {
+        let e: Vec<_> = (b * 10 + 1..=b * 10 + 10).map(|i| entry(i, 1)).collect();
+        s.write(WriteBatch {
+            entries: &e,
+            ..Default::default()
+        })
+        .expect("write");
+    }
+    drop(s);
+    let mut segs: Vec<_> = std::fs::read_dir(raft_log::wal_dir(&path))
+        .expect("wal dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    segs.sort();
+    (path, segs.pop().expect("a segment"))
+}
+
+#[test]
+fn a_torn_last_record_is_cut_off_and_the_log_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, seg) = log_with(dir.path(), 5);
+    let whole = std::fs::read(&seg).expect("read");
+    // A power cut during the sixth batch's write: its header and part of
+    // its body reached the disk; or the file grew but holds zeroes.
+    for tail in [
+        [&60u32.to_le_bytes()[..], &[7u8; 4], &[1u8; 20]].concat(),
+        vec![0u8; 100],
+        vec![3u8; 5],
+    ] {
+        std::fs::write(&seg, [whole.as_slice(), &tail].concat()).expect("write");
+        let mut s = RedbLogStore::open(&path).expect("a torn tail is not an error");
+        assert_eq!(s.state().expect("state").last_index, 50);
+        let more: Vec<_> = (51..=60).map(|i| entry(i, 2)).collect();
+        s.write(WriteBatch {
+            entries: &more,
+            ..Default::default()
+        })
+        .expect("writes go on after the cut");
+        drop(s);
+        let s = RedbLogStore::open(&path).expect("reopen");
+        assert_eq!(s.entries(41, 61, usize::MAX).expect("read")[10..], more[..]);
+        std::fs::write(&seg, &whole).expect("restore");
+    }
+}
+
+#[test]
+fn damage_before_the_last_record_is_corruption_not_silent_loss() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, seg) = log_with(dir.path(), 5);
+    let whole = std::fs::read(&seg).expect("read");
+    for at in [whole.len() / 3, whole.len() / 2] {
+        let mut b = whole.clone();
+        b[at] ^= 0x40;
+        std::fs::write(&seg, &b).expect("write");
+        let err = RedbLogStore::open(&path).expect_err("a flipped bit inside the log");
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    }
+    std::fs::write(&seg, &whole).expect("restore");
+    std::fs::remove_dir_all(raft_log::wal_dir(&path)).expect("rm");
+    let err = RedbLogStore::open(&path).expect_err("the write-ahead log is gone");
+    assert!(err.to_string().contains("missing"), "{err}");
+}
+
+#[test]
+fn segments_roll_and_compaction_gives_their_space_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("log.redb");
+    let segments = || {
+        std::fs::read_dir(raft_log::wal_dir(&path))
+            .expect("dir")
+            .count()
+    };
+    let mut s = RedbLogStore::open(&path).expect("open");
+    s.set_segment_bytes(1024);
+    let e: Vec<_> = (1..=400).map(|i| entry(i, 1)).collect();
+    for chunk in e.chunks(7) {
+        s.write(WriteBatch {
+            entries: chunk,
+            ..Default::default()
+        })
+        .expect("write");
+    }
+    let before = segments();
+    assert!(before > 5, "{before} segments");
+    s.purge_to(390).expect("purge");
+    assert!(segments() <= 2, "{} segments after compaction", segments());
+    drop(s);
+    let mut s = RedbLogStore::open(&path).expect("reopen");
+    let st = s.state().expect("state");
+    assert_eq!((st.purged.0, st.last_index), (390, 400));
+    assert_eq!(s.entries(391, 401, usize::MAX).expect("read"), e[390..]);
+    s.reset_to(1000, 3).expect("reset");
+    assert_eq!(segments(), 1, "a reset leaves one segment");
+    drop(s);
+    let s = RedbLogStore::open(&path).expect("reopen");
+    let st = s.state().expect("state");
+    assert_eq!((st.purged, st.last_index), ((1000, 3), 1000));
 }

@@ -99,7 +99,8 @@ where
     Ok(())
 }
 
-/// `detach`: deletes this node's history (its log file and snapshots) so
+/// `detach`: deletes this node's history (its log, write-ahead log and
+/// snapshots) so
 /// it starts as a new, empty node, e.g. to join another cluster. Remove it
 /// from its old cluster first (`raftctl detach`), or the old cluster keeps
 /// counting it as a member.
@@ -108,9 +109,7 @@ pub(crate) fn detach(file: &Path, snapshots: &Path) -> Result<(), MockError> {
         path: file.to_path_buf(),
         why: format!("--detach: {why}"),
     };
-    if file.exists() {
-        std::fs::remove_file(file).map_err(|e| fail(e.to_string()))?;
-    }
+    raft_log::remove(file).map_err(|e| fail(e.to_string()))?;
     if snapshots.exists() {
         std::fs::remove_dir_all(snapshots).map_err(|e| fail(e.to_string()))?;
     }

@@ -1,0 +1,336 @@
+//! The write-ahead log the durable store keeps its entries in: numbered
+//! segment files of checksummed records, each appended with one `write`
+//! and made durable with one `fdatasync`, replayed at open.
+//!
+//! A record is `len` (u32 LE), `crc` (CRC-32 of the body, u32 LE), then
+//! `len` bytes of body. What a body means is the store's business
+//! (`record.rs`); this module only frames, checks, and places them.
+
+use crate::Error;
+use crate::fault::FaultSwitch;
+use raft_core::Index;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+pub(crate) const HEADER: usize = 8;
+/// A record larger than this is corrupt (a batch is bounded far below).
+const MAX_RECORD: usize = 1 << 31;
+
+/// One segment file, `<id>.seg` (id in 20 decimal digits, so names sort).
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub id: u32,
+    file: File,
+    /// Bytes of valid records; the next record goes here.
+    pub len: u64,
+    /// The highest entry index written into this segment (0: none).
+    pub max_index: Index,
+    /// Its checkpoint starts a new log (after `reset_to`), so nothing in an
+    /// earlier segment matters.
+    pub fresh: bool,
+}
+
+/// Where a record's body is: the segment id and the offset of its body.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pos {
+    pub seg: u32,
+    pub offset: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Wal {
+    dir: PathBuf,
+    /// Invariant: ids are consecutive and ascending; the last is the one
+    /// appended to. Never empty once opened.
+    segments: Vec<Segment>,
+    faults: Option<FaultSwitch>,
+}
+
+fn seg_name(id: u32) -> String {
+    format!("{id:020}.seg")
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Makes a directory's entries (created, renamed, deleted files) durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// What the store found in a record, for the segment's bookkeeping.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Visit {
+    /// The highest entry index the record wrote.
+    pub max_index: Option<Index>,
+    /// The record is a checkpoint starting a new log.
+    pub fresh: bool,
+}
+
+impl Wal {
+    /// Opens the segments in `dir` (which must exist) and hands every
+    /// valid record to `visit` in order. A torn record at the very end of
+    /// the last segment (a crash during its write: every earlier write was
+    /// synced before the next began) is cut off; a bad record anywhere
+    /// else is corruption.
+    /// Segments before `from` were deleted, or were being deleted when the
+    /// process stopped: any left are removed.
+    pub fn open(
+        dir: &Path,
+        from: u32,
+        faults: Option<FaultSwitch>,
+        mut visit: impl FnMut(Pos, &[u8]) -> Result<Visit, Error>,
+    ) -> Result<Wal, Error> {
+        let mut ids = Vec::new();
+        let mut stale = false;
+        for item in std::fs::read_dir(dir)? {
+            let name = item?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(id) = name.strip_suffix(".seg") {
+                let id = id
+                    .parse::<u32>()
+                    .map_err(|_| corrupt(dir, format!("unexpected file {name}")))?;
+                if id < from {
+                    std::fs::remove_file(dir.join(seg_name(id)))?;
+                    stale = true;
+                } else {
+                    ids.push(id);
+                }
+            }
+        }
+        if stale {
+            sync_dir(dir)?;
+        }
+        ids.sort_unstable();
+        if ids.first().is_some_and(|&f| f != from) || ids.windows(2).any(|w| w[1] != w[0] + 1) {
+            return Err(corrupt(
+                dir,
+                format!("segments missing: from {from}, found {ids:?}"),
+            ));
+        }
+        let mut wal = Wal {
+            dir: dir.to_path_buf(),
+            segments: Vec::new(),
+            faults,
+        };
+        let mut body = Vec::new();
+        let count = ids.len();
+        for (i, id) in ids.into_iter().enumerate() {
+            let path = dir.join(seg_name(id));
+            let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let size = file.metadata()?.len();
+            let mut seg = Segment {
+                id,
+                file,
+                len: 0,
+                max_index: 0,
+                fresh: false,
+            };
+            let mut reader = io::BufReader::with_capacity(1 << 20, &seg.file);
+            let torn = loop {
+                match read_record(&mut reader, &mut body, size - seg.len)? {
+                    Next::End => break None,
+                    Next::Bad(why) => break Some(why),
+                    Next::Record => {}
+                }
+                let pos = Pos {
+                    seg: id,
+                    offset: seg.len + HEADER as u64,
+                };
+                let v = visit(pos, &body)?;
+                if let Some(max) = v.max_index {
+                    seg.max_index = seg.max_index.max(max);
+                }
+                seg.fresh |= v.fresh;
+                seg.len += (HEADER + body.len()) as u64;
+            };
+            drop(reader);
+            if let Some(Bad { why, at_end }) = torn {
+                if i + 1 != count || !at_end {
+                    return Err(corrupt(&path, format!("at byte {}: {why}", seg.len)));
+                }
+                tracing::warn!(
+                    path = %path.display(),
+                    at = seg.len,
+                    "cutting a torn record off the end of the log ({why})"
+                );
+                wal.fail_point()?;
+                seg.file.set_len(seg.len)?;
+                seg.file.sync_all()?;
+            }
+            if seg.len == 0 && i + 1 == count && count > 1 {
+                // A crash while a new segment was being started.
+                wal.fail_point()?;
+                std::fs::remove_file(&path)?;
+                sync_dir(dir)?;
+                continue;
+            }
+            wal.segments.push(seg);
+        }
+        Ok(wal)
+    }
+
+    fn fail_point(&self) -> io::Result<()> {
+        match &self.faults {
+            Some(f) => f.check(),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends one framed record: `buf` holds `HEADER` bytes of room, then
+    /// the body. Not durable until `sync`. Returns where the body went.
+    pub fn append(&mut self, buf: &mut [u8], max_index: Index) -> io::Result<Pos> {
+        let body_len = buf.len() - HEADER;
+        let len = u32::try_from(body_len)
+            .ok()
+            .filter(|&l| (l as usize) < MAX_RECORD)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "record too large"))?;
+        let crc = crc32fast::hash(&buf[HEADER..]);
+        buf[..4].copy_from_slice(&len.to_le_bytes());
+        buf[4..HEADER].copy_from_slice(&crc.to_le_bytes());
+        self.fail_point()?;
+        let seg = self.segments.last_mut().expect("a wal has a segment");
+        seg.file.write_all_at(buf, seg.len)?;
+        let pos = Pos {
+            seg: seg.id,
+            offset: seg.len + HEADER as u64,
+        };
+        seg.len += buf.len() as u64;
+        seg.max_index = seg.max_index.max(max_index);
+        Ok(pos)
+    }
+
+    /// Makes everything appended durable.
+    pub fn sync(&self) -> io::Result<()> {
+        self.fail_point()?;
+        self.segments
+            .last()
+            .expect("a wal has a segment")
+            .file
+            .sync_data()
+    }
+
+    pub fn active_len(&self) -> u64 {
+        self.segments.last().map_or(0, |s| s.len)
+    }
+
+    /// Starts a new segment whose first record is `checkpoint` (framed as
+    /// for `append`), durably; `fresh`: it starts a new log.
+    pub fn roll(&mut self, checkpoint: &mut [u8], fresh: bool) -> io::Result<()> {
+        self.fail_point()?;
+        let id = self.segments.last().map_or(0, |s| s.id + 1);
+        let path = self.dir.join(seg_name(id));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        self.segments.push(Segment {
+            id,
+            file,
+            len: 0,
+            max_index: 0,
+            fresh,
+        });
+        self.append(checkpoint, 0)?;
+        self.segments.last().expect("just pushed").file.sync_all()?;
+        sync_dir(&self.dir)
+    }
+
+    /// The first segment still needed once entries up to `purged` are
+    /// gone, if segments before it can be deleted: everything they hold is
+    /// purged, or a later segment starts a new log. Never the active one.
+    pub fn first_needed(&self, purged: Index) -> Option<u32> {
+        let mut keep = None;
+        let mut max_before = 0;
+        for (k, s) in self.segments.iter().enumerate() {
+            if k > 0 && (s.fresh || max_before <= purged) {
+                keep = Some(s.id);
+            }
+            max_before = max_before.max(s.max_index);
+        }
+        keep
+    }
+
+    /// Deletes the segments before `id` (the caller has made a record of
+    /// where replay starts first).
+    pub fn delete_before(&mut self, id: u32) -> io::Result<()> {
+        self.fail_point()?;
+        let n = self.segments.iter().take_while(|s| s.id < id).count();
+        for s in self.segments.drain(..n) {
+            std::fs::remove_file(self.dir.join(seg_name(s.id)))?;
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// Reads `len` bytes at `offset` of segment `seg`.
+    pub fn read(&self, seg: u32, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
+        let first = self.segments.first().expect("a wal has a segment").id;
+        let s = seg
+            .checked_sub(first)
+            .and_then(|i| self.segments.get(i as usize))
+            .ok_or_else(|| corrupt(&self.dir, format!("segment {seg} is gone")))?;
+        let mut out = vec![0u8; len];
+        s.file.read_exact_at(&mut out, offset)?;
+        Ok(out)
+    }
+}
+
+enum Next {
+    Record,
+    End,
+    Bad(Bad),
+}
+
+struct Bad {
+    why: String,
+    /// The bad record reaches the end of the file, as a torn last write does.
+    at_end: bool,
+}
+
+fn bad(why: impl Into<String>, at_end: bool) -> io::Result<Next> {
+    Ok(Next::Bad(Bad {
+        why: why.into(),
+        at_end,
+    }))
+}
+
+/// Reads the next record's body into `body`; `left` is how many bytes the
+/// file holds from here.
+fn read_record(r: &mut impl Read, body: &mut Vec<u8>, left: u64) -> io::Result<Next> {
+    if left == 0 {
+        return Ok(Next::End);
+    }
+    if left < HEADER as u64 {
+        return bad("a partial record header", true);
+    }
+    let mut h = [0u8; HEADER];
+    r.read_exact(&mut h)?;
+    let len = u32::from_le_bytes(h[..4].try_into().expect("4 bytes")) as u64;
+    let crc = u32::from_le_bytes(h[4..].try_into().expect("4 bytes"));
+    let room = left - HEADER as u64;
+    if len == 0 && crc == 0 {
+        // A file extended but not written: zeroes up to its end.
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest)?;
+        return bad(
+            "zeroes where a record should start",
+            rest.iter().all(|&b| b == 0),
+        );
+    }
+    if len > room || len as usize >= MAX_RECORD {
+        return bad(format!("a record of {len} bytes with {room} left"), true);
+    }
+    body.resize(len as usize, 0);
+    r.read_exact(body)?;
+    if crc32fast::hash(body) != crc {
+        return bad("a record whose checksum does not match", len == room);
+    }
+    Ok(Next::Record)
+}
