@@ -50,7 +50,7 @@ pub fn run(dir: &Path, seconds: f64, clients: &[usize], memory: bool) -> anyhow:
         }
         let reads = load(&c.client, &api, 64, seconds, false, None).await?;
         Ok(json!({
-            "cluster": { "nodes": 3, "storage": if memory { "memory" } else { "redb, fsync per batch" }, "transport": "mutual TLS 1.3", "client": "HTTPS/1.1 keep-alive" },
+            "cluster": { "nodes": 3, "storage": if memory { "memory" } else { "redb + write-ahead log, fsync per batch" }, "transport": "mutual TLS 1.3", "client": "HTTPS/1.1 keep-alive" },
             "value_bytes": 256,
             "key_bytes": 8,
             "writes": writes,
@@ -114,7 +114,7 @@ pub fn catch_up(dir: &Path, keys: u64, memory: bool) -> anyhow::Result<Value> {
         let baseline = load(&c.client, &api, 64, catch_up_s.clamp(2.0, 30.0), true, None).await?;
         let snap_bytes = snapshot_bytes(&c, leader);
         Ok(json!({
-            "cluster": { "nodes": "3, then a 4th joins", "storage": if memory { "memory" } else { "redb, fsync per batch" }, "transport": "mutual TLS 1.3" },
+            "cluster": { "nodes": "3, then a 4th joins", "storage": if memory { "memory" } else { "redb + write-ahead log, fsync per batch" }, "transport": "mutual TLS 1.3" },
             "keys": keys,
             "value_bytes": 64,
             "load_seconds": (load_s * 10.0).round() / 10.0,

@@ -115,18 +115,24 @@ impl KvState {
                 cas,
             } => {
                 let m = self.namespaces.entry(ns).or_default();
-                let current = m.get(&key).map(|v| v.modify_index);
-                if let Some(expect) = cas {
-                    if current.unwrap_or(0) != expect {
+                // One walk down the tree for an existing key, two for a new
+                // one: with a large store every level is a cache miss.
+                if let Some(v) = m.get_mut(&key) {
+                    if cas.is_some_and(|expect| expect != v.modify_index) {
                         return Output::Done(false);
                     }
+                    v.data = value;
+                    v.modify_index = index;
+                    return Output::Done(true);
                 }
-                let create_index = m.get(&key).map_or(index, |v| v.create_index);
+                if cas.is_some_and(|expect| expect != 0) {
+                    return Output::Done(false);
+                }
                 m.insert(
                     key,
                     Value {
                         data: value,
-                        create_index,
+                        create_index: index,
                         modify_index: index,
                     },
                 );
