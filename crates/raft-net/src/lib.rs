@@ -4,6 +4,8 @@
 
 mod error;
 pub mod frame;
+mod records;
+pub mod session;
 pub mod tls;
 mod transport;
 pub mod wire;

@@ -35,12 +35,6 @@ pub struct TlsSetup {
     pub client: Arc<ClientConfig>,
 }
 
-/// Size of the socket read buffer under rustls on the receiving side.
-/// rustls reads at most 4 KiB per call; without a buffer below it, a
-/// 16 KiB record costs four syscalls, which was a fifth of the receiver's
-/// time in `cargo xtask bench net`.
-pub const READ_BUFFER: usize = 128 * 1024;
-
 /// ring's TLS 1.3 suites, AES-128-GCM first: as safe as AES-256 for
 /// this use and cheaper per byte, which is most of the transport's cost.
 fn provider() -> Arc<CryptoProvider> {
@@ -151,16 +145,23 @@ impl TlsSetup {
         let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
             .build()
             .map_err(|e| cert_error(&files.ca, e.to_string()))?;
-        let server = ServerConfig::builder_with_provider(provider())
+        let mut server = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&version::TLS13])?
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain.clone(), key.clone_key())
             .map_err(mismatch)?;
-        let client = ClientConfig::builder_with_provider(provider())
+        let mut client = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&version::TLS13])?
             .with_root_certificates(roots)
             .with_client_auth_cert(chain, key)
             .map_err(mismatch)?;
+        // The transport protects records itself after the handshake
+        // (`records.rs`): it takes the keys from rustls, and nothing may
+        // follow the handshake that only rustls would understand.
+        server.enable_secret_extraction = true;
+        server.send_tls13_tickets = 0;
+        client.enable_secret_extraction = true;
+        client.resumption = tokio_rustls::rustls::client::Resumption::disabled();
         Ok(TlsSetup {
             server: Arc::new(server),
             client: Arc::new(client),

@@ -7,7 +7,8 @@
 //! one log line.
 
 use crate::NetError;
-use crate::frame::{self, DEFAULT_MAX_FRAME};
+use crate::frame::DEFAULT_MAX_FRAME;
+use crate::session::{self, SecureReader, SecureWriter};
 use crate::tls::TlsSetup;
 use crate::wire::{self, Frame, PROTOCOL_VERSION};
 use bytes::BytesMut;
@@ -17,7 +18,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -261,12 +261,12 @@ async fn serve_inbound(
     client_addrs: &ClientAddrs,
 ) -> Result<(), NetError> {
     let limit = cfg.handshake_timeout;
-    let tcp = tokio::io::BufReader::with_capacity(crate::tls::READ_BUFFER, tcp);
-    let mut tls = tokio::time::timeout(limit, acceptor.accept(tcp))
+    // The write half stays alive (unused) while the connection is read.
+    let (mut rd, _wr) = tokio::time::timeout(limit, session::accept(&acceptor, tcp))
         .await
         .map_err(|_| NetError::Handshake("TLS handshake timed out".into()))??;
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    let hello = read_frame(&mut tls, &mut buf, cfg.max_frame, limit, limit).await?;
+    let hello = rd.read_frame(&mut buf, cfg.max_frame, limit, limit).await?;
     let (node, client_addr) = wire::check_hello(&hello, &cfg.cluster)?;
     let known = |node| {
         peers
@@ -284,7 +284,10 @@ async fn serve_inbound(
             .insert(node, client_addr.to_string());
     }
     loop {
-        match read_frame(&mut tls, &mut buf, cfg.max_frame, cfg.idle_timeout, limit).await? {
+        match rd
+            .read_frame(&mut buf, cfg.max_frame, cfg.idle_timeout, limit)
+            .await?
+        {
             Frame::Messages(ms) => {
                 if !known(node) {
                     return Err(NetError::Handshake(format!(
@@ -303,37 +306,12 @@ async fn serve_inbound(
                     }
                 }
             }
-            Frame::Hello { .. } => return Err(NetError::Malformed("a second hello".into())),
+            Frame::Hello { .. } | Frame::Ready => {
+                return Err(NetError::Malformed(
+                    "a handshake frame after the hello".into(),
+                ));
+            }
         }
-    }
-}
-
-/// Reads one frame: waits up to `idle` for it to begin, then at most
-/// `complete` in all for the rest (a peer trickling bytes is cut off).
-async fn read_frame<S: AsyncRead + Unpin>(
-    s: &mut S,
-    buf: &mut BytesMut,
-    max: usize,
-    idle: Duration,
-    complete: Duration,
-) -> Result<Frame, NetError> {
-    let now = tokio::time::Instant::now;
-    let mut deadline = (!buf.is_empty()).then(|| now() + complete);
-    loop {
-        if let Some(body) = frame::decode(buf, max)? {
-            return wire::from_body(&body);
-        }
-        let until = deadline.unwrap_or_else(|| now() + idle);
-        let n = tokio::time::timeout_at(until, s.read_buf(buf))
-            .await
-            .map_err(|_| match deadline {
-                None => NetError::Idle(idle),
-                Some(_) => NetError::Handshake("peer too slow".into()),
-            })??;
-        if n == 0 {
-            return Err(NetError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-        }
-        deadline.get_or_insert_with(|| now() + complete);
     }
 }
 
@@ -379,7 +357,7 @@ async fn connect(
     addr: &str,
     host: &str,
     cfg: &NetConfig,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, NetError> {
+) -> Result<(SecureReader, SecureWriter), NetError> {
     let limit = cfg.handshake_timeout;
     let tcp = tokio::time::timeout(limit, TcpStream::connect(addr))
         .await
@@ -387,34 +365,27 @@ async fn connect(
     let _ = tcp.set_nodelay(true);
     let name = ServerName::try_from(host.to_string())
         .map_err(|e| NetError::Handshake(format!("bad host {host:?}: {e}")))?;
-    let mut tls = tokio::time::timeout(limit, connector.connect(name, tcp))
+    let (rd, mut wr) = tokio::time::timeout(limit, session::connect(connector, name, tcp, limit))
         .await
         .map_err(|_| NetError::Handshake("TLS handshake timed out".into()))??;
-    let mut out = BytesMut::new();
-    frame::encode(
-        &wire::to_body(&Frame::Hello {
-            version: PROTOCOL_VERSION,
-            cluster: cfg.cluster.clone(),
-            node: cfg.id,
-            client_addr: cfg.client_addr.clone(),
-        }),
-        &mut out,
-    );
-    tls.write_all(&out).await?;
-    tls.flush().await?;
-    Ok(tls)
+    wr.write_frame(&Frame::Hello {
+        version: PROTOCOL_VERSION,
+        cluster: cfg.cluster.clone(),
+        node: cfg.id,
+        client_addr: cfg.client_addr.clone(),
+    })
+    .await?;
+    Ok((rd, wr))
 }
 
 /// Writes queued messages, many per frame, until the connection fails
 /// (`Err`) or the queue closes (`Ok`). The peer never writes to this
 /// connection, so a read returning is how a closed peer shows up at once.
-async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
+async fn pump(
+    (mut rd, mut wr): (SecureReader, SecureWriter),
     rx: &mut mpsc::Receiver<Message>,
 ) -> Result<(), NetError> {
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut probe = [0u8; 1];
-    let mut out = BytesMut::with_capacity(64 * 1024);
+    let mut probe = BytesMut::new();
     loop {
         tokio::select! {
             m = rx.recv() => {
@@ -426,16 +397,11 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
                         Err(_) => break,
                     }
                 }
-                out.clear();
-                frame::encode(&wire::to_body(&Frame::Messages(batch)), &mut out);
-                wr.write_all(&out).await?;
-                wr.flush().await?;
+                wr.write_frame(&Frame::Messages(batch)).await?;
             }
-            r = rd.read(&mut probe) => {
-                return Err(match r {
-                    Ok(_) => NetError::Io(std::io::ErrorKind::ConnectionReset.into()),
-                    Err(e) => e.into(),
-                });
+            r = rd.read_plain(&mut probe) => {
+                r?;
+                return Err(NetError::Io(std::io::ErrorKind::ConnectionReset.into()));
             }
         }
     }

@@ -6,7 +6,7 @@ use raft_core::{Message, NodeId};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to frames or messages.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Frame {
@@ -21,6 +21,9 @@ pub enum Frame {
     },
     /// Messages coalesced into one write.
     Messages(Vec<Message>),
+    /// The first frame from the accepting side, its only one: it has taken
+    /// its keys from rustls, so the dialling side may send (`session.rs`).
+    Ready,
 }
 
 pub fn to_body(f: &Frame) -> Vec<u8> {
@@ -53,7 +56,9 @@ pub fn check_hello<'a>(f: &'a Frame, cluster: &str) -> Result<(NodeId, &'a str),
             }
             Ok((*node, client_addr))
         }
-        Frame::Messages(_) => Err(NetError::Handshake("messages before the handshake".into())),
+        Frame::Messages(_) | Frame::Ready => {
+            Err(NetError::Handshake("a frame other than hello first".into()))
+        }
     }
 }
 

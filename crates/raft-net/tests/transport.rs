@@ -243,11 +243,60 @@ async fn a_certificate_from_another_ca_is_refused() {
     still_healthy(&mut p, 4).await;
 }
 
+/// A peer made of stock tokio-rustls (no record layer of ours), through
+/// the `Ready` frame: rustls reads the records the transport seals.
 async fn valid_client(p: &Pair) -> tokio_rustls::client::TlsStream<TcpStream> {
     let files = TlsFiles::node_in(p._dir.path());
-    tls_client(p.a_addr, client_config(Some(&files), &files.ca))
+    let mut s = tls_client(p.a_addr, client_config(Some(&files), &files.ca))
         .await
-        .unwrap()
+        .unwrap();
+    let mut buf = bytes::BytesMut::new();
+    let ready = loop {
+        if let Some(body) = raft_net::frame::decode(&mut buf, 1024).unwrap() {
+            break raft_net::wire::from_body(&body).unwrap();
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read_buf(&mut buf))
+            .await
+            .expect("ready in time")
+            .unwrap();
+        assert!(n > 0, "closed before ready");
+    };
+    assert_eq!(ready, raft_net::wire::Frame::Ready);
+    s
+}
+
+#[tokio::test]
+async fn records_interoperate_with_stock_rustls() {
+    // The transport seals Ready (read above by rustls), opens what rustls
+    // seals: a hello, then messages in records of every size up to full.
+    let mut p = pair().await;
+    let mut s = valid_client(&p).await;
+    s.write_all(&hello("test-cluster", 2)).await.unwrap();
+    for n in [0usize, 1, 100, 5000, 40_000] {
+        let m = Message {
+            body: Body::Append {
+                prev_index: 1,
+                prev_term: 1,
+                entries: vec![raft_core::Entry {
+                    term: 1,
+                    index: 2,
+                    payload: raft_core::Payload::Normal(vec![7u8; n].into()),
+                }],
+                commit: 1,
+            },
+            ..msg(2, 1, 1)
+        };
+        let mut out = bytes::BytesMut::new();
+        let f = raft_net::wire::Frame::Messages(vec![m.clone()]);
+        raft_net::frame::encode(&raft_net::wire::to_body(&f), &mut out);
+        s.write_all(&out).await.unwrap();
+        s.flush().await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), p.a_rx.recv())
+            .await
+            .expect("delivered in time")
+            .expect("channel open");
+        assert_eq!(got, m);
+    }
 }
 
 fn hello(cluster: &str, node: NodeId) -> Vec<u8> {
