@@ -262,3 +262,48 @@ fn segments_roll_and_compaction_gives_their_space_back() {
     let st = s.state().expect("state");
     assert_eq!((st.purged, st.last_index), ((1000, 3), 1000));
 }
+
+#[test]
+fn a_crash_between_segment_steps_is_finished_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("log.redb");
+    let wal = raft_log::wal_dir(&path);
+    let listing = || {
+        let mut v: Vec<_> = std::fs::read_dir(&wal)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut s = RedbLogStore::open(&path).expect("open");
+    s.set_segment_bytes(1024);
+    let e: Vec<_> = (1..=200).map(|i| entry(i, 1)).collect();
+    for chunk in e.chunks(5) {
+        s.write(WriteBatch {
+            entries: chunk,
+            ..Default::default()
+        })
+        .expect("write");
+    }
+    let first = listing()[0].clone();
+    let old_first = std::fs::read(wal.join(&first)).expect("read");
+    s.purge_to(190).expect("purge");
+    drop(s);
+    let kept = listing();
+    assert!(!kept.contains(&first), "compaction deleted {first}");
+
+    // Killed after the database recorded the new floor but before the
+    // old segments were deleted: they are back, and opening deletes them.
+    std::fs::write(wal.join(&first), &old_first).expect("write");
+    // Killed right after a new segment file was created, before its
+    // checkpoint was written.
+    let last: u64 = kept.last().expect("a segment")[..20].parse().expect("id");
+    std::fs::write(wal.join(format!("{:020}.seg", last + 1)), b"").expect("write");
+
+    let s = RedbLogStore::open(&path).expect("reopen finishes the job");
+    assert_eq!(listing(), kept);
+    let st = s.state().expect("state");
+    assert_eq!((st.purged.0, st.last_index), (190, 200));
+    assert_eq!(s.entries(191, 201, usize::MAX).expect("read"), e[190..]);
+}
