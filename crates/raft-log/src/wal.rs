@@ -79,6 +79,7 @@ impl Wal {
     /// the last segment (a crash during its write: every earlier write was
     /// synced before the next began) is cut off; a bad record anywhere
     /// else is corruption.
+    ///
     /// Segments before `from` were deleted, or were being deleted when the
     /// process stopped: any left are removed.
     pub fn open(
