@@ -46,9 +46,14 @@ pub fn run(dir: &Path, seconds: f64, clients: &[usize], memory: bool) -> anyhow:
         let api = c.nodes[leader].api.clone();
         let mut writes = Vec::new();
         for &n in clients {
-            writes.push(load(&c.client, &api, n, seconds, true, None).await?);
+            let cpu = Cpu::start(&c);
+            let mut w = load(&c.client, &api, n, seconds, true, None).await?;
+            cpu.report(&mut w);
+            writes.push(w);
         }
-        let reads = load(&c.client, &api, 64, seconds, false, None).await?;
+        let cpu = Cpu::start(&c);
+        let mut reads = load(&c.client, &api, 64, seconds, false, None).await?;
+        cpu.report(&mut reads);
         Ok(json!({
             "cluster": { "nodes": 3, "storage": if memory { "memory" } else { "redb + write-ahead log, fsync per batch" }, "transport": "mutual TLS 1.3", "client": "HTTPS/1.1 keep-alive" },
             "value_bytes": 256,
@@ -57,6 +62,60 @@ pub fn run(dir: &Path, seconds: f64, clients: &[usize], memory: bool) -> anyhow:
             "linearizable_reads": reads,
         }))
     })
+}
+
+/// CPU time used during a run, by the nodes together and by this process
+/// (the clients): per operation it varies far less with the machine's
+/// other load than throughput does, so it is what to compare builds by.
+struct Cpu {
+    pids: Vec<u32>,
+    nodes: f64,
+    clients: f64,
+}
+
+/// User + system CPU seconds of a process so far, from `/proc`.
+fn cpu_seconds(pid: &str) -> f64 {
+    static TICK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let hz = *TICK.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    });
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses: state is
+    // the first, utime the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|w| w.parse().unwrap_or(0.0))
+        .collect();
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / hz
+}
+
+impl Cpu {
+    fn start(c: &ProcessCluster) -> Self {
+        let pids: Vec<u32> = c.nodes.iter().filter_map(|n| n.pid()).collect();
+        Cpu {
+            nodes: pids.iter().map(|p| cpu_seconds(&p.to_string())).sum(),
+            clients: cpu_seconds("self"),
+            pids,
+        }
+    }
+
+    /// Adds `cpu_us_per_op` (nodes, clients) to a run's report.
+    fn report(self, run: &mut Value) {
+        let nodes: f64 = self.pids.iter().map(|p| cpu_seconds(&p.to_string())).sum();
+        let clients = cpu_seconds("self");
+        let ops = run["ops"].as_f64().unwrap_or(0.0).max(1.0);
+        let per = |s: f64| (s / ops * 1e6 * 10.0).round() / 10.0;
+        run["cpu_us_per_op"] = json!({
+            "nodes": per(nodes - self.nodes),
+            "clients": per(clients - self.clients),
+        });
+    }
 }
 
 async fn leader(c: &ProcessCluster) -> anyhow::Result<usize> {
