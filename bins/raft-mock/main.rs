@@ -89,6 +89,12 @@ struct Args {
     /// Ticks between leader heartbeats.
     #[arg(long, default_value_t = 1)]
     heartbeat_ticks: u64,
+    /// Appends in flight to a follower before the leader waits for an
+    /// acknowledgement. One suits a LAN: what queues meanwhile goes out
+    /// as one larger append (one fsync on the follower); raise it for
+    /// links whose round trip is long against a follower's fsync.
+    #[arg(long, default_value_t = raft_mock::DEFAULT_MAX_INFLIGHT)]
+    max_inflight: usize,
     /// Async worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -167,6 +173,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
     cfg.tick = Duration::from_millis(a.tick_ms.max(1));
     cfg.election_ticks = a.election_ticks;
     cfg.heartbeat_ticks = a.heartbeat_ticks;
+    cfg.max_inflight = a.max_inflight;
     cfg.require_client_cert = matches!(a.client_certs, ClientCerts::Required);
     cfg.join = a.join;
     cfg.restore = a.restore;

@@ -34,6 +34,10 @@ fn start_cluster(dir: &Path, memory: bool) -> anyhow::Result<ProcessCluster> {
         memory,
     )?;
     c.flags = vec!["-l".into(), "WARNING".into()];
+    // Extra raft-mock flags for experiments, e.g. "--max-inflight 4".
+    if let Ok(extra) = std::env::var("BENCH_NODE_FLAGS") {
+        c.flags.extend(extra.split_whitespace().map(String::from));
+    }
     c.start_all()?;
     Ok(c)
 }

@@ -43,6 +43,14 @@ pub enum MockError {
     Join { addr: String, why: String },
 }
 
+/// Appends in flight per follower. On loopback or a LAN a round trip is
+/// shorter than a follower's fsync, so waiting for each acknowledgement
+/// lets the next append carry everything that queued meanwhile: at 64
+/// clients `cargo xtask bench cluster` measured 20,800-21,400 writes/s and
+/// 59-60 µs of node CPU per write with 1, against 13,300-15,500 and 90-105
+/// µs with raft-core's default of 256 (and lower latency at one client).
+pub const DEFAULT_MAX_INFLIGHT: usize = 1;
+
 /// pyraftlog-mock's settings, plus TLS and timing.
 #[derive(Clone, Debug)]
 pub struct MockConfig {
@@ -62,6 +70,8 @@ pub struct MockConfig {
     pub tick: Duration,
     pub election_ticks: u64,
     pub heartbeat_ticks: u64,
+    /// Appends in flight per follower (`raft_core::Config::max_inflight`).
+    pub max_inflight: usize,
     pub require_client_cert: bool,
     /// The command port (`host:port`) of any member of an existing
     /// cluster to join; the node asks to be added and is promoted to voter
@@ -97,6 +107,7 @@ impl MockConfig {
             tick: Duration::from_millis(50),
             election_ticks: 10,
             heartbeat_ticks: 1,
+            max_inflight: DEFAULT_MAX_INFLIGHT,
             require_client_cert: true,
             join: None,
             snapshot_entries: 100_000,
@@ -303,6 +314,7 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
     raft.mode = cfg.mode;
     raft.election_tick = cfg.election_ticks;
     raft.heartbeat_tick = cfg.heartbeat_ticks;
+    raft.max_inflight = cfg.max_inflight;
     raft.seed = id ^ u64::from(std::process::id());
     let mut ncfg = NodeConfig::new(raft, initial.keys().copied().collect());
     ncfg.addresses = initial.clone();
