@@ -16,7 +16,11 @@ use std::time::{Duration, Instant};
 
 /// A fresh 3-node cluster of release binaries under `dir`.
 fn start_cluster(dir: &Path, memory: bool) -> anyhow::Result<ProcessCluster> {
-    let bins = build_binaries()?;
+    // A/B runs of two builds: BENCH_RAFT_MOCK names the binary to run.
+    let node_bin = match std::env::var_os("BENCH_RAFT_MOCK") {
+        Some(bin) => std::path::PathBuf::from(bin),
+        None => build_binaries()?.join("raft-mock"),
+    };
     let certs = dir.join("certs");
     ensure_certs(&certs)?;
     let data = dir.join("cluster");
@@ -26,7 +30,7 @@ fn start_cluster(dir: &Path, memory: bool) -> anyhow::Result<ProcessCluster> {
     let ports = free_ports(6);
     let pairs: Vec<_> = ports.chunks(2).map(|p| (p[0], p[1])).collect();
     let mut c = ProcessCluster::new(
-        &bins.join("raft-mock"),
+        &node_bin,
         &certs,
         &data,
         &["active"; 3],
