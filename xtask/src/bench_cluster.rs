@@ -29,14 +29,7 @@ fn start_cluster(dir: &Path, memory: bool) -> anyhow::Result<ProcessCluster> {
     }
     let ports = free_ports(6);
     let pairs: Vec<_> = ports.chunks(2).map(|p| (p[0], p[1])).collect();
-    let mut c = ProcessCluster::new(
-        &node_bin,
-        &certs,
-        &data,
-        &["active"; 3],
-        &pairs,
-        memory,
-    )?;
+    let mut c = ProcessCluster::new(&node_bin, &certs, &data, &["active"; 3], &pairs, memory)?;
     c.flags = vec!["-l".into(), "WARNING".into()];
     // Extra raft-mock flags for experiments, e.g. "--max-inflight 4".
     if let Ok(extra) = std::env::var("BENCH_NODE_FLAGS") {

@@ -227,6 +227,25 @@ fn damage_before_the_last_record_is_corruption_not_silent_loss() {
     assert!(err.to_string().contains("missing"), "{err}");
 }
 
+/// A log on 1 KiB segments holding entries 1..=n, written `per` at a time.
+fn on_small_segments(
+    path: &std::path::Path,
+    n: u64,
+    per: usize,
+) -> (RedbLogStore, Vec<raft_core::Entry>) {
+    let mut s = RedbLogStore::open(path).expect("open");
+    s.set_segment_bytes(1024);
+    let e: Vec<_> = (1..=n).map(|i| entry(i, 1)).collect();
+    for chunk in e.chunks(per) {
+        s.write(WriteBatch {
+            entries: chunk,
+            ..Default::default()
+        })
+        .expect("write");
+    }
+    (s, e)
+}
+
 #[test]
 fn segments_roll_and_compaction_gives_their_space_back() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -236,16 +255,7 @@ fn segments_roll_and_compaction_gives_their_space_back() {
             .expect("dir")
             .count()
     };
-    let mut s = RedbLogStore::open(&path).expect("open");
-    s.set_segment_bytes(1024);
-    let e: Vec<_> = (1..=400).map(|i| entry(i, 1)).collect();
-    for chunk in e.chunks(7) {
-        s.write(WriteBatch {
-            entries: chunk,
-            ..Default::default()
-        })
-        .expect("write");
-    }
+    let (mut s, e) = on_small_segments(&path, 400, 7);
     let before = segments();
     assert!(before > 5, "{before} segments");
     s.purge_to(390).expect("purge");
@@ -276,16 +286,7 @@ fn a_crash_between_segment_steps_is_finished_on_open() {
         v.sort();
         v
     };
-    let mut s = RedbLogStore::open(&path).expect("open");
-    s.set_segment_bytes(1024);
-    let e: Vec<_> = (1..=200).map(|i| entry(i, 1)).collect();
-    for chunk in e.chunks(5) {
-        s.write(WriteBatch {
-            entries: chunk,
-            ..Default::default()
-        })
-        .expect("write");
-    }
+    let (mut s, e) = on_small_segments(&path, 200, 5);
     let first = listing()[0].clone();
     let old_first = std::fs::read(wal.join(&first)).expect("read");
     s.purge_to(190).expect("purge");
