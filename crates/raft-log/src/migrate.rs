@@ -6,7 +6,7 @@ use crate::Error;
 use crate::codec;
 use crate::fault::FaultSwitch;
 use crate::record;
-use crate::redb_store::{FORMAT, FORMAT_KEY, META, WAL_READY, create_wal};
+use crate::redb_store::{FORMAT, FORMAT_KEY, META, WAL_READY, create_wal, redb_err};
 use crate::wal::HEADER;
 use raft_core::HardState;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -18,10 +18,6 @@ const ENTRIES_2: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 const HARD_STATE_2: &str = "hard_state";
 const MEMBERSHIP_2: &str = "membership";
 const PURGED_2: &str = "purged";
-
-fn redb_err(e: impl Into<redb::Error>) -> Error {
-    Error::Storage(e.into())
-}
 
 fn set_format(db: &Database, ready: bool) -> Result<(), Error> {
     let wtx = db.begin_write().map_err(redb_err)?;

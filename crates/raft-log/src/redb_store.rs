@@ -91,7 +91,7 @@ pub fn remove(path: &Path) -> std::io::Result<()> {
     }
 }
 
-fn redb_err(e: impl Into<redb::Error>) -> Error {
+pub(crate) fn redb_err(e: impl Into<redb::Error>) -> Error {
     Error::Storage(e.into())
 }
 

@@ -379,8 +379,9 @@ async fn connect(
 }
 
 /// Writes queued messages, many per frame, until the connection fails
-/// (`Err`) or the queue closes (`Ok`). The peer never writes to this
-/// connection, so a read returning is how a closed peer shows up at once.
+/// (`Err`) or the queue closes (`Ok`). After its `Ready` the peer never
+/// writes to this connection, so a read returning is how a closed peer
+/// shows up at once.
 async fn pump(
     (mut rd, mut wr): (SecureReader, SecureWriter),
     rx: &mut mpsc::Receiver<Message>,
