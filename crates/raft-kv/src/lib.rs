@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod command;
+mod sessions;
 pub mod snapshot;
 mod store;
 

@@ -8,7 +8,8 @@
 //! truncated or spliced file fails to load instead of loading part).
 
 use crate::command::Output;
-use crate::store::{KvState, Session, Value};
+use crate::sessions::Session;
+use crate::store::{KvState, Value};
 use bytes::Bytes;
 use raft_core::Index;
 use serde::{Deserialize, Serialize};
@@ -66,7 +67,7 @@ pub fn write(state: &KvState, w: &mut dyn Write) -> io::Result<()> {
             keys += 1;
         }
     }
-    for (&client, s) in &state.sessions {
+    for (&client, s) in state.sessions.iter() {
         put(
             w,
             &Record::Session {

@@ -3,6 +3,7 @@
 //! same state; nothing here reads a clock or a random source.
 
 use crate::command::{self, Decoded, Op, Output, Request};
+use crate::sessions::{Session, Sessions};
 use bytes::Bytes;
 use imbl::OrdMap;
 use raft_core::Index;
@@ -11,10 +12,6 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 /// The namespace used when a request names none.
 pub const DEFAULT_NAMESPACE: &str = "default";
-
-/// Sessions kept at most; past this the least recently used one goes
-/// (decided by log index, so every replica evicts the same one).
-const MAX_SESSIONS: usize = 100_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Value {
@@ -25,20 +22,13 @@ pub struct Value {
     pub modify_index: Index,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Session {
-    pub(crate) seq: u64,
-    pub(crate) output: Output,
-    pub(crate) last_index: Index,
-}
-
 /// Persistent (structurally shared) maps: a clone is O(1), so the point-in-
 /// time view a snapshot needs costs nothing on the protocol task, and
 /// writes after it copy only the paths they touch.
 #[derive(Clone, Default, Debug, PartialEq, Eq)]
 pub struct KvState {
     pub(crate) namespaces: OrdMap<String, OrdMap<String, Value>>,
-    pub(crate) sessions: OrdMap<u64, Session>,
+    pub(crate) sessions: Sessions,
     /// Invariant: every applied entry's index is <= applied.
     pub(crate) applied: Index,
 }
@@ -80,10 +70,11 @@ impl KvState {
             return Output::Opaque;
         };
         if let Some((client, seq)) = session {
-            if let Some(s) = self.sessions.get_mut(&client) {
+            if let Some(s) = self.sessions.get(client) {
                 if seq == s.seq {
-                    s.last_index = index;
-                    return s.output.clone();
+                    let output = s.output.clone();
+                    self.sessions.touch(client, index);
+                    return output;
                 }
                 if seq < s.seq {
                     return Output::StaleSession { latest: s.seq };
@@ -98,9 +89,6 @@ impl KvState {
                     last_index: index,
                 },
             );
-            if self.sessions.len() > MAX_SESSIONS {
-                self.evict_oldest_session();
-            }
             return output;
         }
         self.apply_op(index, op)
@@ -172,17 +160,6 @@ impl KvState {
             Op::DropNamespace { ns } => {
                 Output::Removed(self.namespaces.remove(&ns).map_or(0, |m| m.len() as u64))
             }
-        }
-    }
-
-    fn evict_oldest_session(&mut self) {
-        if let Some(oldest) = self
-            .sessions
-            .iter()
-            .min_by_key(|(id, s)| (s.last_index, **id))
-            .map(|(id, _)| *id)
-        {
-            self.sessions.remove(&oldest);
         }
     }
 }
