@@ -140,6 +140,7 @@ async fn a_backup_starts_a_new_cluster() {
         let via = [a.nodes[(l + 1) % 3].api.clone()];
         let said = common::raftctl(&via, &["backup", &file.display().to_string()]);
         assert!(said.contains("saved 201 keys"), "{said}");
+        assert!(!dir.path().join("backup.snap.partial").exists());
         // A new one-node cluster from the backup; two more nodes join it
         // and get the data by snapshot.
         let mut b = described(&["active"], false);

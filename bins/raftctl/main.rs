@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use raft_kv::api::HttpsClient;
-use raft_kv::api::client::{Method, Reply, StatusCode};
+use raft_kv::api::client::{ClientError, Method, Reply, StatusCode};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -168,6 +168,28 @@ impl Ctl {
         let r = self.call(Method::GET, path, Bytes::new(), false).await?;
         check(&r)?;
         Ok(r)
+    }
+
+    /// A GET from the first node that answers, its body streamed to `out`.
+    /// Only a node that could not be reached is passed over: after any
+    /// other failure part of a body may be in `out`.
+    async fn download(
+        &self,
+        path: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> anyhow::Result<Reply> {
+        let mut last = None;
+        for n in &self.nodes {
+            match self.client.download(n, path, out).await {
+                Ok(r) => {
+                    check(&r)?;
+                    return Ok(r);
+                }
+                Err(e @ ClientError::Connect { .. }) => last = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last.map_or_else(|| anyhow::anyhow!("no nodes given"), Into::into))
     }
 
     /// A write, sent to the leader when one is known.
@@ -399,25 +421,56 @@ async fn status(ctl: &Ctl) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Streams a snapshot to `FILE.partial`, checks it, makes it durable and
+/// renames it into place: the file is whole or absent, never half of one.
 async fn backup(ctl: &Ctl, file: &std::path::Path) -> anyhow::Result<()> {
-    let r = ctl.read("/v1/snapshot").await?;
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = std::path::PathBuf::from(tmp);
+    let saving = || format!("writing {}", tmp.display());
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(saving)?);
+    let r = ctl.download("/v1/snapshot", &mut out).await;
+    let r = r.and_then(|r| {
+        let f = out.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        Ok(r)
+    });
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
     let index = r
         .headers
         .get(raft_kv::api::INDEX_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("?")
         .to_string();
-    let state = raft_kv::snapshot::read(&mut r.body.as_ref())
-        .context("the cluster sent a damaged snapshot")?;
-    let mut tmp = file.as_os_str().to_owned();
-    tmp.push(".partial");
-    std::fs::write(&tmp, &r.body).with_context(|| format!("writing {}", file.display()))?;
+    let checked = std::fs::File::open(&tmp)
+        .map_err(anyhow::Error::from)
+        .and_then(|mut f| Ok(raft_kv::snapshot::verify(&mut f)?));
+    let sum = match checked {
+        Ok(sum) => sum,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.context("the cluster sent a damaged snapshot"));
+        }
+    };
+    let bytes = std::fs::metadata(&tmp).with_context(saving)?.len();
     std::fs::rename(&tmp, file).with_context(|| format!("writing {}", file.display()))?;
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
     println!(
-        "saved {} keys as of index {index} to {} ({} bytes)",
-        state.keys(),
+        "saved {} keys as of index {index} to {} ({bytes} bytes)",
+        sum.keys,
         file.display(),
-        r.body.len()
     );
     Ok(())
 }

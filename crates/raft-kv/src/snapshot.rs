@@ -85,18 +85,10 @@ pub fn write(state: &KvState, w: &mut dyn Write) -> io::Result<()> {
 
 /// Reads a snapshot `write` made.
 pub fn read(r: &mut dyn Read) -> io::Result<KvState> {
-    let mut r = io::BufReader::with_capacity(256 << 10, r);
-    let magic: String =
-        rmp_serde::from_read(&mut r).map_err(|_| bad("not a raftstack KV snapshot"))?;
-    if magic != MAGIC {
-        return Err(bad(format!("unknown format {magic:?}")));
-    }
-    let mut next = || -> io::Result<Record> { rmp_serde::from_read(&mut r).map_err(bad) };
     let mut st = KvState::default();
     let mut ns: Option<String> = None;
-    let (mut keys, mut sessions) = (0u64, 0u64);
-    loop {
-        match next()? {
+    each_record(r, |rec| {
+        match rec {
             Record::Applied(i) => st.applied = i,
             Record::Namespace(n) => {
                 st.namespaces.entry(n.clone()).or_default();
@@ -117,25 +109,73 @@ pub fn read(r: &mut dyn Read) -> io::Result<KvState> {
                     modify_index: modify,
                 };
                 st.namespaces.get_mut(n).expect("opened").insert(key, v);
-                keys += 1;
             }
             Record::Session {
                 client,
                 seq,
                 output,
                 last_index,
-            } => {
-                st.sessions.insert(
-                    client,
-                    Session {
-                        seq,
-                        output,
-                        last_index,
-                    },
-                );
-                sessions += 1;
-            }
-            Record::End {
+            } => st.sessions.insert(
+                client,
+                Session {
+                    seq,
+                    output,
+                    last_index,
+                },
+            ),
+            Record::End { .. } => {}
+        }
+        Ok(())
+    })?;
+    Ok(st)
+}
+
+/// What a snapshot holds, checked record by record without keeping it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub applied: Index,
+    pub keys: u64,
+    pub sessions: u64,
+}
+
+/// Checks a whole snapshot (format, every record, the end record's counts)
+/// in constant memory: for a backup of any size.
+pub fn verify(r: &mut dyn Read) -> io::Result<Summary> {
+    let mut sum = Summary::default();
+    let mut seen_ns = false;
+    each_record(r, |rec| {
+        match rec {
+            Record::Applied(i) => sum.applied = i,
+            Record::Namespace(_) => seen_ns = true,
+            Record::Key { .. } if !seen_ns => return Err(bad("a key before any namespace")),
+            Record::Key { .. } => sum.keys += 1,
+            Record::Session { .. } => sum.sessions += 1,
+            Record::End { .. } => {}
+        }
+        Ok(())
+    })?;
+    Ok(sum)
+}
+
+/// Feeds every record after the format name to `visit`, through `End`,
+/// whose counts it checks against the records seen.
+fn each_record(
+    r: &mut dyn Read,
+    mut visit: impl FnMut(Record) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut r = io::BufReader::with_capacity(256 << 10, r);
+    let magic: String =
+        rmp_serde::from_read(&mut r).map_err(|_| bad("not a raftstack KV snapshot"))?;
+    if magic != MAGIC {
+        return Err(bad(format!("unknown format {magic:?}")));
+    }
+    let (mut keys, mut sessions) = (0u64, 0u64);
+    loop {
+        let rec: Record = rmp_serde::from_read(&mut r).map_err(bad)?;
+        match &rec {
+            Record::Key { .. } => keys += 1,
+            Record::Session { .. } => sessions += 1,
+            &Record::End {
                 keys: k,
                 sessions: s,
             } => {
@@ -144,8 +184,10 @@ pub fn read(r: &mut dyn Read) -> io::Result<KvState> {
                         "{keys} keys and {sessions} sessions read, {k} and {s} written"
                     )));
                 }
-                return Ok(st);
+                return visit(rec);
             }
+            _ => {}
         }
+        visit(rec)?;
     }
 }

@@ -247,6 +247,8 @@ mod tests {
         let back = crate::snapshot::read(&mut buf.as_slice()).unwrap();
         assert_eq!(back, s);
         assert_eq!(back.applied(), 3);
+        let sum = crate::snapshot::verify(&mut buf.as_slice()).unwrap();
+        assert_eq!((sum.applied, sum.keys, sum.sessions), (3, 3, 1));
         // The session survives: a retry still answers from the cache.
         let mut back = back;
         assert_eq!(
@@ -259,8 +261,10 @@ mod tests {
                 crate::snapshot::read(&mut &buf[..cut]).is_err(),
                 "truncated at {cut}"
             );
+            assert!(crate::snapshot::verify(&mut &buf[..cut]).is_err());
         }
         assert!(crate::snapshot::read(&mut &b"garbage"[..]).is_err());
+        assert!(crate::snapshot::verify(&mut &b"garbage"[..]).is_err());
     }
 
     #[test]

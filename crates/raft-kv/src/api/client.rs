@@ -43,6 +43,13 @@ impl Reply {
 
 type Sender = SendRequest<Full<Bytes>>;
 
+fn failed(addr: &str, why: impl std::fmt::Display) -> ClientError {
+    ClientError::Request {
+        addr: addr.to_string(),
+        why: why.to_string(),
+    }
+}
+
 /// Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct HttpsClient {
@@ -90,10 +97,73 @@ impl HttpsClient {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<Reply, ClientError> {
-        let fail = |why: String| ClientError::Request {
-            addr: addr.to_string(),
-            why,
+        let (sender, resp) = self.send(addr, method, path, headers, body).await?;
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| failed(addr, e))?
+            .to_bytes();
+        self.put_back(addr, sender);
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// A GET whose successful answer's body goes to `out` as it arrives
+    /// (a backup need not fit in memory); the `Reply`'s body is empty then.
+    /// An unsuccessful answer's body is in the `Reply`, as with `request`.
+    pub async fn download(
+        &self,
+        addr: &str,
+        path: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<Reply, ClientError> {
+        let timeout = self.timeout;
+        let fut = async {
+            let (sender, resp) = self
+                .send(addr, Method::GET, path, &[], Bytes::new())
+                .await?;
+            let (parts, mut body) = resp.into_parts();
+            let mut kept = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| failed(addr, e))?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if parts.status.is_success() {
+                    out.write_all(&data).map_err(|e| failed(addr, e))?;
+                } else {
+                    kept.extend_from_slice(&data);
+                }
+            }
+            self.put_back(addr, sender);
+            Ok(Reply {
+                status: parts.status,
+                headers: parts.headers,
+                body: kept.into(),
+            })
         };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                addr: addr.to_string(),
+                timeout,
+            })?
+    }
+
+    /// Sends a request on a kept-alive connection or a new one; the answer
+    /// with its body still to read, and the connection to put back after.
+    async fn send(
+        &self,
+        addr: &str,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<(Sender, hyper::Response<hyper::body::Incoming>), ClientError> {
         let mut b = Request::builder()
             .method(method)
             .uri(path)
@@ -101,7 +171,7 @@ impl HttpsClient {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        let req = b.body(Full::new(body)).map_err(|e| fail(e.to_string()))?;
+        let req = b.body(Full::new(body)).map_err(|e| failed(addr, e))?;
         let (sender, resp) = match self.idle(addr) {
             Some(mut s) => {
                 let retry = req.clone();
@@ -123,19 +193,7 @@ impl HttpsClient {
                 (s, r)
             }
         };
-        let resp = resp.map_err(|e| fail(e.to_string()))?;
-        let (parts, body) = resp.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| fail(e.to_string()))?
-            .to_bytes();
-        self.put_back(addr, sender);
-        Ok(Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        Ok((sender, resp.map_err(|e| failed(addr, e))?))
     }
 
     fn idle(&self, addr: &str) -> Option<Sender> {
