@@ -142,10 +142,11 @@ async fn grows_to_five_and_shrinks_back_while_writing() {
         let keys = w.finish().await;
         assert!(keys.len() > 20, "only {} writes acknowledged", keys.len());
         assert_has(&c, &[0, 1, 2], &keys).await;
-        // The removed nodes no longer count: with them stopped, the three
-        // can lose one and still commit.
-        c.kill(d);
-        c.kill(e);
+        // The removed nodes learn it and stop (exit status 3); they no
+        // longer count: the three can lose one and still commit.
+        for gone in [d, e] {
+            assert_eq!(c.wait_exit(gone, Duration::from_secs(20)).await, Some(3));
+        }
         c.kill(2);
         let l = c.leader(&[2, d, e]).await;
         c.put(l, "after-shrink", "x").await.unwrap();
@@ -155,7 +156,7 @@ async fn grows_to_five_and_shrinks_back_while_writing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_removes_itself_and_a_new_one_takes_over() {
-    let c = cluster(&["active"; 3], false);
+    let mut c = cluster(&["active"; 3], false);
     deadline(60, async {
         let l = c.leader(&[]).await;
         c.put(l, "before", "1").await.unwrap();
@@ -180,8 +181,10 @@ async fn the_leader_removes_itself_and_a_new_one_takes_over() {
                 Some("2")
             );
         }
-        let s = c.status(l).await.unwrap();
-        assert_ne!(s["role"], "leader", "the removed leader stepped down");
+        // The removed leader stepped down, learnt it is out, and stopped.
+        assert_eq!(c.wait_exit(l, Duration::from_secs(20)).await, Some(3));
+        let log = std::fs::read_to_string(&c.nodes[l].log).unwrap_or_default();
+        assert!(log.contains("not a member of the cluster"), "{log}");
     })
     .await;
 }
@@ -208,6 +211,15 @@ async fn a_failed_node_is_replaced_with_raftctl() {
         // Adding is idempotent: asking again for a voter changes nothing.
         let again = ctl(&["add", &c.nodes[n].name, "--id", &node_id(&c, n).await]);
         assert!(again.contains("is a voter"), "{again}");
+        // The removed node comes back on its file: the members refuse it
+        // with the committed configuration that left it out, and it stops.
+        c.start(2).unwrap();
+        assert_eq!(c.wait_exit(2, Duration::from_secs(20)).await, Some(3));
+        let log = std::fs::read_to_string(&c.nodes[2].log).unwrap_or_default();
+        assert!(
+            log.contains("has committed a configuration without this node"),
+            "{log}"
+        );
         // With the replacement a voter, the cluster survives losing another.
         c.kill(1);
         c.leader(&[1, 2]).await;
@@ -286,8 +298,9 @@ async fn a_detached_node_joins_another_cluster() {
         // Node 3 of A leaves A...
         common::raftctl(&[a.nodes[0].api.clone()], &["detach", &a.nodes[2].name]);
         wait_voters(&a, 0, &[0, 1]).await;
+        // ... learns it was removed and stops by itself ...
+        assert_eq!(a.wait_exit(2, Duration::from_secs(20)).await, Some(3));
         // ... is reset, and joins B with the same address.
-        assert!(a.stop(2, Duration::from_secs(5)));
         a.c.nodes[2].join = Some(b.nodes[0].api.clone());
         a.c.nodes[2].extra = vec!["--detach".into(), "--confirm".into()];
         a.start(2).unwrap();

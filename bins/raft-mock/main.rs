@@ -150,7 +150,15 @@ fn main() -> ExitCode {
         }
     };
     match rt.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Stopped::Signal) => ExitCode::SUCCESS,
+        Ok(Stopped::Removed(why)) => {
+            eprintln!(
+                "raft-mock: not a member of the cluster: {why}. It was removed, or never \
+                 added (a new node starts with --join). Stopped; data kept. To reuse it: \
+                 --detach --confirm [--join ADDR]"
+            );
+            ExitCode::from(REMOVED)
+        }
         Err(e) => {
             eprintln!("raft-mock: error: {e}");
             ExitCode::FAILURE
@@ -158,7 +166,17 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(a: Args) -> anyhow::Result<()> {
+/// The exit status of a node that stopped because it learnt the cluster's
+/// committed configuration does not include it (a supervisor should not
+/// restart it: `RestartPreventExitStatus=3`).
+const REMOVED: u8 = 3;
+
+enum Stopped {
+    Signal,
+    Removed(String),
+}
+
+async fn run(a: Args) -> anyhow::Result<Stopped> {
     let mut cfg = MockConfig::new(&a.node, &[], a.port);
     cfg.neighbours = a.neighbours;
     cfg.mode = match a.node_type {
@@ -189,10 +207,19 @@ async fn run(a: Args) -> anyhow::Result<()> {
         "raft-mock: node {} serving peers on {} and commands on https://{}",
         node.name, node.peer_addr, node.api_addr
     );
-    wait_for_signal().await?;
+    let mut removed = node.removed.clone();
+    let stopped = tokio::select! {
+        r = wait_for_signal() => {
+            r?;
+            Stopped::Signal
+        }
+        Ok(why) = removed.wait_for(Option::is_some) => {
+            Stopped::Removed(why.clone().unwrap_or_default())
+        }
+    };
     tracing::info!("shutting down");
     node.shutdown().await;
-    Ok(())
+    Ok(stopped)
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -219,6 +219,23 @@ impl ProcessCluster {
         }
     }
 
+    /// Waits up to `within` for node `i` to exit by itself, and reaps it:
+    /// its exit code (`None` if it is still running, or was not).
+    pub async fn wait_exit(&mut self, i: usize, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            let c = self.nodes[i].child.as_mut()?;
+            if let Ok(Some(status)) = c.try_wait() {
+                self.nodes[i].child = None;
+                return status.code();
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn pause(&self, i: usize) {
         self.signal(i, Signal::SIGSTOP);
     }

@@ -4,6 +4,7 @@
 
 pub mod launch;
 mod recovery;
+mod removal;
 
 use raft_core::node::{Node, NodeConfig};
 use raft_core::{Config, Index, Mode, NodeId, SnapshotStore};
@@ -169,6 +170,9 @@ pub struct RunningNode {
     pub api_addr: SocketAddr,
     api: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
+    /// Set (once) with the reason when this node learns that the cluster
+    /// removed it (`removal.rs`); the binary then stops.
+    pub removed: tokio::sync::watch::Receiver<Option<String>>,
     _transport: Arc<Transport>,
 }
 
@@ -361,6 +365,14 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
     };
 
     let peers = tokio::spawn(follow_membership(node.clone(), transport.clone()));
+    removal::serve_stamps(&node, &transport);
+    let (removed_tx, removed) = tokio::sync::watch::channel(None);
+    let removal = tokio::spawn(removal::watch(
+        node.clone(),
+        transport.clone(),
+        cfg.join.is_some(),
+        removed_tx,
+    ));
     let joiner = cfg
         .join
         .clone()
@@ -393,7 +405,11 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         peer_addr: transport.local_addr(),
         api_addr,
         api,
-        background: [Some(peers), joiner].into_iter().flatten().collect(),
+        background: [Some(peers), Some(removal), joiner]
+            .into_iter()
+            .flatten()
+            .collect(),
+        removed,
         _transport: transport,
     })
 }

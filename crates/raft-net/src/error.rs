@@ -18,6 +18,9 @@ pub enum NetError {
     /// it has something to say.
     #[error("idle for {0:?}")]
     Idle(std::time::Duration),
+    /// The peer refused this node: not in its configuration.
+    #[error("not a member of the peer's configuration {0:?}")]
+    NotMember(crate::transport::ConfigStamp),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

@@ -12,4 +12,4 @@ pub mod wire;
 
 pub use error::NetError;
 pub use tls::{TlsFiles, TlsSetup};
-pub use transport::{NetConfig, Transport};
+pub use transport::{ConfigStamp, NetConfig, Refusal, Transport};

@@ -7,7 +7,7 @@
 //! one log line.
 
 use crate::NetError;
-use crate::frame::DEFAULT_MAX_FRAME;
+use crate::frame::{self, DEFAULT_MAX_FRAME};
 use crate::session::{self, SecureReader, SecureWriter};
 use crate::tls::TlsSetup;
 use crate::wire::{self, Frame, PROTOCOL_VERSION};
@@ -15,11 +15,11 @@ use bytes::BytesMut;
 use raft_core::{Message, NodeId};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -82,6 +82,25 @@ impl Drop for Peer {
 /// that are not among them).
 type Peers = Arc<std::sync::RwLock<BTreeMap<NodeId, Peer>>>;
 
+/// A configuration as a node knows it: the index of its entry, and whether
+/// the node has seen that index committed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConfigStamp {
+    pub index: u64,
+    pub committed: bool,
+}
+
+/// A peer refused this node: it is not in the peer's configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub peer: NodeId,
+    pub config: ConfigStamp,
+}
+
+/// Tells the accept loop which configuration its peers come from, for the
+/// `NotMember` frame a refused node gets.
+type StampSource = Arc<OnceLock<Box<dyn Fn() -> ConfigStamp + Send + Sync>>>;
+
 pub struct Transport {
     cfg: Arc<NetConfig>,
     peers: Peers,
@@ -90,6 +109,11 @@ pub struct Transport {
     /// Inbound messages dropped because the receiver was full.
     inbound_dropped: Arc<AtomicU64>,
     client_addrs: ClientAddrs,
+    stamp: StampSource,
+    refusals: Arc<watch::Sender<Option<Refusal>>>,
+    /// Bumped by every `set_peers`, so inbound connections from a node
+    /// just removed are refused at once, not at its next message.
+    peers_changed: watch::Sender<u64>,
 }
 
 /// Peers' client addresses, as their handshakes told them.
@@ -109,13 +133,19 @@ impl Transport {
         let inbound_dropped = Arc::new(AtomicU64::new(0));
         let client_addrs = ClientAddrs::default();
         let peers = Peers::default();
+        let stamp = StampSource::default();
+        let peers_changed = watch::channel(0).0;
         let tasks = vec![tokio::spawn(accept_loop(
             listener,
-            cfg.clone(),
-            peers.clone(),
-            in_tx,
-            inbound_dropped.clone(),
-            client_addrs.clone(),
+            Inbound {
+                cfg: cfg.clone(),
+                peers: peers.clone(),
+                tx: in_tx,
+                dropped: inbound_dropped.clone(),
+                client_addrs: client_addrs.clone(),
+                stamp: stamp.clone(),
+                peers_changed: peers_changed.subscribe(),
+            },
         ))];
         let t = Transport {
             cfg,
@@ -124,6 +154,9 @@ impl Transport {
             tasks,
             inbound_dropped,
             client_addrs,
+            stamp,
+            refusals: Arc::new(watch::channel(None).0),
+            peers_changed,
         };
         t.set_peers(&initial);
         Ok((t, in_rx))
@@ -141,7 +174,8 @@ impl Transport {
                 continue;
             }
             let (tx, rx) = mpsc::channel(self.cfg.queue);
-            let dialer = tokio::spawn(dial_loop(self.cfg.clone(), id, addr.clone(), rx));
+            let refusals = self.refusals.clone();
+            let dialer = tokio::spawn(dial_loop(self.cfg.clone(), id, addr.clone(), rx, refusals));
             cur.insert(
                 id,
                 Peer {
@@ -152,6 +186,8 @@ impl Transport {
                 },
             );
         }
+        drop(cur);
+        self.peers_changed.send_modify(|g| *g += 1);
     }
 
     /// The peers this node currently talks to.
@@ -188,6 +224,21 @@ impl Transport {
         self.inbound_dropped.load(Ordering::Relaxed)
     }
 
+    /// Where the configuration the peers come from is read when a node is
+    /// refused (`set_peers` is called with its members). Without one, a
+    /// refused node is told index 0, uncommitted: nothing it can act on.
+    pub fn set_config_source(&self, f: impl Fn() -> ConfigStamp + Send + Sync + 'static) {
+        let _ = self.stamp.set(Box::new(f));
+    }
+
+    /// The most telling refusal of this node by a peer so far (a committed
+    /// configuration first, then the newest; `None` before any): how a node
+    /// removed from the cluster, which is no longer sent anything, learns
+    /// of it.
+    pub fn watch_refusals(&self) -> watch::Receiver<Option<Refusal>> {
+        self.refusals.subscribe()
+    }
+
     /// The client address `peer` announced when it last connected to us.
     pub fn client_addr(&self, peer: NodeId) -> Option<String> {
         let g = self.client_addrs.lock().unwrap_or_else(|p| p.into_inner());
@@ -213,17 +264,23 @@ impl Drop for Transport {
     }
 }
 
-/// Owns every inbound connection's task: when the transport stops, this
-/// task is aborted, the set is dropped, and every connection closes.
-async fn accept_loop(
-    listener: TcpListener,
+/// What every inbound connection shares.
+#[derive(Clone)]
+struct Inbound {
     cfg: Arc<NetConfig>,
     peers: Peers,
     tx: mpsc::Sender<Message>,
+    /// Inbound messages dropped because the receiver was full.
     dropped: Arc<AtomicU64>,
     client_addrs: ClientAddrs,
-) {
-    let acceptor = TlsAcceptor::from(cfg.tls.server.clone());
+    stamp: StampSource,
+    peers_changed: watch::Receiver<u64>,
+}
+
+/// Owns every inbound connection's task: when the transport stops, this
+/// task is aborted, the set is dropped, and every connection closes.
+async fn accept_loop(listener: TcpListener, inbound: Inbound) {
+    let acceptor = TlsAcceptor::from(inbound.cfg.tls.server.clone());
     let mut conns = tokio::task::JoinSet::new();
     loop {
         while conns.try_join_next().is_some() {}
@@ -236,12 +293,9 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, cfg, tx, dropped) =
-            (acceptor.clone(), cfg.clone(), tx.clone(), dropped.clone());
-        let addrs = client_addrs.clone();
-        let peers = peers.clone();
+        let (acceptor, inbound) = (acceptor.clone(), inbound.clone());
         conns.spawn(async move {
-            let r = serve_inbound(tcp, acceptor, &cfg, &peers, tx, &dropped, &addrs).await;
+            let r = serve_inbound(tcp, acceptor, &inbound).await;
             if let Err(e @ NetError::Idle(_)) = &r {
                 tracing::debug!(peer = %addr, "closed inbound connection: {e}");
             } else if let Err(e) = r {
@@ -254,45 +308,57 @@ async fn accept_loop(
 async fn serve_inbound(
     tcp: TcpStream,
     acceptor: TlsAcceptor,
-    cfg: &NetConfig,
-    peers: &Peers,
-    tx: mpsc::Sender<Message>,
-    dropped: &AtomicU64,
-    client_addrs: &ClientAddrs,
+    inbound: &Inbound,
 ) -> Result<(), NetError> {
+    let cfg = &inbound.cfg;
     let limit = cfg.handshake_timeout;
-    // The write half stays alive (unused) while the connection is read.
-    let (mut rd, _wr) = tokio::time::timeout(limit, session::accept(&acceptor, tcp))
+    // The write half stays alive while the connection is read; it carries
+    // nothing after `Ready` but a refusal.
+    let (mut rd, mut wr) = tokio::time::timeout(limit, session::accept(&acceptor, tcp))
         .await
         .map_err(|_| NetError::Handshake("TLS handshake timed out".into()))??;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let hello = rd.read_frame(&mut buf, cfg.max_frame, limit, limit).await?;
     let (node, client_addr) = wire::check_hello(&hello, &cfg.cluster)?;
     let known = |node| {
-        peers
+        inbound
+            .peers
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(&node)
     };
     if !known(node) {
+        refuse(&mut wr, inbound).await;
         return Err(NetError::Handshake(format!("node {node} is not a member")));
     }
     if !client_addr.is_empty() {
-        client_addrs
+        inbound
+            .client_addrs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(node, client_addr.to_string());
     }
+    let mut changed = inbound.peers_changed.clone();
+    changed.mark_unchanged();
+    let gone = || NetError::Handshake(format!("node {node} is no longer a member"));
     loop {
-        match rd
-            .read_frame(&mut buf, cfg.max_frame, cfg.idle_timeout, limit)
-            .await?
-        {
+        // `read_frame` keeps what it read in `buf` and `rd`, so dropping it
+        // for a membership change loses nothing.
+        let frame = tokio::select! {
+            f = rd.read_frame(&mut buf, cfg.max_frame, cfg.idle_timeout, limit) => f?,
+            Ok(()) = changed.changed() => {
+                if !known(node) {
+                    refuse(&mut wr, inbound).await;
+                    return Err(gone());
+                }
+                continue;
+            }
+        };
+        match frame {
             Frame::Messages(ms) => {
                 if !known(node) {
-                    return Err(NetError::Handshake(format!(
-                        "node {node} is no longer a member"
-                    )));
+                    refuse(&mut wr, inbound).await;
+                    return Err(gone());
                 }
                 for m in ms {
                     if m.from != node || m.to != cfg.id {
@@ -301,12 +367,12 @@ async fn serve_inbound(
                             m.from, m.to
                         )));
                     }
-                    if tx.try_send(m).is_err() {
-                        dropped.fetch_add(1, Ordering::Relaxed);
+                    if inbound.tx.try_send(m).is_err() {
+                        inbound.dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
-            Frame::Hello { .. } | Frame::Ready => {
+            Frame::Hello { .. } | Frame::Ready | Frame::NotMember { .. } => {
                 return Err(NetError::Malformed(
                     "a handshake frame after the hello".into(),
                 ));
@@ -315,12 +381,24 @@ async fn serve_inbound(
     }
 }
 
+/// Tells a refused node which configuration it is not in (best effort:
+/// the connection closes right after either way).
+async fn refuse(wr: &mut SecureWriter, inbound: &Inbound) {
+    let stamp = inbound.stamp.get().map(|f| f()).unwrap_or_default();
+    let f = Frame::NotMember {
+        config_index: stamp.index,
+        committed: stamp.committed,
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), wr.write_frame(&f)).await;
+}
+
 /// Keeps one outbound connection to `peer` up, and drains its queue into it.
 async fn dial_loop(
     cfg: Arc<NetConfig>,
     peer: NodeId,
     addr: String,
     mut rx: mpsc::Receiver<Message>,
+    refusals: Arc<watch::Sender<Option<Refusal>>>,
 ) {
     let connector = TlsConnector::from(cfg.tls.client.clone());
     let host = addr
@@ -333,12 +411,39 @@ async fn dial_loop(
     loop {
         match connect(&connector, &addr, &host, &cfg).await {
             Ok(stream) => {
-                backoff.reset();
-                logged = false;
                 tracing::debug!(peer, %addr, "connected");
+                let since = Instant::now();
                 match pump(stream, &mut rx).await {
                     Ok(()) => return, // the transport is shutting down
+                    Err(NetError::NotMember(config)) => {
+                        if !logged {
+                            tracing::info!(
+                                peer,
+                                index = config.index,
+                                committed = config.committed,
+                                "the peer refused this node: not in its configuration"
+                            );
+                            logged = true;
+                        }
+                        // Keep the most telling refusal: a committed
+                        // configuration over another, a newer over an older.
+                        let r = Refusal { peer, config };
+                        let key = |r: &Refusal| (r.config.committed, r.config.index);
+                        refusals.send_if_modified(|cur| {
+                            let better = cur.as_ref().is_none_or(|c| key(&r) > key(c));
+                            if better {
+                                *cur = Some(r);
+                            }
+                            better
+                        });
+                    }
                     Err(e) => tracing::debug!(peer, "connection lost: {e}"),
+                }
+                // Only a connection that lasted resets the backoff: one
+                // refused at once must not be redialled in a tight loop.
+                if since.elapsed() > Duration::from_secs(1) {
+                    backoff.reset();
+                    logged = false;
                 }
             }
             Err(e) => {
@@ -379,9 +484,9 @@ async fn connect(
 }
 
 /// Writes queued messages, many per frame, until the connection fails
-/// (`Err`) or the queue closes (`Ok`). After its `Ready` the peer never
-/// writes to this connection, so a read returning is how a closed peer
-/// shows up at once.
+/// (`Err`) or the queue closes (`Ok`). After its `Ready` the peer writes
+/// nothing to this connection but a refusal, so a read returning is how a
+/// closed or refusing peer shows up at once.
 async fn pump(
     (mut rd, mut wr): (SecureReader, SecureWriter),
     rx: &mut mpsc::Receiver<Message>,
@@ -401,8 +506,17 @@ async fn pump(
                 wr.write_frame(&Frame::Messages(batch)).await?;
             }
             r = rd.read_plain(&mut probe) => {
-                r?;
-                return Err(NetError::Io(std::io::ErrorKind::ConnectionReset.into()));
+                if r? == 0 {
+                    return Err(NetError::Io(std::io::ErrorKind::ConnectionReset.into()));
+                }
+                if let Some(body) = frame::decode(&mut probe, 1024)? {
+                    return Err(match wire::from_body(&body)? {
+                        Frame::NotMember { config_index, committed } => {
+                            NetError::NotMember(ConfigStamp { index: config_index, committed })
+                        }
+                        _ => NetError::Malformed("the accepting side sent a frame".into()),
+                    });
+                }
             }
         }
     }

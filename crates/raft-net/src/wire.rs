@@ -6,7 +6,7 @@ use raft_core::{Message, NodeId};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to frames or messages.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Frame {
@@ -21,9 +21,14 @@ pub enum Frame {
     },
     /// Messages coalesced into one write.
     Messages(Vec<Message>),
-    /// The first frame from the accepting side, its only one: it has taken
-    /// its keys from rustls, so the dialling side may send (`session.rs`).
+    /// The first frame from the accepting side: it has taken its keys from
+    /// rustls, so the dialling side may send (`session.rs`).
     Ready,
+    /// The accepting side's last frame when it refuses a node that is not
+    /// in its configuration: the index of that configuration, and whether
+    /// it is committed. A node that sees itself in an older configuration
+    /// learns from a committed one that it was removed.
+    NotMember { config_index: u64, committed: bool },
 }
 
 pub fn to_body(f: &Frame) -> Vec<u8> {
@@ -56,7 +61,7 @@ pub fn check_hello<'a>(f: &'a Frame, cluster: &str) -> Result<(NodeId, &'a str),
             }
             Ok((*node, client_addr))
         }
-        Frame::Messages(_) | Frame::Ready => {
+        Frame::Messages(_) | Frame::Ready | Frame::NotMember { .. } => {
             Err(NetError::Handshake("a frame other than hello first".into()))
         }
     }

@@ -433,3 +433,33 @@ async fn peers_follow_membership_changes() {
     assert!(got.is_err(), "a removed peer's message arrived: {got:?}");
     still_healthy(&mut p, 4).await;
 }
+
+#[tokio::test]
+async fn a_refused_node_is_told_which_configuration_it_is_not_in() {
+    let p = pair().await;
+    let c_addr = free_addr();
+    let all = [(1, p.a_addr), (2, p.b_addr), (3, c_addr)];
+    // Node 3 believes it is a member; a's configuration (index 42,
+    // committed) has only 1 and 2.
+    let (c, _c_rx) = node(3, c_addr, &all, &p.tls).await;
+    p.a.set_config_source(|| raft_net::ConfigStamp {
+        index: 42,
+        committed: true,
+    });
+    let mut refusals = c.watch_refusals();
+    let told = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            c.send(msg(3, 1, 1));
+            if let Some(r) = *refusals.borrow_and_update() {
+                if r.peer == 1 {
+                    return r;
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), refusals.changed()).await;
+        }
+    })
+    .await
+    .expect("node 3 was never told");
+    assert_eq!(told.config.index, 42);
+    assert!(told.config.committed);
+}
