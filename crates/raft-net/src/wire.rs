@@ -5,8 +5,13 @@ use crate::NetError;
 use raft_core::{Message, NodeId};
 use serde::{Deserialize, Serialize};
 
-/// Bumped on any incompatible change to frames or messages.
+/// Bumped on any change to frames or messages.
 pub const PROTOCOL_VERSION: u32 = 5;
+
+/// The oldest version whose peers this node still accepts, for rolling
+/// upgrades. Version 5 only added a frame the accepting side sends
+/// (`NotMember`), which a version 4 dialler takes for a closed connection.
+pub const MIN_PROTOCOL_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Frame {
@@ -49,9 +54,10 @@ pub fn check_hello<'a>(f: &'a Frame, cluster: &str) -> Result<(NodeId, &'a str),
             node,
             client_addr,
         } => {
-            if *version != PROTOCOL_VERSION {
+            if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(version) {
                 return Err(NetError::Handshake(format!(
-                    "protocol version {version}, we speak {PROTOCOL_VERSION}"
+                    "protocol version {version}, we speak \
+                     {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}"
                 )));
             }
             if c != cluster {
@@ -105,13 +111,16 @@ mod tests {
         };
         assert_eq!(check_hello(&ok, "c").unwrap(), (7, "127.0.0.1:7500"));
         assert!(check_hello(&ok, "other").is_err());
-        let old = Frame::Hello {
-            version: 0,
+        let speaking = |version| Frame::Hello {
+            version,
             cluster: "c".into(),
             node: 7,
             client_addr: String::new(),
         };
-        assert!(check_hello(&old, "c").is_err());
+        assert!(check_hello(&speaking(MIN_PROTOCOL_VERSION), "c").is_ok());
+        assert!(check_hello(&speaking(MIN_PROTOCOL_VERSION - 1), "c").is_err());
+        assert!(check_hello(&speaking(PROTOCOL_VERSION + 1), "c").is_err());
+        assert!(check_hello(&speaking(0), "c").is_err());
         assert!(from_body(b"\xc1garbage").is_err());
     }
 }

@@ -300,15 +300,45 @@ async fn records_interoperate_with_stock_rustls() {
 }
 
 fn hello(cluster: &str, node: NodeId) -> Vec<u8> {
+    hello_speaking(raft_net::wire::PROTOCOL_VERSION, cluster, node)
+}
+
+fn hello_speaking(version: u32, cluster: &str, node: NodeId) -> Vec<u8> {
     let mut out = bytes::BytesMut::new();
     let f = raft_net::wire::Frame::Hello {
-        version: raft_net::wire::PROTOCOL_VERSION,
+        version,
         cluster: cluster.into(),
         node,
         client_addr: String::new(),
     };
     raft_net::frame::encode(&raft_net::wire::to_body(&f), &mut out);
     out.to_vec()
+}
+
+#[tokio::test]
+async fn an_older_supported_version_is_accepted_for_rolling_upgrades() {
+    let mut p = pair().await;
+    let oldest = raft_net::wire::MIN_PROTOCOL_VERSION;
+    let mut s = valid_client(&p).await;
+    s.write_all(&hello_speaking(oldest, "test-cluster", 2))
+        .await
+        .unwrap();
+    let m = msg(2, 1, 7);
+    let mut out = bytes::BytesMut::new();
+    let f = raft_net::wire::Frame::Messages(vec![m.clone()]);
+    raft_net::frame::encode(&raft_net::wire::to_body(&f), &mut out);
+    s.write_all(&out).await.unwrap();
+    s.flush().await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), p.a_rx.recv()).await;
+    assert_eq!(got.expect("delivered in time"), Some(m));
+    // One older than that is refused.
+    let mut s = valid_client(&p).await;
+    s.write_all(&hello_speaking(oldest - 1, "test-cluster", 2))
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    assert!(closed_by_server(&mut s).await);
+    still_healthy(&mut p, 8).await;
 }
 
 #[tokio::test]
