@@ -76,6 +76,69 @@ async fn raftctl_finds_the_leader_and_speaks_kv() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raftctl_follows_the_log_across_the_loss_of_its_node() {
+    use std::io::BufRead;
+    let mut c = cluster(&["active"; 3], true);
+    let l = c.leader(&[]).await;
+    let f = (l + 1) % 3;
+    // raftctl follows through the follower first, then the others.
+    let mut nodes = vec![c.nodes[f].api.clone()];
+    nodes.extend((0..3).filter(|&i| i != f).map(|i| c.nodes[i].api.clone()));
+    /// Kills raftctl however the test ends.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut ctl = std::process::Command::new(env!("CARGO_BIN_EXE_raftctl"))
+        .arg("--certs")
+        .arg(common::certs())
+        .arg("--nodes")
+        .arg(nodes.join(","))
+        .args(["log", "--last", "1", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(Reap)
+        .expect("starting raftctl");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let out = ctl.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // Waits until raftctl printed the put of `key`; each entry once.
+    async fn saw(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, key: &str) {
+        let want = format!("\"key\":\"{key}\"");
+        while let Some(line) = rx.recv().await {
+            if line.contains(&want) {
+                return;
+            }
+        }
+        panic!("raftctl stopped before printing {key}");
+    }
+    deadline(60, async {
+        for i in 0..5 {
+            c.put(l, &format!("a{i}"), "x").await.unwrap();
+        }
+        saw(&mut rx, "a4").await;
+        c.kill(f);
+        for i in 0..5 {
+            c.put(l, &format!("b{i}"), "x").await.unwrap();
+        }
+        saw(&mut rx, "b4").await;
+    })
+    .await;
+    drop(ctl);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_leader_is_replaced_and_catches_up_from_its_file() {
     let mut c = cluster(&["active"; 3], false);
     deadline(90, async {

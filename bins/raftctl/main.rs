@@ -504,18 +504,64 @@ async fn members(ctl: &Ctl) -> anyhow::Result<()> {
 async fn log(ctl: &Ctl, last: u64, follow: bool) -> anyhow::Result<()> {
     let v = ctl.read("/v1/log").await?.json().unwrap_or_default();
     let commit = v["commit_index"].as_u64().unwrap_or(0);
-    let from = commit.saturating_sub(last.max(1) - 1).max(1);
-    let mut next = from;
+    let mut next = commit.saturating_sub(last.max(1) - 1).max(1);
+    // Whatever is committed already, a page at a time; then, following,
+    // the node's stream of new entries. When a stream ends (the node went
+    // away), a page read from any node catches up (or says why it cannot,
+    // e.g. the entries were compacted) before following again.
     loop {
-        let path = format!("/v1/log?from={next}&to={}", next + 999);
-        let v = ctl.read(&path).await?.json().unwrap_or_default();
-        for e in v["entries"].as_array().cloned().unwrap_or_default() {
-            println!("{e}");
-            next = e["index"].as_u64().unwrap_or(next) + 1;
+        loop {
+            let path = format!("/v1/log?from={next}&to={}", next + 999);
+            let v = ctl.read(&path).await?.json().unwrap_or_default();
+            let entries = v["entries"].as_array().cloned().unwrap_or_default();
+            for e in &entries {
+                println!("{e}");
+                next = e["index"].as_u64().unwrap_or(next) + 1;
+            }
+            if entries.len() < 1000 {
+                break;
+            }
         }
         if !follow {
             return Ok(());
         }
+        let mut stream = ctl.client.clone();
+        stream.timeout = Duration::MAX;
+        let mut lines = EntryLines {
+            pending: Vec::new(),
+            next: &mut next,
+        };
+        for n in &ctl.nodes {
+            let path = format!("/v1/log/follow?from={}", *lines.next);
+            if stream.download(n, &path, &mut lines).await.is_ok() {
+                break;
+            }
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Prints a followed stream's entries, a line each, and keeps the index
+/// of the next one.
+struct EntryLines<'a> {
+    pending: Vec<u8>,
+    next: &'a mut u64,
+}
+
+impl std::io::Write for EntryLines<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            if let Ok(e) = serde_json::from_slice::<serde_json::Value>(&line) {
+                println!("{e}");
+                *self.next = e["index"].as_u64().unwrap_or(*self.next) + 1;
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
