@@ -9,7 +9,7 @@
 
 use crate::command::Output;
 use crate::sessions::Session;
-use crate::store::{KvState, Value};
+use crate::store::{Key, KvState, Value};
 use bytes::Bytes;
 use raft_core::Index;
 use serde::{Deserialize, Serialize};
@@ -22,7 +22,8 @@ enum Record {
     Applied(Index),
     Namespace(String),
     Key {
-        key: String,
+        /// Serialized as a string, as before keys were `Key`.
+        key: Key,
         data: Bytes,
         create: Index,
         modify: Index,
@@ -189,5 +190,21 @@ fn each_record(
             _ => {}
         }
         visit(rec)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_encode_as_the_strings_they_were_before() {
+        // Snapshots written when keys were `String` read the same.
+        for k in ["", "k", "a/b/c", &"long".repeat(20)] {
+            let now = rmp_serde::to_vec(&Key::from(k)).unwrap();
+            assert_eq!(now, rmp_serde::to_vec(&k.to_string()).unwrap());
+            let back: Key = rmp_serde::from_slice(&now).unwrap();
+            assert_eq!(back, k);
+        }
     }
 }

@@ -162,7 +162,7 @@ async fn get(ctx: &ApiContext, ns: &str, key: &str, q: &Query) -> ApiResult {
             let rest = &k[key.len()..];
             let k = match rest.find(sep).filter(|_| !sep.is_empty()) {
                 Some(i) => format!("{key}{}", &rest[..i + sep.len()]),
-                None => k.clone(),
+                None => k.to_string(),
             };
             if keys.last() != Some(&k) {
                 keys.push(k);
