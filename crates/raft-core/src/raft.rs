@@ -125,7 +125,7 @@ impl Raft {
         let mut confs = ConfLog::new(base, state.membership);
         for e in &state.entries {
             if let Payload::Config(m) = &e.payload {
-                confs.push(e.index, m.clone());
+                confs.push(e.index, (**m).clone());
             }
         }
         let tracker = ProgressTracker::new(confs.latest().1, cfg.max_inflight);

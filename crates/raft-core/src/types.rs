@@ -21,8 +21,9 @@ pub enum Payload {
     /// Application data, opaque to the protocol.
     Normal(Bytes),
     /// A new cluster configuration, in force from the moment a node
-    /// appends it (see `membership`).
-    Config(Membership),
+    /// appends it (see `membership`). Boxed: inline it made every entry
+    /// three times larger, and entries are moved and cloned on every path.
+    Config(Box<Membership>),
 }
 
 /// One log entry.

@@ -36,7 +36,8 @@ pub fn decode_entry(index: Index, v: &[u8]) -> Result<Entry, String> {
         NOOP if v.len() == 9 => Payload::Noop,
         NORMAL => Payload::Normal(Bytes::copy_from_slice(&v[9..])),
         CONFIG => {
-            Payload::Config(decode_membership(&v[9..]).map_err(|e| format!("entry {index}: {e}"))?)
+            let m = decode_membership(&v[9..]).map_err(|e| format!("entry {index}: {e}"))?;
+            Payload::Config(Box::new(m))
         }
         kind => return Err(format!("entry {index}: unknown kind {kind}")),
     };
@@ -168,7 +169,7 @@ mod tests {
         let conf = Entry {
             term: 5,
             index: 12,
-            payload: Payload::Config(m.leave_joint()),
+            payload: Payload::Config(Box::new(m.leave_joint())),
         };
         encode_entry(&conf, &mut buf);
         assert_eq!(decode_entry(12, &buf).unwrap(), conf);

@@ -212,10 +212,10 @@ pub(crate) fn decode_entry(index: Index, bytes: Bytes) -> Result<Entry, String> 
     let payload = match kind {
         codec::NOOP if len == 0 => Payload::Noop,
         codec::NORMAL => Payload::Normal(bytes.slice(ENTRY_HEADER..)),
-        codec::CONFIG => Payload::Config(
+        codec::CONFIG => Payload::Config(Box::new(
             codec::decode_membership(&bytes[ENTRY_HEADER..])
                 .map_err(|e| format!("entry {index}: {e}"))?,
-        ),
+        )),
         kind => return Err(format!("entry {index}: unknown kind {kind}")),
     };
     Ok(Entry {
@@ -282,7 +282,7 @@ mod tests {
             Entry {
                 term: 3,
                 index: 7,
-                payload: Payload::Config(m),
+                payload: Payload::Config(Box::new(m)),
             },
         ]
     }

@@ -35,7 +35,7 @@ impl Raft {
             return Err(Error::ConfChangeInProgress);
         }
         let next = conf.apply(changes)?;
-        self.append_entries(vec![Payload::Config(next)]);
+        self.append_entries(vec![Payload::Config(Box::new(next))]);
         self.bcast_append(false);
         Ok(self.log.last_index())
     }
@@ -46,7 +46,7 @@ impl Raft {
         let mut changed = false;
         for e in entries {
             if let Payload::Config(m) = &e.payload {
-                self.confs.push(e.index, m.clone());
+                self.confs.push(e.index, (**m).clone());
                 changed = true;
             }
         }
@@ -72,7 +72,7 @@ impl Raft {
         self.confs.truncate_from(prev_index + 1);
         for e in entries {
             if let Payload::Config(m) = &e.payload {
-                self.confs.push(e.index, m.clone());
+                self.confs.push(e.index, (**m).clone());
             }
         }
         let has_conf = entries
@@ -102,7 +102,7 @@ impl Raft {
         }
         if conf.is_joint() {
             let next = conf.leave_joint();
-            self.append_entries(vec![Payload::Config(next)]);
+            self.append_entries(vec![Payload::Config(Box::new(next))]);
             self.bcast_append(false);
         } else if !conf.voters.contains(&self.id) {
             let last = self.log.last_index();

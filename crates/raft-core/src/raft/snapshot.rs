@@ -59,7 +59,7 @@ impl Raft {
         for i in self.log.first_index()..=self.log.last_index() {
             if let Some(Payload::Config(m)) = self.log.entry(i).map(|e| &e.payload) {
                 let m = m.clone();
-                self.confs.push(i, m);
+                self.confs.push(i, *m);
             }
         }
         self.apply_latest_conf();
