@@ -79,8 +79,17 @@ impl HttpsClient {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<Reply, ClientError> {
-        let timeout = self.timeout;
         let fut = self.request_inner(addr, method, path, headers, body);
+        self.within(addr, fut).await
+    }
+
+    /// `fut`, given up on after the client's timeout.
+    async fn within<T>(
+        &self,
+        addr: &str,
+        fut: impl Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        let timeout = self.timeout;
         tokio::time::timeout(timeout, fut)
             .await
             .map_err(|_| ClientError::Timeout {
@@ -121,7 +130,6 @@ impl HttpsClient {
         path: &str,
         out: &mut (dyn std::io::Write + Send),
     ) -> Result<Reply, ClientError> {
-        let timeout = self.timeout;
         let fut = async {
             let (sender, resp) = self
                 .send(addr, Method::GET, path, &[], Bytes::new())
@@ -146,12 +154,7 @@ impl HttpsClient {
                 body: kept.into(),
             })
         };
-        tokio::time::timeout(timeout, fut)
-            .await
-            .map_err(|_| ClientError::Timeout {
-                addr: addr.to_string(),
-                timeout,
-            })?
+        self.within(addr, fut).await
     }
 
     /// Sends a request on a kept-alive connection or a new one; the answer
