@@ -52,6 +52,20 @@ async fn writes_through_any_node_are_read_from_all() {
                 "raft_is_leader 0"
             };
             assert!(text.contains(want), "{text}");
+            assert!(
+                text.contains("raft_transport_inbound_dropped_total "),
+                "{text}"
+            );
+            // The leader reports each follower's replication.
+            for j in (0..3).filter(|&j| i == l && j != l) {
+                let series = format!("raft_peer_match_index{{peer=\"{}\"}} ", c.nodes[j].name);
+                assert!(text.contains(&series), "{text}");
+                let dropped = format!(
+                    "raft_transport_dropped_total{{peer=\"{}\"}} ",
+                    c.nodes[j].name
+                );
+                assert!(text.contains(&dropped), "{text}");
+            }
         }
     })
     .await;

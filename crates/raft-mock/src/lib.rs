@@ -8,7 +8,7 @@ mod removal;
 
 use raft_core::node::{Node, NodeConfig};
 use raft_core::{Config, Index, Mode, NodeId, SnapshotStore};
-use raft_kv::api::{ApiContext, HttpsClient, Metrics};
+use raft_kv::api::{ApiContext, HttpsClient, Metrics, TransportCounters};
 use raft_kv::{KvStore, Output};
 use raft_net::{NetConfig, TlsFiles, TlsSetup, Transport};
 use std::collections::BTreeMap;
@@ -377,7 +377,7 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         .join
         .clone()
         .map(|addr| tokio::spawn(join(node.clone(), client.clone(), addr, name.clone())));
-    let t = transport.clone();
+    let (t, counted) = (transport.clone(), transport.clone());
     let ctx = Arc::new(ApiContext {
         node: node.clone(),
         kv: kv.clone(),
@@ -386,6 +386,14 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
             Ok((node_id(&name), name))
         }),
         peer_client_addr: Box::new(move |peer| t.client_addr(peer)),
+        transport_counters: Box::new(move || TransportCounters {
+            inbound_dropped: counted.inbound_dropped(),
+            dropped: counted
+                .peers()
+                .into_keys()
+                .map(|id| (id, counted.dropped(id)))
+                .collect(),
+        }),
         client: client.clone(),
         started: Instant::now(),
         metrics: Metrics::default(),

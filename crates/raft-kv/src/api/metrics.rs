@@ -1,10 +1,11 @@
 //! `/metrics` in Prometheus text format: request counters kept here, and
 //! the node's gauges read at scrape time.
 
-use super::ApiContext;
 use super::http::{self, Body};
+use super::{ApiContext, TransportCounters};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Response, StatusCode};
+use raft_core::node::NodeStatus;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -159,10 +160,71 @@ pub fn render(ctx: &ApiContext) -> Response<Body> {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
         );
     }
+    peer_rows(ctx, &s, &mut out);
     let mut r = Response::new(http::full(out));
     r.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     r
+}
+
+/// One per-peer value, from the peer's and the node's status.
+type PeerValue = fn(&raft_core::PeerStatus, &NodeStatus) -> f64;
+
+/// Per-peer series: replication as the leader sees it (only the leader
+/// tracks its followers), and the transport's drop counters (any node).
+fn peer_rows(ctx: &ApiContext, s: &NodeStatus, out: &mut String) {
+    let header = |out: &mut String, name: &str, help: &str, kind: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    let peers = &s.raft.peers;
+    let series: [(&str, &str, PeerValue); 3] = [
+        (
+            "raft_peer_match_index",
+            "Leader only: the highest entry known replicated on the peer.",
+            |p, _| p.matched as f64,
+        ),
+        (
+            "raft_peer_lag_entries",
+            "Leader only: entries the peer is behind the leader's log.",
+            |p, s| s.raft.last_index.saturating_sub(p.matched) as f64,
+        ),
+        (
+            "raft_peer_last_contact_seconds",
+            "Leader only: time since the peer last answered.",
+            |p, s| (p.last_contact * s.tick_ms) as f64 / 1e3,
+        ),
+    ];
+    if !peers.is_empty() {
+        for (name, help, value) in series {
+            header(out, name, help, "gauge");
+            for p in peers {
+                let peer = ctx.name(p.id);
+                let _ = writeln!(out, "{name}{{peer=\"{peer}\"}} {}", value(p, s));
+            }
+        }
+    }
+    let TransportCounters {
+        inbound_dropped,
+        dropped,
+    } = (ctx.transport_counters)();
+    let name = "raft_transport_inbound_dropped_total";
+    header(
+        out,
+        name,
+        "Peer messages dropped because the node was behind.",
+        "counter",
+    );
+    let _ = writeln!(out, "{name} {inbound_dropped}");
+    let name = "raft_transport_dropped_total";
+    header(
+        out,
+        name,
+        "Messages to a peer dropped because its queue was full.",
+        "counter",
+    );
+    for (id, n) in dropped {
+        let _ = writeln!(out, "{name}{{peer=\"{}\"}} {n}", ctx.name(id));
+    }
 }

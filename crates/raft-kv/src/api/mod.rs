@@ -51,6 +51,8 @@ pub struct ApiContext {
     pub id_of: IdOf,
     /// Where a peer serves clients, as its handshake said.
     pub peer_client_addr: Box<dyn Fn(NodeId) -> Option<String> + Send + Sync>,
+    /// The peer transport's drop counters, for `/metrics`.
+    pub transport_counters: Box<dyn Fn() -> TransportCounters + Send + Sync>,
     /// Forwards writes to the leader.
     pub client: HttpsClient,
     pub started: Instant,
@@ -59,6 +61,17 @@ pub struct ApiContext {
     pub max_body: usize,
     /// Whether log reduction was asked for (reported in status).
     pub log_reduction: bool,
+}
+
+/// What the peer transport dropped (Raft retransmits; a growing count
+/// means a slow peer or node).
+#[derive(Clone, Debug, Default)]
+pub struct TransportCounters {
+    /// Messages from peers dropped because this node's inbound queue was
+    /// full.
+    pub inbound_dropped: u64,
+    /// Per peer: messages dropped because its outbound queue was full.
+    pub dropped: Vec<(NodeId, u64)>,
 }
 
 impl ApiContext {
