@@ -12,7 +12,7 @@ use crate::wal::{self, HEADER, Pos, Visit, Wal};
 use crate::{Error, check_batch, check_in_range, codec, migrate};
 use bytes::Bytes;
 use raft_core::{
-    Entry, HardState, Index, LogStore, Membership, NodeId, StoredState, Term, WriteBatch,
+    Entry, HardState, Index, LogStore, Membership, NodeId, Payload, StoredState, Term, WriteBatch,
 };
 use redb::{Database, ReadableDatabase, TableDefinition, TableError};
 use std::collections::VecDeque;
@@ -34,6 +34,33 @@ const NODE_ID: &str = "node_id";
 pub const SEGMENT_BYTES: u64 = 64 << 20;
 /// The most `entries` reads with one `pread`.
 const MAX_READ: u64 = 4 << 20;
+/// A write larger than this is split into several records (one `fdatasync`
+/// for all), so no batch, however large, meets the WAL's record limit.
+pub const RECORD_BYTES: usize = 64 << 20;
+
+/// About what an entry's payload takes in a record, for splitting writes
+/// (a configuration's encoding is small; 1 KiB is plenty).
+fn payload_len(p: &Payload) -> usize {
+    match p {
+        Payload::Normal(b) => b.len(),
+        Payload::Noop => 0,
+        Payload::Config(_) => 1024,
+    }
+}
+
+/// How many of `entries` go into the next record: as many as fit in
+/// `limit` bytes, and at least one.
+fn record_len(entries: &[Entry], limit: usize) -> usize {
+    let mut bytes = 0;
+    let n = entries
+        .iter()
+        .take_while(|e| {
+            bytes += record::ENTRY_HEADER + payload_len(&e.payload);
+            bytes <= limit
+        })
+        .count();
+    n.max(1).min(entries.len())
+}
 
 /// Where an entry is.
 #[derive(Clone, Copy, Debug)]
@@ -60,6 +87,7 @@ pub struct RedbLogStore {
     buf: Vec<u8>,
     spans: Vec<EntrySpan>,
     segment_bytes: u64,
+    record_bytes: usize,
 }
 
 impl std::fmt::Debug for RedbLogStore {
@@ -217,6 +245,7 @@ impl RedbLogStore {
             buf: Vec::new(),
             spans: Vec::new(),
             segment_bytes: SEGMENT_BYTES,
+            record_bytes: RECORD_BYTES,
         })
     }
 
@@ -224,6 +253,12 @@ impl RedbLogStore {
     /// (disk space is given back a segment at a time, after compaction).
     pub fn set_segment_bytes(&mut self, bytes: u64) {
         self.segment_bytes = bytes.max(1);
+    }
+
+    /// How many bytes of entries one WAL record carries at most (a batch
+    /// with more becomes several records; tests make it small).
+    pub fn set_record_bytes(&mut self, bytes: usize) {
+        self.record_bytes = bytes.max(1);
     }
 
     pub fn path(&self) -> &Path {
@@ -540,17 +575,34 @@ impl LogStore for RedbLogStore {
             self.roll(false, self.purged)?;
             self.compact_segments()?;
         }
-        self.buf.clear();
-        self.buf.resize(HEADER, 0);
-        record::batch(
-            &mut self.buf,
-            batch.hard_state.as_ref(),
-            batch.membership,
-            batch.entries,
-            &mut self.spans,
-        );
-        let max = batch.entries.last().map_or(0, |e| e.index);
-        let pos = self.append_synced(max)?;
+        // Entries are placed only once all records are durable: after a
+        // failed write, reads still show what the log held before.
+        let mut placed: Vec<Loc> = Vec::with_capacity(batch.entries.len());
+        let mut rest = batch.entries;
+        let mut first_record = true;
+        while first_record || !rest.is_empty() {
+            let take = record_len(rest, self.record_bytes);
+            let (chunk, tail) = rest.split_at(take);
+            self.buf.clear();
+            self.buf.resize(HEADER, 0);
+            record::batch(
+                &mut self.buf,
+                batch.hard_state.as_ref().filter(|_| first_record),
+                batch.membership.filter(|_| first_record),
+                chunk,
+                &mut self.spans,
+            );
+            let max = chunk.last().map_or(0, |e| e.index);
+            let pos = self.guard(|s| Ok(s.wal.append(&mut s.buf, max)?))?;
+            placed.extend(self.spans.iter().map(|sp| Loc {
+                term: sp.term,
+                offset: pos.offset + sp.offset as u64,
+                seg: pos.seg,
+                len: sp.len,
+            }));
+            (rest, first_record) = (tail, false);
+        }
+        self.guard(|s| Ok(s.wal.sync()?))?;
         if let Some(hs) = batch.hard_state {
             self.hard_state = hs;
         }
@@ -560,12 +612,7 @@ impl LogStore for RedbLogStore {
         if let Some(first) = batch.entries.first() {
             self.locs
                 .truncate((first.index - self.purged.0 - 1) as usize);
-            self.locs.extend(self.spans.iter().map(|s| Loc {
-                term: s.term,
-                offset: pos.offset + s.offset as u64,
-                seg: pos.seg,
-                len: s.len,
-            }));
+            self.locs.extend(placed);
         }
         Ok(())
     }

@@ -25,6 +25,9 @@ fn child(path: &str) {
     // Small segments, so kills also land while one is being started and
     // while old ones are deleted.
     s.set_segment_bytes(96 * 1024);
+    // Small records too, so a batch is often several records and kills
+    // land between a batch's records as well.
+    s.set_record_bytes(8 * 1024);
     let st = s.state().expect("child: state");
     let term = st.hard_state.term + 1;
     // Now and then, start by replacing a suffix, as a new leader would.

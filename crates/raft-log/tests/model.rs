@@ -40,6 +40,7 @@ fn reopen(s: RedbLogStore) -> RedbLogStore {
     drop(s);
     let mut s = RedbLogStore::open(path).expect("reopen");
     s.set_segment_bytes(700);
+    s.set_record_bytes(100);
     s
 }
 
@@ -51,6 +52,8 @@ proptest! {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut disk = RedbLogStore::open(dir.path().join("log.redb")).expect("open");
         disk.set_segment_bytes(700);
+        // About three entries a record: most writes span several.
+        disk.set_record_bytes(100);
         let mut model = MemLogStore::new();
         let mut term = 1;
         for op in ops {
