@@ -15,7 +15,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 pub(crate) const HEADER: usize = 8;
-/// A record larger than this is corrupt (a batch is bounded far below).
+/// `append` refuses records this large, so a length field at or over it
+/// is damage, never a torn write (stores split writes far below it).
 const MAX_RECORD: usize = 1 << 31;
 
 /// One segment file, `<id>.seg` (id in 20 decimal digits, so names sort).
@@ -325,7 +326,15 @@ fn read_record(r: &mut impl Read, body: &mut Vec<u8>, left: u64) -> io::Result<N
             rest.iter().all(|&b| b == 0),
         );
     }
-    if len > room || len as usize >= MAX_RECORD {
+    if len as usize >= MAX_RECORD {
+        // `append` never writes such a length, and a torn write leaves its
+        // header whole: this is damage, whatever follows.
+        return bad(
+            format!("a record length of {len} bytes, over the limit"),
+            false,
+        );
+    }
+    if len > room {
         return bad(format!("a record of {len} bytes with {room} left"), true);
     }
     body.resize(len as usize, 0);

@@ -227,6 +227,32 @@ fn damage_before_the_last_record_is_corruption_not_silent_loss() {
     assert!(err.to_string().contains("missing"), "{err}");
 }
 
+#[test]
+fn a_length_no_writer_writes_is_corruption_even_in_the_last_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, seg) = log_with(dir.path(), 5);
+    let whole = std::fs::read(&seg).expect("read");
+    // The second record's length field gets its top bit: over the WAL's
+    // record limit, so no torn write left it (a torn write's header is
+    // whole, or the file ends inside it). Cutting there would silently
+    // drop the acknowledged records after it.
+    let first_len = u32::from_le_bytes(whole[..4].try_into().unwrap()) as usize;
+    let mut b = whole.clone();
+    b[8 + first_len + 3] |= 0x80;
+    std::fs::write(&seg, &b).expect("write");
+    let err = RedbLogStore::open(&path).expect_err("an impossible length");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    std::fs::write(&seg, &whole).expect("restore");
+    assert_eq!(
+        RedbLogStore::open(&path)
+            .expect("reopen")
+            .state()
+            .expect("state")
+            .last_index,
+        50
+    );
+}
+
 /// A log on 1 KiB segments holding entries 1..=n, written `per` at a time.
 fn on_small_segments(
     path: &std::path::Path,
