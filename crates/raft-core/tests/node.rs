@@ -131,6 +131,33 @@ async fn proposals_apply_everywhere_and_followers_refuse_with_the_leader() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_over_the_limit_is_refused_and_nothing_is_written() {
+    let c = cluster();
+    let l = c.leader(None).await;
+    let max = NodeConfig::new(Config::new(1), vec![1]).max_entry_bytes;
+    let before = c.nodes[l].status().raft.last_index;
+    let big = Bytes::from(vec![7u8; max + 1]);
+    assert_eq!(
+        c.nodes[l].propose(big.clone()).await.unwrap_err(),
+        NodeError::TooLarge { len: max + 1, max }
+    );
+    assert!(matches!(
+        c.nodes[l].append(big).await,
+        Err(NodeError::TooLarge { .. })
+    ));
+    assert_eq!(c.nodes[l].status().raft.last_index, before);
+    // At the limit it goes through, and the cluster goes on.
+    let (i, _) = c.nodes[l]
+        .propose(Bytes::from(vec![7u8; max]))
+        .await
+        .unwrap();
+    c.nodes[l].propose(Bytes::from("after")).await.unwrap();
+    for n in &c.nodes {
+        n.wait_applied(i + 1, Duration::from_secs(5)).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_proposals_each_get_their_own_result() {
     let c = cluster();
     let l = c.leader(None).await;

@@ -102,6 +102,7 @@ where
     });
     let (status_tx, status_rx) = watch::channel(first);
     let timeout = cfg.request_timeout;
+    let max_entry_bytes = cfg.max_entry_bytes;
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let driver = Driver {
         raft,
@@ -133,6 +134,7 @@ where
         status: status_rx,
         members: members_rx,
         timeout,
+        max_entry_bytes,
     })
 }
 

@@ -74,6 +74,10 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// Proposals taken into one `Ready` (and so one fsync) at most.
     pub max_batch: usize,
+    /// The largest entry `propose` and `append` take (`TooLarge` above).
+    /// An entry must fit in one transport frame to ever reach a follower:
+    /// keep this well below the transport's frame limit.
+    pub max_entry_bytes: usize,
     /// Take a snapshot (and compact the log) after this many entries
     /// applied since the last one; 0 never does.
     pub snapshot_entries: u64,
@@ -108,6 +112,7 @@ impl NodeConfig {
             tick: Duration::from_millis(50),
             request_timeout: Duration::from_secs(5),
             max_batch: 4096,
+            max_entry_bytes: 8 << 20,
             snapshot_entries: 100_000,
             snapshot_bytes: 64 << 20,
             keep_entries: 10_000,
@@ -143,6 +148,9 @@ pub enum NodeError {
     Storage(String),
     #[error("refused: {0}")]
     Refused(String),
+    /// Refused before reaching the log: nothing was written.
+    #[error("an entry of {len} bytes is over the {max}-byte limit")]
+    TooLarge { len: usize, max: usize },
 }
 
 impl NodeError {
@@ -208,6 +216,7 @@ pub struct Node<O> {
     status: watch::Receiver<NodeStatus>,
     members: watch::Receiver<MembershipView>,
     timeout: Duration,
+    max_entry_bytes: usize,
 }
 
 impl<O> Clone for Node<O> {
@@ -217,6 +226,7 @@ impl<O> Clone for Node<O> {
             status: self.status.clone(),
             members: self.members.clone(),
             timeout: self.timeout,
+            max_entry_bytes: self.max_entry_bytes,
         }
     }
 }
@@ -268,12 +278,26 @@ impl<O: Send + 'static> Node<O> {
     /// Replicates `data`, and answers once this node applied it, with its
     /// index and the state machine's output. Leader only.
     pub async fn propose(&self, data: Bytes) -> Result<(Index, O), NodeError> {
+        self.fits(&data)?;
         self.call(|r| Command::Propose(data, r)).await
+    }
+
+    /// An entry over the limit could never be replicated (nor, past the
+    /// write-ahead log's record limit, written): refused up front.
+    fn fits(&self, data: &Bytes) -> Result<(), NodeError> {
+        if data.len() > self.max_entry_bytes {
+            return Err(NodeError::TooLarge {
+                len: data.len(),
+                max: self.max_entry_bytes,
+            });
+        }
+        Ok(())
     }
 
     /// Appends `data` to the log and answers with its (index, term) at once,
     /// before it commits. Leader only.
     pub async fn append(&self, data: Bytes) -> Result<(Index, Term), NodeError> {
+        self.fits(&data)?;
         self.call(|r| Command::Append(data, r)).await
     }
 

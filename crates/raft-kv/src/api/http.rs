@@ -75,6 +75,7 @@ impl ApiError {
             | NodeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             NodeError::Refused(_) => StatusCode::CONFLICT,
+            NodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut err = Self::new(status, e.to_string());
