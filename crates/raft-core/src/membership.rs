@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::types::{Index, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// The voters and learners of a cluster, and where to reach each member.
 ///
@@ -210,20 +211,28 @@ impl std::fmt::Display for Membership {
 /// Invariant: `later` is sorted by index, every index above `base.0`.
 #[derive(Clone, Debug)]
 pub(crate) struct ConfLog {
-    base: (Index, Membership),
-    later: Vec<(Index, Membership)>,
+    /// Shared, so the status published every round takes the latest one
+    /// without copying it.
+    base: (Index, Arc<Membership>),
+    later: Vec<(Index, Arc<Membership>)>,
 }
 
 impl ConfLog {
     pub(crate) fn new(index: Index, m: Membership) -> Self {
         ConfLog {
-            base: (index, m),
+            base: (index, Arc::new(m)),
             later: Vec::new(),
         }
     }
 
     /// The latest configuration and the index of its entry.
     pub(crate) fn latest(&self) -> (Index, &Membership) {
+        let (i, m) = self.latest_shared();
+        (i, m)
+    }
+
+    /// The latest configuration, shared.
+    pub(crate) fn latest_shared(&self) -> (Index, &Arc<Membership>) {
         let (i, m) = self.later.last().unwrap_or(&self.base);
         (*i, m)
     }
@@ -247,7 +256,7 @@ impl ConfLog {
             index > self.latest().0,
             "invariant broken: configuration entries come in log order"
         );
-        self.later.push((index, m));
+        self.later.push((index, Arc::new(m)));
     }
 
     /// The log lost its entries from `index` on.
@@ -260,7 +269,13 @@ impl ConfLog {
         if index <= self.base.0 {
             return;
         }
-        let m = self.at(index).clone();
+        let m = self
+            .later
+            .iter()
+            .rev()
+            .find(|(i, _)| *i <= index)
+            .map_or(&self.base.1, |(_, m)| m)
+            .clone();
         self.later.retain(|(i, _)| *i > index);
         self.base = (index, m);
     }

@@ -86,7 +86,8 @@ pub struct Status {
     pub persisted: Index,
     pub transferee: Option<NodeId>,
     /// The configuration in force (the latest in the log).
-    pub membership: Membership,
+    /// Shared with the node's own record: cloning a status is cheap.
+    pub membership: std::sync::Arc<Membership>,
     /// The index of its entry (or of the log start it came with).
     pub conf_index: Index,
     /// The index of the latest snapshot (0: none).
@@ -234,7 +235,7 @@ impl Raft {
             last_index: self.log.last_index(),
             persisted: self.log.persisted,
             transferee: self.transferee,
-            membership: self.confs.latest().1.clone(),
+            membership: self.confs.latest_shared().1.clone(),
             conf_index: self.confs.latest().0,
             snapshot: self.snapshot.as_ref().map_or(0, |s| s.index),
             first_index: self.log.first_index(),

@@ -183,7 +183,7 @@ pub struct NodeStatus {
 pub struct MembershipView {
     /// The index of the configuration's entry.
     pub index: Index,
-    pub membership: crate::Membership,
+    pub membership: std::sync::Arc<crate::Membership>,
     pub leader: Option<NodeId>,
 }
 

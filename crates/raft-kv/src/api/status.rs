@@ -396,7 +396,7 @@ mod tests {
                 last_index: 10,
                 persisted: 10,
                 transferee: None,
-                membership: Membership::new([1, 2, 3]),
+                membership: Membership::new([1, 2, 3]).into(),
                 conf_index: 0,
                 snapshot: 0,
                 first_index: 1,
