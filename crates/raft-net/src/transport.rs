@@ -10,7 +10,7 @@ use crate::NetError;
 use crate::frame::{self, DEFAULT_MAX_FRAME};
 use crate::session::{self, SecureReader, SecureWriter};
 use crate::tls::TlsSetup;
-use crate::wire::{self, Frame, PROTOCOL_VERSION};
+use crate::wire::{self, Frame, HELLO_VERSION};
 use bytes::BytesMut;
 use raft_core::{Message, NodeId};
 use std::collections::BTreeMap;
@@ -474,7 +474,7 @@ async fn connect(
         .await
         .map_err(|_| NetError::Handshake("TLS handshake timed out".into()))??;
     wr.write_frame(&Frame::Hello {
-        version: PROTOCOL_VERSION,
+        version: HELLO_VERSION,
         cluster: cfg.cluster.clone(),
         node: cfg.id,
         client_addr: cfg.client_addr.clone(),

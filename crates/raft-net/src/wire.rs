@@ -13,6 +13,13 @@ pub const PROTOCOL_VERSION: u32 = 5;
 /// (`NotMember`), which a version 4 dialler takes for a closed connection.
 pub const MIN_PROTOCOL_VERSION: u32 = 4;
 
+/// The version a dialler announces in its `Hello`: the oldest whose
+/// accepting side understands everything it sends. Everything a version 5
+/// dialler sends, a version 4 node reads, so version 4 nodes (which accept
+/// only their own version) take version 5 nodes' connections and a
+/// cluster upgrades one node at a time with every link up.
+pub const HELLO_VERSION: u32 = 4;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Frame {
     /// The first frame on every connection, from the dialling side.
@@ -121,6 +128,9 @@ mod tests {
         assert!(check_hello(&speaking(MIN_PROTOCOL_VERSION - 1), "c").is_err());
         assert!(check_hello(&speaking(PROTOCOL_VERSION + 1), "c").is_err());
         assert!(check_hello(&speaking(0), "c").is_err());
+        // What this node's dialler announces, its own acceptor takes.
+        assert!(check_hello(&speaking(HELLO_VERSION), "c").is_ok());
+        assert!((MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&HELLO_VERSION));
         assert!(from_body(b"\xc1garbage").is_err());
     }
 }
