@@ -7,6 +7,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// mimalloc: glibc's allocator consolidated its free lists on nearly every
+/// request's buffers (`malloc_consolidate` under hyper's read buffer);
+/// with mimalloc linearizable reads at 64 clients went from 58,606-60,333
+/// to 76,045-77,151/s in alternating runs (`docs/benchmarks.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Clone, Copy, ValueEnum)]
 enum NodeType {
     Active,
