@@ -55,12 +55,17 @@ pub fn run(dir: &Path, seconds: f64, clients: &[usize], memory: bool) -> anyhow:
         let cpu = Cpu::start(&c);
         let mut reads = load(&c.client, &api, 64, seconds, false, None).await?;
         cpu.report(&mut reads);
+        let keys = status_of(&c, leader).await["keys"].as_u64().unwrap_or(0);
         Ok(json!({
             "cluster": { "nodes": 3, "storage": if memory { "memory" } else { "redb + write-ahead log, fsync per batch" }, "transport": "mutual TLS 1.3", "client": "HTTPS/1.1 keep-alive" },
             "value_bytes": 256,
             "key_bytes": 8,
             "writes": writes,
             "linearizable_reads": reads,
+            "memory": {
+                "keys_in_store": keys,
+                "nodes_peak_rss_mb": c.nodes.iter().filter_map(|n| n.pid()).map(peak_rss_mb).collect::<Vec<_>>(),
+            },
         }))
     })
 }
@@ -94,6 +99,17 @@ fn cpu_seconds(pid: &str) -> f64 {
         .map(|w| w.parse().unwrap_or(0.0))
         .collect();
     (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / hz
+}
+
+/// A process's peak resident set so far (`VmHWM`), in MB.
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    (kb / 1024.0 * 10.0).round() / 10.0
 }
 
 impl Cpu {
