@@ -98,7 +98,11 @@ pub(crate) async fn watch(
         // Refusals wake this at once; the node's own commits are checked
         // once a second (the status changes every round, too often to
         // follow).
-        let _ = tokio::time::timeout(Duration::from_secs(1), refusals.changed()).await;
+        let second = Duration::from_secs(1);
+        if let Ok(Err(_)) = tokio::time::timeout(second, refusals.changed()).await {
+            // The transport is gone (shutting down): no busy loop.
+            tokio::time::sleep(second).await;
+        }
     }
 }
 
