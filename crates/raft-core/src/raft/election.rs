@@ -7,15 +7,19 @@ use crate::types::{Index, Mode, Role, Term};
 
 impl Raft {
     /// A fresh timeout. Active nodes draw from
-    /// `election_tick..2 * election_tick`; reluctant nodes always wait
-    /// longer than any active node could, so a viable active node wins the
-    /// race; passive nodes never campaign, so theirs does not matter.
+    /// `election_tick..2 * election_tick`; reluctant nodes from
+    /// `2 * election_tick..3 * election_tick`, longer than any active node
+    /// could wait, so a viable active node wins the race, yet random, so
+    /// reluctant nodes alone (no active one up) do not campaign in lockstep
+    /// and split the vote forever (the simulator found that livelock with
+    /// a fixed timeout); passive nodes never campaign.
     pub(super) fn reset_election_timer(&mut self) {
         self.election_elapsed = 0;
         let et = self.cfg.election_tick;
         self.randomized_timeout = match self.mode {
             Mode::Active => self.rng.range(et, 2 * et),
-            Mode::Reluctant | Mode::Passive => 2 * et,
+            Mode::Reluctant => self.rng.range(2 * et, 3 * et),
+            Mode::Passive => 2 * et,
         };
     }
 
