@@ -60,7 +60,8 @@ fn churn_300_seeds() {
 fn regression_seeds() {
     // Reluctant nodes with a fixed election timeout campaigned in lockstep
     // and split the vote forever once all three were reluctant.
-    for (seed, nodes) in [(3_002_898, 3)] {
+    let seeds: &[(u64, usize)] = &[(3_002_898, 3)];
+    for &(seed, nodes) in seeds {
         let sum = run_seeds(seed, 1, 1, |s| SimConfig::new(s, nodes));
         let failures: Vec<String> = sum.failures.iter().map(|f| f.to_string()).collect();
         assert!(failures.is_empty(), "{}", failures.join("\n"));
