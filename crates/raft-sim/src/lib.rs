@@ -490,7 +490,14 @@ impl Sim {
                     n.durable_log.truncate(keep);
                     n.durable_log.extend(w.entries.iter().cloned());
                 }
-                if let Some((index, term)) = w.reset {
+                // An installed snapshot's log reset. The node's own
+                // compactions reach this disk model at once, not through
+                // the write queue, so one taken since the install was
+                // queued may already be at or past the snapshot's entry:
+                // then the log agrees with the snapshot (both hold only
+                // committed entries) and nothing is dropped. (Missing this,
+                // the model once lost an entry the node had durably.)
+                if let Some((index, term)) = w.reset.filter(|(i, _)| *i > n.log_prev.0) {
                     let holds = n
                         .durable_log
                         .iter()
@@ -602,9 +609,18 @@ impl Sim {
         if quorum(at) || quorum(latest) {
             return Ok(());
         }
+        let disks: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|(id, n)| {
+                let held: Vec<_> = n.durable_log.iter().map(|d| (d.index, d.term)).collect();
+                format!("node {id}: after {:?} holds {held:?}", n.log_prev)
+            })
+            .collect();
         Err(format!(
-            "joint quorum: node {} committed {e:?}, durable on no quorum of {at} nor of {latest}",
-            r.id()
+            "joint quorum: node {} committed {e:?}, durable on no quorum of {at} nor of {latest} (disks: {})",
+            r.id(),
+            disks.join("; ")
         ))
     }
 

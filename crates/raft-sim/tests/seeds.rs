@@ -58,9 +58,16 @@ fn churn_300_seeds() {
 /// Seeds that once failed, kept so the bug they found stays fixed.
 #[test]
 fn regression_seeds() {
-    // Reluctant nodes with a fixed election timeout campaigned in lockstep
-    // and split the vote forever once all three were reluctant.
-    let seeds: &[(u64, usize)] = &[(3_002_898, 3)];
+    let seeds: &[(u64, usize)] = &[
+        // Reluctant nodes with a fixed election timeout campaigned in
+        // lockstep and split the vote forever once all three were
+        // reluctant.
+        (3_002_898, 3),
+        // The disk model lost a durable entry when an installed snapshot's
+        // log reset completed after the node's own compaction had passed
+        // it (a simulator bug: the joint-quorum check then failed).
+        (20_020_783, 3),
+    ];
     for &(seed, nodes) in seeds {
         let sum = run_seeds(seed, 1, 1, |s| SimConfig::new(s, nodes));
         let failures: Vec<String> = sum.failures.iter().map(|f| f.to_string()).collect();
