@@ -357,13 +357,7 @@ async fn clients_without_a_certificate_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_kills_under_concurrent_writes_lose_no_acknowledged_write() {
-    let seed = std::env::var("RAFTSTACK_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| u64::from(std::process::id()));
-    eprintln!(
-        "seed {seed}; replay with RAFTSTACK_SEED={seed} cargo test --test cluster random_kills"
-    );
+    let seed = common::seed("--test cluster random_kills");
     let c = Arc::new(tokio::sync::Mutex::new(cluster(&["active"; 3], false)));
     deadline(180, async {
         c.lock().await.leader(&[]).await;

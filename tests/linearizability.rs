@@ -19,11 +19,7 @@ const CLIENTS: usize = 6;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_and_writes_through_any_node_are_linearizable_under_kills_and_pauses() {
-    let seed = std::env::var("RAFTSTACK_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| u64::from(std::process::id()));
-    eprintln!("seed {seed}; replay with RAFTSTACK_SEED={seed} cargo test --test linearizability");
+    let seed = common::seed("--test linearizability");
     // Stale reads (`?stale`) are not linearizable; `LIN_READ=stale` shows
     // the check catches them.
     let query = match std::env::var("LIN_READ").as_deref() {

@@ -190,6 +190,17 @@ pub fn index(r: &Reply) -> u64 {
         .unwrap_or(0)
 }
 
+/// The seed of a randomized test: `RAFTSTACK_SEED`, or a fresh one;
+/// printed with the command that replays it (`how`: the test's filter).
+pub fn seed(how: &str) -> u64 {
+    let seed = std::env::var("RAFTSTACK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| u64::from(std::process::id()));
+    eprintln!("seed {seed}; replay with RAFTSTACK_SEED={seed} cargo test {how}");
+    seed
+}
+
 /// Runs a test body with a deadline.
 pub async fn deadline<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
     if tokio::time::timeout(Duration::from_secs(secs), f)
