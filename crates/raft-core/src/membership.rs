@@ -239,6 +239,10 @@ impl ConfLog {
 
     /// The configuration in force as of `index`.
     pub(crate) fn at(&self, index: Index) -> &Membership {
+        self.at_shared(index)
+    }
+
+    fn at_shared(&self, index: Index) -> &Arc<Membership> {
         self.later
             .iter()
             .rev()
@@ -269,13 +273,7 @@ impl ConfLog {
         if index <= self.base.0 {
             return;
         }
-        let m = self
-            .later
-            .iter()
-            .rev()
-            .find(|(i, _)| *i <= index)
-            .map_or(&self.base.1, |(_, m)| m)
-            .clone();
+        let m = self.at_shared(index).clone();
         self.later.retain(|(i, _)| *i > index);
         self.base = (index, m);
     }

@@ -46,10 +46,11 @@ impl Sessions {
 
     /// Sets `client`'s session, evicting the oldest one when over the bound.
     pub(crate) fn insert(&mut self, client: u64, s: Session) {
-        self.by_age.insert((s.last_index, client));
+        let age = (s.last_index, client);
         if let Some(old) = self.by_client.insert(client, s) {
             self.by_age.remove(&(old.last_index, client));
         }
+        self.by_age.insert(age);
         if self.by_client.len() > MAX_SESSIONS {
             if let Some((_, oldest)) = self.by_age.remove_min() {
                 self.by_client.remove(&oldest);
@@ -88,5 +89,8 @@ mod tests {
         assert_eq!(s.by_age.len(), MAX_SESSIONS);
         s.insert(u64::MAX - 1, session(MAX_SESSIONS as Index + 4));
         assert!(s.get(2).is_some() && s.get(3).is_none());
+        // Replaced at the same index (a snapshot read twice): still indexed.
+        s.insert(2, session(MAX_SESSIONS as Index + 3));
+        assert_eq!(s.by_age.len(), s.by_client.len());
     }
 }

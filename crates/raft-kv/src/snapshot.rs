@@ -101,9 +101,7 @@ pub fn read(r: &mut dyn Read) -> io::Result<KvState> {
                 create,
                 modify,
             } => {
-                let n = ns
-                    .as_ref()
-                    .ok_or_else(|| bad("a key before any namespace"))?;
+                let n = ns.as_ref().expect("each_record: keys follow a namespace");
                 let v = Value {
                     data,
                     create_index: create,
@@ -143,12 +141,10 @@ pub struct Summary {
 /// in constant memory: for a backup of any size.
 pub fn verify(r: &mut dyn Read) -> io::Result<Summary> {
     let mut sum = Summary::default();
-    let mut seen_ns = false;
     each_record(r, |rec| {
         match rec {
             Record::Applied(i) => sum.applied = i,
-            Record::Namespace(_) => seen_ns = true,
-            Record::Key { .. } if !seen_ns => return Err(bad("a key before any namespace")),
+            Record::Namespace(_) => {}
             Record::Key { .. } => sum.keys += 1,
             Record::Session { .. } => sum.sessions += 1,
             Record::End { .. } => {}
@@ -159,7 +155,8 @@ pub fn verify(r: &mut dyn Read) -> io::Result<Summary> {
 }
 
 /// Feeds every record after the format name to `visit`, through `End`,
-/// whose counts it checks against the records seen.
+/// whose counts it checks against the records seen; a key before any
+/// namespace is refused before `visit` sees it.
 fn each_record(
     r: &mut dyn Read,
     mut visit: impl FnMut(Record) -> io::Result<()>,
@@ -170,10 +167,12 @@ fn each_record(
     if magic != MAGIC {
         return Err(bad(format!("unknown format {magic:?}")));
     }
-    let (mut keys, mut sessions) = (0u64, 0u64);
+    let (mut keys, mut sessions, mut in_namespace) = (0u64, 0u64, false);
     loop {
         let rec: Record = rmp_serde::from_read(&mut r).map_err(bad)?;
         match &rec {
+            Record::Namespace(_) => in_namespace = true,
+            Record::Key { .. } if !in_namespace => return Err(bad("a key before any namespace")),
             Record::Key { .. } => keys += 1,
             Record::Session { .. } => sessions += 1,
             &Record::End {
@@ -196,6 +195,30 @@ fn each_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_before_any_namespace_is_refused() {
+        let mut buf = Vec::new();
+        put(&mut buf, &Record::Applied(1)).unwrap();
+        let mut bytes = rmp_serde::to_vec(&MAGIC).unwrap();
+        bytes.extend(buf);
+        for r in [
+            Record::Key {
+                key: Key::from("k"),
+                data: Bytes::from_static(b"v"),
+                create: 1,
+                modify: 1,
+            },
+            Record::End {
+                keys: 1,
+                sessions: 0,
+            },
+        ] {
+            put(&mut bytes, &r).unwrap();
+        }
+        assert!(read(&mut bytes.as_slice()).is_err());
+        assert!(verify(&mut bytes.as_slice()).is_err());
+    }
 
     #[test]
     fn keys_encode_as_the_strings_they_were_before() {
