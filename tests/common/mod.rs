@@ -74,10 +74,15 @@ pub fn cluster_with(modes: &[&str], memory: bool, flags: &[&str]) -> TestCluster
 
 /// A cluster described but not started (to set per-node flags first).
 pub fn described(modes: &[&str], memory: bool) -> TestCluster {
+    described_with(modes, memory, certs(), free_ports(modes.len() * 2))
+}
+
+/// `described`, with the certificates in `certs` and these ports (peer,
+/// command port, peer, ...).
+pub fn described_with(modes: &[&str], memory: bool, certs: &Path, ports: Vec<u16>) -> TestCluster {
     let dir = tempfile::tempdir().unwrap();
-    let ports = free_ports(modes.len() * 2);
     let pairs: Vec<_> = ports.chunks(2).map(|p| (p[0], p[1])).collect();
-    let mut c = ProcessCluster::new(Path::new(BIN), certs(), dir.path(), modes, &pairs, memory)
+    let mut c = ProcessCluster::new(Path::new(BIN), certs, dir.path(), modes, &pairs, memory)
         .expect("cluster set-up");
     c.flags = FLAGS.iter().map(|s| s.to_string()).collect();
     TestCluster { c, _dir: dir }

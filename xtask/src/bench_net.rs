@@ -163,7 +163,7 @@ async fn stream_bench(
         tcp.set_nodelay(true).ok();
         match acceptor {
             Some(acc) => {
-                let (rd, _wr) = session::accept(&acc, tcp).await.expect("tls accept");
+                let (rd, _wr, _) = session::accept(&acc, tcp).await.expect("tls accept");
                 count_frames(Source::Tls(Box::new(rd)), r).await
             }
             None => count_frames(Source::Plain(tcp), r).await,
@@ -180,7 +180,7 @@ async fn stream_bench(
         Some(t) => {
             let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost")?;
             let connector = tokio_rustls::TlsConnector::from(t.client.clone());
-            let (_rd, mut wr) =
+            let (_rd, mut wr, _) =
                 session::connect(&connector, name, tcp, Duration::from_secs(5)).await?;
             while start.elapsed().as_secs_f64() < seconds {
                 wr.write_plain(&frame_bytes).await?;

@@ -9,7 +9,7 @@
 use anyhow::{Context, bail};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
@@ -22,6 +22,11 @@ pub struct Args {
     /// Make a new CA (and new keys) even if one exists.
     #[arg(long)]
     force: bool,
+    /// Also issue a certificate bound to this one peer address
+    /// (`host:port`), as `node-HOST_PORT.crt` and `.key`; raft-mock takes
+    /// it over the shared one when its `-n` address is that (repeatable).
+    #[arg(long = "node", value_name = "HOST:PORT")]
+    nodes: Vec<String>,
 }
 
 pub const CA_KEY: &str = "transport-ca.key";
@@ -33,7 +38,10 @@ pub const CLIENT_KEY: &str = "transport-client.key";
 pub const CLIENT_CERT: &str = "transport-client.crt";
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let made = make_certs(&args.out, args.force)?;
+    let mut made = make_certs(&args.out, args.force)?;
+    for addr in &args.nodes {
+        made.push(make_node_cert(&args.out, addr)?);
+    }
     for line in made {
         println!("{line}");
     }
@@ -82,22 +90,19 @@ pub fn make_certs(dir: &Path, force: bool) -> anyhow::Result<Vec<String>> {
     };
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("reading the CA certificate")?;
 
-    // The node ("device") certificate: CN=localhost, for localhost and 127.0.0.1,
-    // usable as server and as client (nodes dial each other).
+    // The node ("device") certificate: CN=localhost, for localhost and
+    // 127.0.0.1, usable as server and as client (nodes dial each other),
+    // and a node on any port of either (`raft_net::identity`).
     let node_key = key_once(dir, NODE_KEY, force)?;
-    let mut p = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
-    p.distinguished_name = name("localhost");
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    p.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    p.not_before = now - Duration::days(1);
-    p.not_after = now + Duration::days(500);
+    let p = node_params(
+        &["localhost", "127.0.0.1"],
+        &["localhost:*", "127.0.0.1:*"],
+        now,
+    )?;
     write(dir, NODE_CSR, &p.serialize_request(&node_key)?.pem()?)?;
     write(dir, NODE_CERT, &p.signed_by(&node_key, &issuer)?.pem())?;
     said.push(format!(
-        "issued {} (CN=localhost, SANs localhost and 127.0.0.1)",
+        "issued {} (CN=localhost, SANs localhost and 127.0.0.1, a node on any of their ports)",
         dir.join(NODE_CERT).display()
     ));
 
@@ -112,6 +117,71 @@ pub fn make_certs(dir: &Path, force: bool) -> anyhow::Result<Vec<String>> {
     write(dir, CLIENT_CERT, &p.signed_by(&client_key, &issuer)?.pem())?;
     said.push(format!("issued {}", dir.join(CLIENT_CERT).display()));
     Ok(said)
+}
+
+/// A node certificate's parameters: DNS or IP names it is reached by,
+/// and the peer addresses (`host:port` or `host:*`) it may be a member at.
+fn node_params(
+    names: &[&str],
+    members: &[&str],
+    now: OffsetDateTime,
+) -> anyhow::Result<CertificateParams> {
+    let mut p = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
+    for m in members {
+        let uri = format!("{}{m}", raft_net::identity::NODE_URI_PREFIX);
+        p.subject_alt_names
+            .push(SanType::URI(uri.try_into().context("a node URI")?));
+    }
+    p.distinguished_name = name(names.first().copied().unwrap_or("raftstack node"));
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    p.not_before = now - Duration::days(1);
+    p.not_after = now + Duration::days(500);
+    Ok(p)
+}
+
+/// Issues `node-HOST_PORT.crt` (and its key, made once) in `dir`, from the
+/// CA there: a certificate for a member at exactly `addr`.
+pub fn make_node_cert(dir: &Path, addr: &str) -> anyhow::Result<String> {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        bail!("{addr:?} is not HOST:PORT");
+    };
+    port.parse::<u16>()
+        .with_context(|| format!("{addr:?}: the port is not a number"))?;
+    let (Some(ca_key), Some(ca_pem)) = (read(dir, CA_KEY)?, read(dir, CA_CERT)?) else {
+        bail!(
+            "{} holds no CA: run `cargo xtask certs` first",
+            dir.display()
+        );
+    };
+    let ca_key = KeyPair::from_pem(&ca_key).context("reading the CA key")?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("reading the CA certificate")?;
+    let files = raft_net::TlsFiles::bound_to(dir, addr);
+    let key_file = file_name(&files.key);
+    let key = key_once(dir, &key_file, false)?;
+    let p = node_params(
+        &[host.trim_matches(['[', ']'])],
+        &[addr],
+        OffsetDateTime::now_utc(),
+    )?;
+    write(
+        dir,
+        &file_name(&files.cert),
+        &p.signed_by(&key, &issuer)?.pem(),
+    )?;
+    Ok(format!(
+        "issued {} (a node at {addr} only)",
+        files.cert.display()
+    ))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn name(cn: &str) -> DistinguishedName {

@@ -275,7 +275,8 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
             "the election timeout must be longer than the heartbeat interval".into(),
         ));
     }
-    let files = TlsFiles::node_in(&cfg.certs);
+    let files = TlsFiles::for_member(&cfg.certs, &name);
+    raft_net::tls::check_member_cert(&files, &name)?;
     let tls = TlsSetup::load(&files)?;
     let api_tls = raft_net::tls::command_port_config(&files, cfg.require_client_cert)?;
     let client_tls = tls.client.clone();

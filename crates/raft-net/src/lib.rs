@@ -4,6 +4,7 @@
 
 mod error;
 pub mod frame;
+pub mod identity;
 mod records;
 pub mod session;
 pub mod tls;
@@ -11,5 +12,6 @@ mod transport;
 pub mod wire;
 
 pub use error::NetError;
+pub use identity::NodeIdentity;
 pub use tls::{TlsFiles, TlsSetup};
 pub use transport::{ConfigStamp, NetConfig, Refusal, Transport};

@@ -10,6 +10,7 @@
 
 use crate::NetError;
 use crate::frame;
+use crate::identity::{self, NodeIdentity};
 use crate::records::{self, Opener, Sealer};
 use crate::wire::{self, Frame};
 use bytes::BytesMut;
@@ -64,34 +65,38 @@ fn halves(tcp: TcpStream, (sealer, opener): (Sealer, Opener)) -> (SecureReader, 
     )
 }
 
-/// The accepting side: handshake, take the keys, send `Ready`.
-pub async fn accept(
-    acceptor: &TlsAcceptor,
-    tcp: TcpStream,
-) -> Result<(SecureReader, SecureWriter), NetError> {
+/// A connection after its handshake: both halves, and whom the peer's
+/// certificate speaks for.
+pub type Session = (SecureReader, SecureWriter, NodeIdentity);
+
+/// The accepting side: handshake, check the peer holds a node certificate,
+/// take the keys, send `Ready`.
+pub async fn accept(acceptor: &TlsAcceptor, tcp: TcpStream) -> Result<Session, NetError> {
     let tls = acceptor.accept(tcp).await?;
     let (tcp, conn) = tls.into_inner();
+    let who = identity::of_peer(conn.peer_certificates())?;
     let keys = records::from_secrets(conn.dangerous_extract_secrets()?)?;
     let (r, mut w) = halves(tcp, keys);
     w.write_frame(&Frame::Ready).await?;
-    Ok((r, w))
+    Ok((r, w, who))
 }
 
-/// The dialling side: handshake, take the keys, wait for `Ready` (within
-/// `limit`).
+/// The dialling side: handshake, check the peer holds a node certificate,
+/// take the keys, wait for `Ready` (within `limit`).
 pub async fn connect(
     connector: &TlsConnector,
     name: ServerName<'static>,
     tcp: TcpStream,
     limit: Duration,
-) -> Result<(SecureReader, SecureWriter), NetError> {
+) -> Result<Session, NetError> {
     let tls = connector.connect(name, tcp).await?;
     let (tcp, conn) = tls.into_inner();
+    let who = identity::of_peer(conn.peer_certificates())?;
     let keys = records::from_secrets(conn.dangerous_extract_secrets()?)?;
     let (mut r, w) = halves(tcp, keys);
     let mut buf = BytesMut::new();
     match r.read_frame(&mut buf, 1024, limit, limit).await? {
-        Frame::Ready if buf.is_empty() => Ok((r, w)),
+        Frame::Ready if buf.is_empty() => Ok((r, w, who)),
         _ => Err(NetError::Handshake("the peer did not say ready".into())),
     }
 }

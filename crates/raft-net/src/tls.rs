@@ -18,12 +18,36 @@ pub struct TlsFiles {
 }
 
 impl TlsFiles {
-    /// The files `cargo xtask certs` writes into `dir`.
+    /// The files `cargo xtask certs` writes into `dir`: the shared node
+    /// certificate, for a member on any port of localhost or 127.0.0.1.
     pub fn node_in(dir: &Path) -> Self {
         TlsFiles {
             ca: dir.join("transport-ca.pem"),
             cert: dir.join("transport-consensus.crt"),
             key: dir.join("transport-consensus.key"),
+        }
+    }
+
+    /// The certificate `cargo xtask certs --node ADDR` writes into `dir`
+    /// for a member at exactly `addr`: `node-HOST_PORT.crt` and `.key`
+    /// (with the CA of `node_in`).
+    pub fn bound_to(dir: &Path, addr: &str) -> Self {
+        let stem = format!("node-{}", addr.replace([':', '[', ']', '/'], "_"));
+        TlsFiles {
+            cert: dir.join(format!("{stem}.crt")),
+            key: dir.join(format!("{stem}.key")),
+            ..Self::node_in(dir)
+        }
+    }
+
+    /// What a member at `addr` presents: its own certificate when `dir`
+    /// holds one (`bound_to`), else the shared one (`node_in`).
+    pub fn for_member(dir: &Path, addr: &str) -> Self {
+        let own = Self::bound_to(dir, addr);
+        if own.cert.exists() {
+            own
+        } else {
+            Self::node_in(dir)
         }
     }
 }
@@ -129,6 +153,26 @@ pub fn client_config(
             .map_err(|e| cert_error(key, format!("does not go with {}: {e}", cert.display())))?,
         None => b.with_no_client_auth(),
     }))
+}
+
+/// Checks that `files` hold a node certificate a member at `addr` may
+/// present (`identity.rs`), so a node whose certificate its peers would
+/// refuse says so at start.
+pub fn check_member_cert(files: &TlsFiles, addr: &str) -> Result<(), NetError> {
+    let chain = load_certs(&files.cert)?;
+    let who = crate::identity::node_identity(&chain[0])
+        .map_err(|e| cert_error(&files.cert, e.to_string()))?;
+    if who.allows(addr) {
+        return Ok(());
+    }
+    Err(cert_error(
+        &files.cert,
+        format!(
+            "is for a member at {:?}, not at {addr} (`cargo xtask certs --node {addr}` \
+             issues one; docs/operations.md says how with openssl)",
+            who.addrs()
+        ),
+    ))
 }
 
 impl TlsSetup {

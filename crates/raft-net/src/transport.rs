@@ -314,22 +314,38 @@ async fn serve_inbound(
     let limit = cfg.handshake_timeout;
     // The write half stays alive while the connection is read; it carries
     // nothing after `Ready` but a refusal.
-    let (mut rd, mut wr) = tokio::time::timeout(limit, session::accept(&acceptor, tcp))
+    let (mut rd, mut wr, who) = tokio::time::timeout(limit, session::accept(&acceptor, tcp))
         .await
         .map_err(|_| NetError::Handshake("TLS handshake timed out".into()))??;
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    let hello = rd.read_frame(&mut buf, cfg.max_frame, limit, limit).await?;
+    let hello = rd
+        .read_frame(&mut buf, wire::MAX_HELLO, limit, limit)
+        .await?;
     let (node, client_addr) = wire::check_hello(&hello, &cfg.cluster)?;
-    let known = |node| {
-        inbound
-            .peers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&node)
+    // The member's address now, if it is one; its certificate must allow
+    // that address (`identity.rs`), so no peer speaks for another.
+    let member_at = |node| {
+        let peers = inbound.peers.read().unwrap_or_else(|p| p.into_inner());
+        peers.get(&node).map(|p| p.addr.clone())
     };
-    if !known(node) {
-        refuse(&mut wr, inbound).await;
-        return Err(NetError::Handshake(format!("node {node} is not a member")));
+    let vouched = |addr: &str| {
+        if who.allows(addr) {
+            Ok(())
+        } else {
+            Err(NetError::Handshake(format!(
+                "node {node} is a member at {addr}, but the certificate it presented \
+                 speaks for {:?}",
+                who.addrs()
+            )))
+        }
+    };
+    let known = |node| member_at(node).is_some();
+    match member_at(node) {
+        None => {
+            refuse(&mut wr, inbound).await;
+            return Err(NetError::Handshake(format!("node {node} is not a member")));
+        }
+        Some(addr) => vouched(&addr)?,
     }
     if !client_addr.is_empty() {
         inbound
@@ -347,9 +363,12 @@ async fn serve_inbound(
         let frame = tokio::select! {
             f = rd.read_frame(&mut buf, cfg.max_frame, cfg.idle_timeout, limit) => f?,
             Ok(()) = changed.changed() => {
-                if !known(node) {
-                    refuse(&mut wr, inbound).await;
-                    return Err(gone());
+                match member_at(node) {
+                    None => {
+                        refuse(&mut wr, inbound).await;
+                        return Err(gone());
+                    }
+                    Some(addr) => vouched(&addr)?,
                 }
                 continue;
             }
@@ -470,9 +489,16 @@ async fn connect(
     let _ = tcp.set_nodelay(true);
     let name = ServerName::try_from(host.to_string())
         .map_err(|e| NetError::Handshake(format!("bad host {host:?}: {e}")))?;
-    let (rd, mut wr) = tokio::time::timeout(limit, session::connect(connector, name, tcp, limit))
-        .await
-        .map_err(|_| NetError::Handshake("TLS handshake timed out".into()))??;
+    let (rd, mut wr, who) =
+        tokio::time::timeout(limit, session::connect(connector, name, tcp, limit))
+            .await
+            .map_err(|_| NetError::Handshake("TLS handshake timed out".into()))??;
+    if !who.allows(addr) {
+        return Err(NetError::Handshake(format!(
+            "the node at {addr} presented a certificate for {:?}",
+            who.addrs()
+        )));
+    }
     wr.write_frame(&Frame::Hello {
         version: HELLO_VERSION,
         cluster: cfg.cluster.clone(),

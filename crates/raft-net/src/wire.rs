@@ -43,12 +43,34 @@ pub enum Frame {
     NotMember { config_index: u64, committed: bool },
 }
 
+/// The largest `Hello` body read (its strings are a cluster name and an
+/// address): the handshake is read with this limit, not the frame limit,
+/// before the peer is known.
+pub const MAX_HELLO: usize = 4096;
+
+/// How much of a decode error's text is kept: errors can quote what the
+/// peer sent, and a peer chooses how much that is.
+const MAX_ERROR_TEXT: usize = 200;
+
 pub fn to_body(f: &Frame) -> Vec<u8> {
     rmp_serde::to_vec(f).expect("frames always serialize")
 }
 
 pub fn from_body(body: &[u8]) -> Result<Frame, NetError> {
-    rmp_serde::from_slice(body).map_err(|e| NetError::Malformed(e.to_string()))
+    rmp_serde::from_slice(body).map_err(|e| NetError::Malformed(bounded(&e.to_string())))
+}
+
+/// `text` cut to at most `MAX_ERROR_TEXT` bytes (on a character boundary),
+/// saying how much was cut.
+pub fn bounded(text: &str) -> String {
+    if text.len() <= MAX_ERROR_TEXT {
+        return text.to_string();
+    }
+    let mut end = MAX_ERROR_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes more)", &text[..end], text.len() - end)
 }
 
 /// Checks a peer's handshake against ours; returns the peer's node id and
@@ -69,7 +91,8 @@ pub fn check_hello<'a>(f: &'a Frame, cluster: &str) -> Result<(NodeId, &'a str),
             }
             if c != cluster {
                 return Err(NetError::Handshake(format!(
-                    "cluster {c:?}, we are {cluster:?}"
+                    "cluster {}, we are {cluster:?}",
+                    bounded(&format!("{c:?}"))
                 )));
             }
             Ok((*node, client_addr))
@@ -132,5 +155,18 @@ mod tests {
         assert!(check_hello(&speaking(HELLO_VERSION), "c").is_ok());
         assert!((MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&HELLO_VERSION));
         assert!(from_body(b"\xc1garbage").is_err());
+    }
+
+    /// A decode error quotes what it could not use (serde's "invalid type:
+    /// string ..."); one junk frame must not become a 16 MiB log line.
+    #[test]
+    fn decode_errors_are_bounded() {
+        let junk = rmp_serde::to_vec(&"x".repeat(1 << 20)).unwrap();
+        let e = from_body(&junk).unwrap_err().to_string();
+        assert!(e.len() < 400, "{} bytes: {}", e.len(), &e[..400]);
+        assert!(e.contains("bytes more"), "{e}");
+        assert_eq!(bounded("short"), "short");
+        let wide = "é".repeat(300);
+        assert!(bounded(&wide).starts_with(&"é".repeat(100)));
     }
 }

@@ -5,6 +5,7 @@ use raft_core::{Body, Message, Mode, NodeId};
 use raft_net::{NetConfig, TlsFiles, TlsSetup, Transport};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    SanType,
 };
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,8 +17,16 @@ use tokio::sync::mpsc::Receiver;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{self, ClientConfig};
 
-/// A CA and a node certificate for localhost/127.0.0.1, written to `dir`.
+/// A CA and a node certificate for localhost/127.0.0.1 (any port),
+/// written to `dir`.
 fn make_pki(dir: &Path, ca_name: &str) -> TlsFiles {
+    make_ca(dir, ca_name).0
+}
+
+type Ca = Issuer<'static, KeyPair>;
+
+/// `make_pki`, and the CA to issue more certificates with.
+fn make_ca(dir: &Path, ca_name: &str) -> (TlsFiles, Ca) {
     std::fs::create_dir_all(dir).unwrap();
     let ca_key = KeyPair::generate().unwrap();
     let mut p = CertificateParams::default();
@@ -25,17 +34,49 @@ fn make_pki(dir: &Path, ca_name: &str) -> TlsFiles {
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca_cert = p.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(p, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    p.extended_key_usages = vec![
+    std::fs::write(dir.join("transport-ca.pem"), ca_cert.pem()).unwrap();
+    let both = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
-    let cert = p.signed_by(&key, &issuer).unwrap();
-    std::fs::write(dir.join("transport-ca.pem"), ca_cert.pem()).unwrap();
-    std::fs::write(dir.join("transport-consensus.crt"), cert.pem()).unwrap();
-    std::fs::write(dir.join("transport-consensus.key"), key.serialize_pem()).unwrap();
-    TlsFiles::node_in(dir)
+    let node = issue(
+        dir,
+        &issuer,
+        "transport-consensus",
+        &[
+            "raftstack://node/localhost:*",
+            "raftstack://node/127.0.0.1:*",
+        ],
+        both,
+    );
+    (node, issuer)
+}
+
+/// A certificate for localhost and 127.0.0.1 with these URIs and extended
+/// key usages, as `dir/STEM.crt` and `.key` (beside the CA).
+fn issue(
+    dir: &Path,
+    ca: &Ca,
+    stem: &str,
+    uris: &[&str],
+    ekus: Vec<ExtendedKeyUsagePurpose>,
+) -> TlsFiles {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    for uri in uris {
+        p.subject_alt_names
+            .push(SanType::URI(uri.to_string().try_into().unwrap()));
+    }
+    p.extended_key_usages = ekus;
+    let cert = p.signed_by(&key, ca).unwrap();
+    let files = TlsFiles {
+        cert: dir.join(format!("{stem}.crt")),
+        key: dir.join(format!("{stem}.key")),
+        ..TlsFiles::node_in(dir)
+    };
+    std::fs::write(&files.cert, cert.pem()).unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+    files
 }
 
 fn msg(from: NodeId, to: NodeId, n: u64) -> Message {
@@ -246,8 +287,15 @@ async fn a_certificate_from_another_ca_is_refused() {
 /// A peer made of stock tokio-rustls (no record layer of ours), through
 /// the `Ready` frame: rustls reads the records the transport seals.
 async fn valid_client(p: &Pair) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let files = TlsFiles::node_in(p._dir.path());
-    let mut s = tls_client(p.a_addr, client_config(Some(&files), &files.ca))
+    client_with(p.a_addr, &TlsFiles::node_in(p._dir.path())).await
+}
+
+/// A stock rustls client presenting `files`, through `Ready`.
+async fn client_with(
+    addr: SocketAddr,
+    files: &TlsFiles,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut s = tls_client(addr, client_config(Some(files), &files.ca))
         .await
         .unwrap();
     let mut buf = bytes::BytesMut::new();
@@ -492,4 +540,111 @@ async fn a_refused_node_is_told_which_configuration_it_is_not_in() {
     .expect("node 3 was never told");
     assert_eq!(told.config.index, 42);
     assert!(told.config.committed);
+}
+
+/// Only node certificates get past the handshake: a client certificate
+/// of the same CA (what raftctl and curl users hold) is refused before
+/// `Ready`, so it can send nothing.
+#[tokio::test]
+async fn a_client_certificate_is_not_a_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (files, ca) = make_ca(dir.path(), "test CA");
+    let tls = TlsSetup::load(&files).unwrap();
+    let (a_addr, b_addr) = (free_addr(), free_addr());
+    let peers = [(1, a_addr), (2, b_addr)];
+    let (_a, mut a_rx) = node(1, a_addr, &peers, &tls).await;
+    let client_only = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let marked_client = issue(
+        dir.path(),
+        &ca,
+        "marked-client",
+        &["raftstack://node/127.0.0.1:*"],
+        client_only.clone(),
+    );
+    for f in [
+        issue(dir.path(), &ca, "client", &[], client_only),
+        marked_client,
+    ] {
+        let s = tls_client(a_addr, client_config(Some(&f), &f.ca)).await;
+        // TLS 1.3: the client's handshake can finish before the server
+        // judged its certificate; then the server closes at once, unread.
+        if let Ok(mut s) = s {
+            let _ = s.write_all(&hello("test-cluster", 2)).await;
+            let _ = s.write_all(&frame_of(&[msg(2, 1, 1000)])).await;
+            let _ = s.flush().await;
+            assert!(closed_by_server(&mut s).await);
+        }
+    }
+    let heard = tokio::time::timeout(Duration::from_millis(300), a_rx.recv()).await;
+    assert!(heard.is_err(), "a client certificate delivered {heard:?}");
+}
+
+/// A node certificate speaks only for the member addresses it names: a
+/// node at another address cannot claim a member's id, and a dialler
+/// refuses a node whose certificate is for another address.
+#[tokio::test]
+async fn a_node_cannot_claim_another_members_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (files, ca) = make_ca(dir.path(), "test CA");
+    let both = || {
+        vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ]
+    };
+    let (a_addr, b_addr, c_addr) = (free_addr(), free_addr(), free_addr());
+    let bound = |stem: &str, addr: SocketAddr| {
+        let uri = format!("raftstack://node/{addr}");
+        issue(dir.path(), &ca, stem, &[uri.as_str()], both())
+    };
+    let (a_files, b_files, c_files) = (bound("a", a_addr), bound("b", b_addr), bound("c", c_addr));
+    let peers = [(1, a_addr), (2, b_addr)];
+    let a_tls = TlsSetup::load(&a_files).unwrap();
+    let (_a, mut a_rx) = node(1, a_addr, &peers, &a_tls).await;
+
+    // C's certificate claiming to be member 2: refused, nothing delivered.
+    let mut s = client_with(a_addr, &c_files).await;
+    s.write_all(&hello("test-cluster", 2)).await.unwrap();
+    let _ = s.write_all(&frame_of(&[msg(2, 1, 1000)])).await;
+    let _ = s.flush().await;
+    assert!(closed_by_server(&mut s).await);
+    let heard = tokio::time::timeout(Duration::from_millis(300), a_rx.recv()).await;
+    assert!(heard.is_err(), "an impersonator delivered {heard:?}");
+
+    // B's own certificate: accepted.
+    let mut s = client_with(a_addr, &b_files).await;
+    s.write_all(&hello("test-cluster", 2)).await.unwrap();
+    s.write_all(&frame_of(&[msg(2, 1, 5)])).await.unwrap();
+    s.flush().await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), a_rx.recv()).await;
+    assert_eq!(got.expect("delivered in time"), Some(msg(2, 1, 5)));
+
+    // Node 1 dialling member 2 finds C's certificate there: it never
+    // sends (B's listener is C's transport, configured to take node 1).
+    let c_tls = TlsSetup::load(&c_files).unwrap();
+    let (_c, mut c_rx) = node(2, b_addr, &peers, &c_tls).await;
+    _a.send(msg(1, 2, 9));
+    let heard = tokio::time::timeout(Duration::from_millis(1500), c_rx.recv()).await;
+    assert!(heard.is_err(), "node 1 sent to the wrong node: {heard:?}");
+    drop(files);
+}
+
+/// The hello is read with a small limit: before a peer is identified it
+/// cannot make the node buffer a full frame.
+#[tokio::test]
+async fn an_oversized_hello_is_refused() {
+    let mut p = pair().await;
+    let mut s = valid_client(&p).await;
+    let big = hello(&"c".repeat(raft_net::wire::MAX_HELLO), 2);
+    let _ = s.write_all(&big).await;
+    let _ = s.flush().await;
+    assert!(closed_by_server(&mut s).await);
+    still_healthy(&mut p, 9).await;
+}
+
+fn frame_of(ms: &[Message]) -> Vec<u8> {
+    let mut out = bytes::BytesMut::new();
+    let f = raft_net::wire::Frame::Messages(ms.to_vec());
+    raft_net::frame::encode(&raft_net::wire::to_body(&f), &mut out);
+    out.to_vec()
 }
