@@ -30,7 +30,15 @@ pub struct Config {
     /// Byte budget of committed entries handed out in one `Ready`.
     pub max_apply_bytes: usize,
     pub mode: Mode,
-    /// Seeds this node's election-timeout randomness.
+    /// Seeds this node's randomness: election timeouts, and the tag its
+    /// forwarded reads travel under.
+    ///
+    /// Correctness requirement: every incarnation of a node (each process
+    /// start) must get a seed it has not had before, e.g. mixed from the
+    /// clock and the process id. Read ids restart with the process, and
+    /// an answer the leader sent an earlier incarnation can arrive after a
+    /// restart; only a new tag keeps it from completing a new read with an
+    /// old read index.
     pub seed: u64,
 }
 

@@ -153,7 +153,8 @@ impl Raft {
             randomized_timeout: 0,
             transferee: None,
             transfer_elapsed: 0,
-            reads: ReadQueue::default(),
+            // Its own generator, so drawing it moves no election timeout.
+            reads: ReadQueue::new(Rng::new(!cfg.seed ^ id).next_u64()),
             snapshot: state.snapshot,
             all_applied: 0,
             commit_bcast_pending: false,

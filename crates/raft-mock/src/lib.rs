@@ -202,6 +202,15 @@ enum Store {
     Memory(raft_log::MemLogStore),
 }
 
+/// A seed this node has not had before (`Config::seed`): the clock and
+/// the process id (a container's node may be process 1 every time).
+fn incarnation_seed(id: NodeId) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    id ^ nanos.rotate_left(17) ^ u64::from(std::process::id())
+}
+
 /// A fresh id for a node joining a cluster: never one a member had before
 /// (a node whose disk was wiped must not come back under its old id).
 fn fresh_id(name: &str) -> NodeId {
@@ -320,7 +329,7 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
     raft.election_tick = cfg.election_ticks;
     raft.heartbeat_tick = cfg.heartbeat_ticks;
     raft.max_inflight = cfg.max_inflight;
-    raft.seed = id ^ u64::from(std::process::id());
+    raft.seed = incarnation_seed(id);
     let mut ncfg = NodeConfig::new(raft, initial.keys().copied().collect());
     ncfg.addresses = initial.clone();
     ncfg.membership_index = initial_index;

@@ -239,6 +239,9 @@ struct SimNode {
     base: (Index, Membership),
     /// ReadIndex results waiting for the state machine to catch up.
     reads: Vec<(u64, Index)>,
+    /// The next read id: from 1 in every incarnation, as the driver
+    /// numbers them, so answers meant for an earlier life meet reused ids.
+    next_read: u64,
 }
 
 struct Sim {
@@ -317,7 +320,7 @@ impl Sim {
             rng,
             tick: 0,
             now: 0,
-            net: Network::new(faults),
+            net: Network::new(faults, cfg.seed),
             nodes: BTreeMap::new(),
             initial,
             snapshot_states: HashMap::new(),
@@ -372,6 +375,7 @@ impl Sim {
                 kv: BTreeMap::new(),
                 base,
                 reads: Vec::new(),
+                next_read: 1,
             },
         );
         if !self.ids.contains(&id) {
@@ -472,6 +476,8 @@ impl Sim {
                     self.net.delivered += 1;
                     r.step(m);
                     self.process(to)?;
+                } else if !self.retired.contains(&to) {
+                    self.net.hold(self.now, m);
                 }
             }
             Event::WriteDone { node, generation } => {
@@ -672,7 +678,7 @@ impl Sim {
         let n = self.nodes.get_mut(&id).expect("node exists");
         n.reads.extend(rd.reads.iter().map(|rs| (rs.id, rs.index)));
         for read in rd.dropped_reads {
-            self.read_failed(read);
+            self.read_failed(id, read);
         }
         self.serve_reads(id);
         Ok(())
@@ -741,8 +747,8 @@ impl Sim {
         }
     }
 
-    fn read_failed(&mut self, read_id: u64) {
-        if let Some(c) = self.clients.iter().position(|c| c.op_id == Some(read_id)) {
+    fn read_failed(&mut self, node: NodeId, read_id: u64) {
+        if let Some(c) = self.clients.iter().position(|c| c.reading(node, read_id)) {
             self.abandon(c, true);
         }
     }
@@ -872,6 +878,7 @@ impl Sim {
         n.writes.clear();
         n.kv.clear();
         n.reads.clear();
+        n.next_read = 1;
         n.last_write_at = 0;
         for c in 0..self.clients.len() {
             if self.clients[c]
@@ -1125,9 +1132,13 @@ impl Sim {
                     term,
                 })
         } else {
-            r.read_index(op_id).map(|()| OpState::Reading {
+            let n = self.nodes.get_mut(&target).expect("node exists");
+            let read_id = n.next_read;
+            n.next_read += 1;
+            let r = n.raft.as_mut().expect("live");
+            r.read_index(read_id).map(|()| OpState::Reading {
                 node: target,
-                read_id: op_id,
+                read_id,
             })
         };
         match result {

@@ -60,16 +60,31 @@ pub struct Network {
     /// Directed links that lose everything.
     blocked: BTreeSet<(NodeId, NodeId)>,
     pub delivered: u64,
+    /// Draws for messages held for a node that is down, apart from the
+    /// main generator so that holding them changes no other draw.
+    held: Rng,
 }
 
 impl Network {
-    pub fn new(faults: Faults) -> Self {
+    pub fn new(faults: Faults, seed: u64) -> Self {
         Network {
             queue: BinaryHeap::new(),
             seq: 0,
             faults,
             blocked: BTreeSet::new(),
             delivered: 0,
+            held: Rng::new(seed ^ 0x6865_6c64),
+        }
+    }
+
+    /// A message reached a node that is down. The real transport keeps a
+    /// queue per peer that outlives its connections, so what was sent to
+    /// an earlier life of a node can reach the next one: half the time the
+    /// message is tried again a little later.
+    pub fn hold(&mut self, now: Time, m: Message) {
+        if self.held.chance(1, 2) {
+            let d = self.held.range(TICK, 100 * TICK);
+            self.schedule(now + d, Event::Deliver(m));
         }
     }
 

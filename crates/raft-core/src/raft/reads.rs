@@ -20,20 +20,49 @@ struct PendingRead {
     from: NodeId,
 }
 
+/// A read forwarded to the leader, waiting for its answer.
+#[derive(Clone, Copy, Debug)]
+struct Forwarded {
+    /// The caller's id.
+    id: u64,
+    /// The leader it was sent to: only that node's answer completes it.
+    leader: NodeId,
+    /// Heartbeats seen since it was last sent.
+    beats: u8,
+}
+
 #[derive(Debug, Default)]
 pub(super) struct ReadQueue {
+    /// Mixed into the ids of forwarded reads, drawn anew by every
+    /// incarnation of the node. Callers number reads from 1 in every
+    /// process, and an answer sent to an earlier incarnation can arrive
+    /// after a restart (the leader's peer queue outlives connections): with
+    /// bare ids it would complete a new read with an old read index, a
+    /// stale read.
+    nonce: u64,
     /// The newest round number started (leader); heartbeats carry it.
     round: u64,
     /// Reads not yet in a round.
     waiting: Vec<PendingRead>,
     /// Rounds started and not yet confirmed: (round, read index, reads).
     in_flight: VecDeque<(u64, Index, Vec<PendingRead>)>,
-    /// Follower: reads forwarded to the leader, with the heartbeats seen
-    /// since (each) was last sent.
-    forwarded: Vec<(u64, u8)>,
+    /// Follower: reads forwarded to the leader.
+    forwarded: Vec<Forwarded>,
 }
 
 impl ReadQueue {
+    pub(super) fn new(nonce: u64) -> Self {
+        ReadQueue {
+            nonce,
+            ..ReadQueue::default()
+        }
+    }
+
+    /// The id a forwarded read travels under (and back from it, the same).
+    fn wire_id(&self, id: u64) -> u64 {
+        id ^ self.nonce
+    }
+
     pub(super) fn current_round(&self) -> u64 {
         self.round
     }
@@ -50,7 +79,7 @@ impl ReadQueue {
     }
 
     pub(super) fn drop_forwarded(&mut self, dropped: &mut Vec<u64>) {
-        dropped.extend(self.forwarded.drain(..).map(|(id, _)| id));
+        dropped.extend(self.forwarded.drain(..).map(|f| f.id));
     }
 }
 
@@ -64,8 +93,13 @@ impl Raft {
                 Ok(())
             }
             (_, Some(leader)) => {
-                self.reads.forwarded.push((id, 0));
-                self.send(leader, Body::ReadIndex { id });
+                self.reads.forwarded.push(Forwarded {
+                    id,
+                    leader,
+                    beats: 0,
+                });
+                let wire = self.reads.wire_id(id);
+                self.send(leader, Body::ReadIndex { id: wire });
                 Ok(())
             }
             (_, None) => Err(Error::NotLeader { leader: None }),
@@ -134,22 +168,102 @@ impl Raft {
     /// is asked again; the leader answers a repeat like a new read.
     pub(super) fn resend_forwarded_reads(&mut self, leader: NodeId) {
         let mut again = Vec::new();
-        for (id, beats) in &mut self.reads.forwarded {
-            *beats += 1;
-            if *beats >= 2 {
-                *beats = 0;
-                again.push(*id);
+        for f in &mut self.reads.forwarded {
+            f.beats += 1;
+            if f.beats >= 2 && f.leader == leader {
+                f.beats = 0;
+                again.push(f.id);
             }
         }
         for id in again {
-            self.send(leader, Body::ReadIndex { id });
+            let wire = self.reads.wire_id(id);
+            self.send(leader, Body::ReadIndex { id: wire });
         }
     }
 
-    pub(super) fn follower_read_done(&mut self, id: u64, index: Index) {
-        if let Some(pos) = self.reads.forwarded.iter().position(|&(f, _)| f == id) {
+    /// An answer from `from` to the forwarded read `wire` travelled as:
+    /// completes it if this incarnation sent it there.
+    pub(super) fn follower_read_done(&mut self, from: NodeId, wire: u64, index: Index) {
+        let id = self.reads.wire_id(wire);
+        let sent = |f: &Forwarded| f.id == id && f.leader == from;
+        if let Some(pos) = self.reads.forwarded.iter().position(sent) {
             self.reads.forwarded.swap_remove(pos);
             self.read_states.push(ReadState { id, index });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Raft;
+    use crate::config::{Config, InitialState};
+    use crate::message::{Body, Message};
+    use crate::types::Mode;
+
+    /// Node 2 in a cluster of 1, 2, 3 at term 1, following leader 1, in an
+    /// incarnation seeded with `seed` (drivers give each a new one).
+    fn follower(seed: u64) -> Raft {
+        let mut cfg = Config::new(2);
+        cfg.seed = seed;
+        let mut r = Raft::new(cfg, InitialState::new_cluster([1, 2, 3])).unwrap();
+        r.step(from_leader(Body::Heartbeat {
+            commit: 0,
+            read_round: 0,
+            all_applied: 0,
+        }));
+        let _ = r.ready();
+        r
+    }
+
+    fn from_leader(body: Body) -> Message {
+        Message {
+            from: 1,
+            to: 2,
+            term: 1,
+            mode: Mode::Active,
+            body,
+        }
+    }
+
+    /// The id read `id` was forwarded under.
+    fn forward(r: &mut Raft, id: u64) -> u64 {
+        r.read_index(id).unwrap();
+        let rd = r.ready();
+        let sent = rd.messages.iter().find_map(|m| match m.body {
+            Body::ReadIndex { id } if m.to == 1 => Some(id),
+            _ => None,
+        });
+        sent.expect("the read went to the leader")
+    }
+
+    fn reads_done(r: &mut Raft) -> Vec<(u64, u64)> {
+        r.ready().reads.iter().map(|s| (s.id, s.index)).collect()
+    }
+
+    /// Read ids restart at 1 in every process, and the leader's answer to
+    /// an earlier incarnation's read can arrive after a restart: it must
+    /// not complete the new incarnation's read 1 (with an old index).
+    #[test]
+    fn an_answer_to_an_earlier_incarnation_completes_nothing() {
+        let mut before = follower(100);
+        let old = forward(&mut before, 1);
+        let mut after = follower(200);
+        let new = forward(&mut after, 1);
+        after.step(from_leader(Body::ReadIndexResponse { id: old, index: 5 }));
+        assert_eq!(reads_done(&mut after), vec![], "a stale answer served");
+        after.step(from_leader(Body::ReadIndexResponse { id: new, index: 9 }));
+        assert_eq!(reads_done(&mut after), vec![(1, 9)]);
+    }
+
+    /// Only the leader a read was forwarded to answers it.
+    #[test]
+    fn an_answer_from_another_node_completes_nothing() {
+        let mut r = follower(7);
+        let wire = forward(&mut r, 1);
+        r.step(Message {
+            from: 3,
+            ..from_leader(Body::ReadIndexResponse { id: wire, index: 5 })
+        });
+        assert_eq!(reads_done(&mut r), vec![]);
     }
 }

@@ -150,7 +150,7 @@ impl Raft {
             }
             // A passive node never campaigns, even when told to.
             Body::TimeoutNow if self.mode != Mode::Passive => self.start_campaign(true),
-            Body::ReadIndexResponse { id, index } => self.follower_read_done(id, index),
+            Body::ReadIndexResponse { id, index } => self.follower_read_done(m.from, id, index),
             _ => {}
         }
     }
