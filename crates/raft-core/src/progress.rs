@@ -46,6 +46,12 @@ pub struct Progress {
     pub applied: Index,
     /// In `Snapshot`: the index of the snapshot being sent.
     pub pending_snapshot: Index,
+    /// Times the peer was found to lack entries it had acknowledged as
+    /// durable (its disk lost them).
+    pub lost_tails: u64,
+    /// While repairing such a loss: the highest index it had acknowledged
+    /// (0 when not repairing).
+    pub repair_to: Index,
 }
 
 impl Progress {
@@ -64,7 +70,26 @@ impl Progress {
             last_contact: 0,
             applied: 0,
             pending_snapshot: 0,
+            lost_tails: 0,
+            repair_to: 0,
         }
+    }
+
+    /// The peer says its log ends at `holds`, below `matched`, which it had
+    /// acknowledged as durable: it lost that tail. Its match index drops to
+    /// what it holds, so the commit count no longer counts it for entries
+    /// it lacks, and appends resume from there. Returns false while a
+    /// snapshot is being sent (the snapshot repairs it).
+    pub fn lost_tail(&mut self, holds: Index) -> bool {
+        if self.state == ProgressState::Snapshot || holds >= self.matched {
+            return false;
+        }
+        self.lost_tails += 1;
+        self.repair_to = self.repair_to.max(self.matched);
+        self.matched = holds;
+        self.matched_at_heartbeat = self.matched_at_heartbeat.min(holds);
+        self.become_probe();
+        true
     }
 
     pub fn become_probe(&mut self) {
@@ -119,6 +144,9 @@ impl Progress {
         if updated {
             self.matched = index;
             self.probe_sent = false;
+        }
+        if self.matched >= self.repair_to {
+            self.repair_to = 0;
         }
         self.next = self.next.max(index + 1);
         self.inflights.free_to(index);

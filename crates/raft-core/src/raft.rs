@@ -115,6 +115,10 @@ pub struct PeerStatus {
     pub applied: Index,
     /// A snapshot is being sent to it.
     pub snapshotting: bool,
+    /// Times it was found to lack entries it had acknowledged as durable.
+    pub lost_tails: u64,
+    /// It is being sent such lost entries again.
+    pub repairing: bool,
 }
 
 impl Raft {
@@ -219,6 +223,8 @@ impl Raft {
                     last_contact: p.last_contact,
                     applied: p.applied,
                     snapshotting: p.state == crate::progress::ProgressState::Snapshot,
+                    lost_tails: p.lost_tails,
+                    repairing: p.repair_to > 0,
                 })
                 .collect()
         } else {

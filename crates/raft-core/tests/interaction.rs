@@ -206,6 +206,18 @@ impl Env {
                     self.mailbox.retain(|m| m.to != id);
                 }
             }
+            // lose-tail ID... n=K: a crashed node's disk loses its last K
+            // durable entries (acknowledged or not).
+            "lose-tail" => {
+                let k: usize = c.key("n").expect("n=K").parse().expect("a count");
+                for id in c.ids() {
+                    let n = self.nodes.get_mut(&id).expect("node");
+                    assert!(n.raft.is_none(), "line {}: crash node {id} first", c.line);
+                    let keep = n.durable_log.len().saturating_sub(k);
+                    n.durable_log.truncate(keep);
+                    n.durable_hs.commit = n.durable_hs.commit.min(keep as u64);
+                }
+            }
             "restart" => {
                 for id in c.ids() {
                     self.start(id);
@@ -270,9 +282,14 @@ impl Env {
                         };
                         let kind = if p.voter { "" } else { " learner" };
                         let active = if p.recent_active { " active" } else { "" };
+                        let repair = match (p.lost_tails, p.repairing) {
+                            (0, _) => String::new(),
+                            (n, true) => format!(" lost-tails={n} repairing"),
+                            (n, false) => format!(" lost-tails={n}"),
+                        };
                         let _ = writeln!(
                             out,
-                            "{}:{kind} {state} match={} next={} {}{active}",
+                            "{}:{kind} {state} match={} next={} {}{active}{repair}",
                             p.id, p.matched, p.next, p.mode
                         );
                     }

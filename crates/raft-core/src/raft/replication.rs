@@ -119,7 +119,25 @@ impl Raft {
             } => {
                 self.election_elapsed = 0;
                 self.leader = Some(m.from);
-                self.log.commit_to(commit.min(self.log.last_index()));
+                let last = self.log.last_index();
+                self.log.commit_to(commit.min(last));
+                if commit > last {
+                    // The leader counts this node as holding `commit`, but
+                    // its log ends before it: entries it acknowledged were
+                    // lost (a damaged or replaced disk). Say where it ends.
+                    let hint = RejectHint {
+                        conflict_term: None,
+                        conflict_index: last + 1,
+                    };
+                    let reject = Some(hint);
+                    self.send(
+                        m.from,
+                        Body::AppendResponse {
+                            index: commit,
+                            reject,
+                        },
+                    );
+                }
                 self.all_applied = all_applied.min(self.log.applied);
                 let applied = self.log.applied;
                 self.send(
@@ -241,7 +259,19 @@ impl Raft {
             None => hint.conflict_index,
         };
         let p = self.tracker.progress.get_mut(&from).expect("member");
-        if p.maybe_decr_to(rejected, next) {
+        // A rejection at or below what the peer acknowledged, saying its
+        // log ends below that: it lost entries it had made durable (or
+        // this answer is older than its acknowledgement: then resending
+        // costs one append). Repair it rather than wait for ever.
+        let lost = rejected <= p.matched
+            && hint.conflict_term.is_none()
+            && hint.conflict_index <= p.matched;
+        let resend = if lost {
+            p.lost_tail(hint.conflict_index.saturating_sub(1))
+        } else {
+            p.maybe_decr_to(rejected, next)
+        };
+        if resend {
             self.send_append(from, true);
         }
     }

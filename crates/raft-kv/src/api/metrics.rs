@@ -179,7 +179,7 @@ fn peer_rows(ctx: &ApiContext, s: &NodeStatus, out: &mut String) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
     let peers = &s.raft.peers;
-    let series: [(&str, &str, PeerValue); 3] = [
+    let series: [(&str, &str, PeerValue); 4] = [
         (
             "raft_peer_match_index",
             "Leader only: the highest entry known replicated on the peer.",
@@ -195,10 +195,21 @@ fn peer_rows(ctx: &ApiContext, s: &NodeStatus, out: &mut String) {
             "Leader only: time since the peer last answered.",
             |p, s| (p.last_contact * s.tick_ms) as f64 / 1e3,
         ),
+        (
+            "raft_peer_lost_acknowledged_total",
+            "Leader only: times the peer was found to lack entries it had \
+             acknowledged as durable (its disk lost them; they were sent again).",
+            |p, _| p.lost_tails as f64,
+        ),
     ];
     if !peers.is_empty() {
         for (name, help, value) in series {
-            header(out, name, help, "gauge");
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            header(out, name, help, kind);
             for p in peers {
                 let peer = ctx.name(p.id);
                 let _ = writeln!(out, "{name}{{peer=\"{peer}\"}} {}", value(p, s));

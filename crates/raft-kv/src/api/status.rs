@@ -31,6 +31,12 @@ pub fn health(s: &NodeStatus) -> (&'static str, Vec<String>) {
             if p.last_contact >= s.election_tick {
                 yellow.push(format!("member {} is unreachable", p.id));
             }
+            if p.repairing {
+                yellow.push(format!(
+                    "member {} lost entries it had acknowledged; they are being sent again",
+                    p.id
+                ));
+            }
         }
     }
     let lag = s.raft.commit.saturating_sub(s.raft.applied);
@@ -423,6 +429,8 @@ mod tests {
             last_contact,
             applied: 10,
             snapshotting: false,
+            lost_tails: 0,
+            repairing: false,
         }
     }
 
@@ -432,6 +440,14 @@ mod tests {
         assert_eq!(health(&ok).0, "green");
         let lagging = status(Role::Leader, Some(1), vec![peer(2, 0), peer(3, 10)]);
         assert_eq!(health(&lagging).0, "yellow");
+        let mut repairing = ok.clone();
+        repairing.raft.peers[0].repairing = true;
+        let (colour, why) = health(&repairing);
+        assert_eq!(colour, "yellow");
+        assert!(
+            why[0].contains("lost entries it had acknowledged"),
+            "{why:?}"
+        );
         let mut no_quorum = lagging.clone();
         no_quorum.quorum_live = false;
         assert_eq!(health(&no_quorum).0, "red");
