@@ -116,3 +116,43 @@ async fn per_node_certificates_bind_each_member_to_its_address() {
     })
     .await;
 }
+
+/// A node started with `-b` naming a running cluster (instead of
+/// `--join`) is refused by every member and stops with status 3, as
+/// docs/operations.md says (it campaigned for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_started_with_neighbours_stops() {
+    deadline(90, async {
+        let c = cluster(&["active", "active", "active"], true);
+        c.leader(&[]).await;
+        let ports = raft_mock::launch::free_ports(2);
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut child = std::process::Command::new(BIN)
+            .args(["-n", &format!("127.0.0.1:{}", ports[0])])
+            .args(["-p", &ports[1].to_string(), "-b"])
+            .args(c.nodes.iter().map(|n| n.name.clone()))
+            .arg("--certs")
+            .arg(certs())
+            .args(FLAGS)
+            .stdout(std::process::Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .expect("start the stranger");
+        let started = std::time::Instant::now();
+        let code = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status.code();
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = std::fs::read_to_string(log.path()).unwrap_or_default();
+                panic!("still running after 30 s:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(code, Some(3));
+        c.leader(&[]).await;
+    })
+    .await;
+}

@@ -37,8 +37,12 @@ pub(crate) fn judge(own: Own, refusal: Option<Refusal>) -> Option<String> {
     }
     let r = refusal.filter(|r| r.config.committed)?;
     // A configuration newer than this node's, or (when this node already
-    // knows it is not in its own) the same one, committed.
-    let newer = if own.member {
+    // knows it is not in its own) the same one, committed. Index 0 is the
+    // founding configuration, which is no log entry but what each node
+    // was started with: a peer's founding configuration without this node
+    // means it was never of that cluster (started with `-b` naming a
+    // running cluster instead of `--join`).
+    let newer = if own.member && own.conf_index > 0 {
         r.config.index > own.conf_index
     } else {
         r.config.index >= own.conf_index
@@ -143,5 +147,10 @@ mod tests {
         let out = own(false, 10, 4);
         assert!(judge(out, refusal(10, true)).is_some());
         assert!(judge(out, refusal(9, true)).is_none());
+        // A node started with `-b` naming a running cluster that never
+        // changed its members: its peers' founding configuration (index 0)
+        // lacks it.
+        assert!(judge(own(true, 0, 0), refusal(0, true)).is_some());
+        assert!(judge(own(true, 0, 0), refusal(0, false)).is_none());
     }
 }
