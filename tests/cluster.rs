@@ -278,6 +278,9 @@ async fn bad_requests_get_4xx_and_change_nothing() {
             (Method::GET, "/v1/nothing".into(), "", 404),
             (Method::GET, "/v1/log/abc".into(), "", 400),
             (Method::POST, "/v1/log".into(), "kv1forged", 400),
+            (Method::PUT, "/v1/kv/k?ns=a&ns=b".into(), "v", 400),
+            (Method::GET, "/v1/kv/k?stale=maybe".into(), "", 400),
+            (Method::PUT, "/v1/kv/k?raw=yes".into(), "v", 400),
         ];
         for (m, path, body, want) in cases {
             let r = c.request(0, m.clone(), &path, body).await.unwrap();
@@ -292,6 +295,15 @@ async fn bad_requests_get_4xx_and_change_nothing() {
         assert_eq!(c.get(0, "k", false).await.unwrap(), None);
         c.put(0, "k", "fine").await.unwrap();
         assert_eq!(c.get(0, "k", false).await.unwrap().as_deref(), Some("fine"));
+        // HEAD answers as GET does, without a body.
+        let head = c
+            .request(0, Method::HEAD, "/v1/kv/k?raw", "")
+            .await
+            .unwrap();
+        assert_eq!(head.status, 200);
+        assert!(head.body.is_empty());
+        let head = c.request(0, Method::HEAD, "/v1/kv/none", "").await.unwrap();
+        assert_eq!(head.status, 404);
     })
     .await;
 }

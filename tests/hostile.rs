@@ -156,3 +156,121 @@ async fn a_stranger_started_with_neighbours_stops() {
     })
     .await;
 }
+
+/// A TLS connection to node `i`'s command port with the client
+/// certificate.
+async fn client_tls(
+    c: &TestCluster,
+    i: usize,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let cfg = raft_net::tls::client_config(
+        &certs().join("transport-ca.pem"),
+        Some((
+            &certs().join("transport-client.crt"),
+            &certs().join("transport-client.key"),
+        )),
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(&c.nodes[i].api)
+        .await
+        .unwrap();
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+        .expect("TLS to the command port")
+}
+
+/// Reads until the server closes or `within` passes; what it sent.
+async fn read_until_closed<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    within: Duration,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut b = [0u8; 4096];
+        loop {
+            match s.read(&mut b).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&b[..n]),
+            }
+        }
+    });
+    read.await.ok()?;
+    Some(String::from_utf8_lossy(&got).into_owned())
+}
+
+/// A body that trickles in is cut off with 408 and its connection closed;
+/// connections past the port's bounds are closed at once; and the node
+/// serves others all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_numerous_clients_are_bounded() {
+    use tokio::io::AsyncWriteExt;
+    deadline(90, async {
+        let c = cluster(&["active", "active", "active"], true);
+        c.leader(&[]).await;
+        let mut slow = client_tls(&c, 0).await;
+        slow.write_all(b"PUT /v1/kv/slow HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\nx")
+            .await
+            .unwrap();
+        slow.flush().await.unwrap();
+        // Unauthenticated connections that never say a word, past the
+        // per-client bound (128): the later ones are closed at once.
+        let mut idle = Vec::new();
+        for _ in 0..160 {
+            idle.push(
+                tokio::net::TcpStream::connect(&c.nodes[0].api)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let mut closed_at_once = 0;
+        for s in idle.iter_mut().rev().take(20) {
+            if read_until_closed(s, Duration::from_millis(500))
+                .await
+                .is_some()
+            {
+                closed_at_once += 1;
+            }
+        }
+        assert_eq!(closed_at_once, 20, "connections past the bound stay open");
+        // The held ones are cut off by the handshake timeout (5 s).
+        let first = idle.first_mut().unwrap();
+        assert!(
+            read_until_closed(first, Duration::from_secs(10))
+                .await
+                .is_some()
+        );
+        drop(idle);
+        let answer = read_until_closed(&mut slow, Duration::from_secs(20)).await;
+        let answer = answer.expect("the slow body is cut off");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        c.put(0, "after", "v").await.expect("the node still serves");
+        assert_eq!(c.get(1, "slow", false).await.unwrap(), None);
+    })
+    .await;
+}
+
+/// A request with 20,000 headers is answered 431, not dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_headers_get_431() {
+    use tokio::io::AsyncWriteExt;
+    deadline(60, async {
+        let c = cluster(&["active"], true);
+        c.leader(&[]).await;
+        let mut s = client_tls(&c, 0).await;
+        let mut req = String::from("GET /v1/kv/k HTTP/1.1\r\nhost: x\r\n");
+        for i in 0..20_000 {
+            req += &format!("x-h{i}: v\r\n");
+        }
+        req += "\r\n";
+        let _ = s.write_all(req.as_bytes()).await;
+        let _ = s.flush().await;
+        let answer = read_until_closed(&mut s, Duration::from_secs(15)).await;
+        let answer = answer.expect("an answer, then the connection closed");
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+        c.put(0, "after", "v").await.expect("the node still serves");
+    })
+    .await;
+}

@@ -141,10 +141,13 @@ fn main() -> ExitCode {
         Level::Warning => tracing::Level::WARN,
         Level::Error | Level::Critical => tracing::Level::ERROR,
     };
+    // Colour only on a terminal: node logs usually go to files.
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    raft_mock::raise_fd_limit();
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.threads {
         rt.worker_threads(n.max(1));

@@ -202,6 +202,21 @@ enum Store {
     Memory(raft_log::MemLogStore),
 }
 
+/// Raises the soft limit on open files to the hard one: the command
+/// port's connection bound (512 by default) and the peer port's (256) stay
+/// below it, so clients cannot starve the log and the peers of
+/// descriptors (the usual soft limit, 1,024, left little room).
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}");
+            }
+        }
+    }
+}
+
 /// A seed this node has not had before (`Config::seed`): the clock and
 /// the process id (a container's node may be process 1 every time).
 fn incarnation_seed(id: NodeId) -> u64 {
@@ -407,6 +422,7 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         client: client.clone(),
         started: Instant::now(),
         metrics: Metrics::default(),
+        limits: raft_kv::api::Limits::default(),
         max_body: 4 << 20,
         log_reduction: cfg.log_reduction,
     });

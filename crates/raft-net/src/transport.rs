@@ -46,6 +46,10 @@ pub struct NetConfig {
     /// This node's client (command-port) address, told to peers in the
     /// handshake.
     pub client_addr: String,
+    /// Inbound connections open at once (a member has one to each peer,
+    /// so this is room for reconnects); more are closed on accept, so
+    /// strangers cannot take the descriptors the node needs.
+    pub max_inbound: usize,
 }
 
 impl NetConfig {
@@ -61,6 +65,7 @@ impl NetConfig {
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             client_addr: String::new(),
+            max_inbound: 256,
         }
     }
 }
@@ -292,6 +297,10 @@ async fn accept_loop(listener: TcpListener, inbound: Inbound) {
                 continue;
             }
         };
+        if conns.len() >= inbound.cfg.max_inbound {
+            tracing::debug!(peer = %addr, "inbound connection refused: {} open", conns.len());
+            continue;
+        }
         let _ = tcp.set_nodelay(true);
         let (acceptor, inbound) = (acceptor.clone(), inbound.clone());
         conns.spawn(async move {

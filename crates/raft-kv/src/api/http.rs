@@ -97,12 +97,28 @@ pub type ApiResult = Result<Response<Body>, ApiError>;
 /// A parsed query string. Flags without a value (`?raw`) map to "".
 pub struct Query(BTreeMap<String, String>);
 
+/// The query parameters that are flags: present (or `true`, `1`) or not
+/// (or `false`, `0`); any other value is refused.
+const FLAGS: &[&str] = &["learner", "raw", "recurse", "redirect", "stale", "wait"];
+
 impl Query {
+    /// Parses a query string; a parameter given twice, or a flag with a
+    /// value that is not a boolean, is refused (400) rather than guessed.
     pub fn parse(q: Option<&str>) -> Result<Self, ApiError> {
         let mut m = BTreeMap::new();
         for part in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
-            m.insert(decode(k)?, decode(v)?);
+            let (k, v) = (decode(k)?, decode(v)?);
+            let boolean = ["", "true", "1", "false", "0"].contains(&v.as_str());
+            if FLAGS.contains(&k.as_str()) && !boolean {
+                return Err(ApiError::bad_request(format!(
+                    "?{k} is a flag: give it no value, true, false, 1 or 0, not {v:?}"
+                )));
+            }
+            if m.contains_key(&k) {
+                return Err(ApiError::bad_request(format!("?{k} is given twice")));
+            }
+            m.insert(k, v);
         }
         Ok(Query(m))
     }
@@ -191,5 +207,23 @@ mod tests {
         assert!(Query::parse(Some("cas=%zz")).is_err());
         assert!(Query::parse(Some("k=%ff")).is_err(), "not UTF-8");
         assert!(Query::parse(Some("cas=x")).unwrap().u64("cas").is_err());
+    }
+
+    #[test]
+    fn duplicates_and_non_boolean_flags_are_refused() {
+        let e = Query::parse(Some("ns=a&ns=b")).unwrap_err();
+        assert!(e.message.contains("twice"), "{}", e.message);
+        let e = Query::parse(Some("stale=maybe")).unwrap_err();
+        assert!(e.message.contains("flag"), "{}", e.message);
+        for ok in [
+            "stale",
+            "stale=",
+            "stale=true",
+            "stale=1",
+            "stale=false",
+            "stale=0",
+        ] {
+            assert!(Query::parse(Some(ok)).is_ok(), "{ok}");
+        }
     }
 }

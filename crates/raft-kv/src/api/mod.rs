@@ -10,6 +10,7 @@ mod backup;
 pub mod client;
 mod http;
 mod kv;
+pub mod limits;
 mod log;
 mod metrics;
 mod status;
@@ -26,6 +27,7 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue, LOCATION};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+pub use limits::Limits;
 use raft_core::NodeId;
 use raft_core::node::Node;
 use std::convert::Infallible;
@@ -57,6 +59,8 @@ pub struct ApiContext {
     pub client: HttpsClient,
     pub started: Instant,
     pub metrics: Metrics,
+    /// Bounds on connections and on how long a request may take to arrive.
+    pub limits: Limits,
     /// Largest request body accepted.
     pub max_body: usize,
     /// Whether log reduction was asked for (reported in status).
@@ -97,44 +101,79 @@ impl ApiContext {
 /// Serves the command port until the listener task is dropped.
 pub async fn serve(listener: TcpListener, tls: Arc<ServerConfig>, ctx: Arc<ApiContext>) {
     let acceptor = TlsAcceptor::from(tls);
+    let open = Arc::new(limits::Open::default());
     let mut conns = tokio::task::JoinSet::new();
+    let mut refused_logged = Instant::now() - Duration::from_secs(60);
     loop {
         while conns.try_join_next().is_some() {}
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
+                // EMFILE and the like: wait for connections to close.
                 tracing::warn!("command port accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let slot = match open.admit(peer.ip(), &ctx.limits) {
+            Ok(s) => s,
+            Err(full) => {
+                // Closed at once; said at most once a second.
+                if refused_logged.elapsed() >= Duration::from_secs(1) {
+                    tracing::warn!(%peer, "command port connection refused: {full:?} open");
+                    refused_logged = Instant::now();
+                }
                 continue;
             }
         };
         let _ = tcp.set_nodelay(true);
         let (acceptor, ctx) = (acceptor.clone(), ctx.clone());
         conns.spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::info!(%peer, "command port TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(%peer, "command port TLS handshake timed out");
-                    return;
-                }
-            };
-            let svc = hyper::service::service_fn(move |req| {
-                let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(tls), svc);
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, "command port connection: {e}");
-            }
+            let _slot = slot;
+            serve_connection(acceptor, tcp, peer, ctx).await;
         });
+    }
+}
+
+/// One client connection: the TLS handshake within its time limit, then
+/// HTTP/1.1 requests until the client closes.
+async fn serve_connection(
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    ctx: Arc<ApiContext>,
+) {
+    let limits = ctx.limits.clone();
+    let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, "command port TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "command port TLS handshake timed out");
+            return;
+        }
+    };
+    let svc = hyper::service::service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read)
+        .serve_connection(TokioIo::new(tls), svc);
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, "command port connection: {e}");
+    }
+}
+
+/// The method to route by: HEAD answers as GET would, without the body.
+fn get_for_head(method: &Method) -> &Method {
+    if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
     }
 }
 
@@ -154,26 +193,38 @@ async fn handle(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
             let body = if method == Method::GET || method == Method::HEAD {
                 Ok(Bytes::new())
             } else {
-                http::read_body(req.into_body(), ctx.max_body).await
+                let limit = ctx.limits.body_read;
+                match tokio::time::timeout(limit, http::read_body(req.into_body(), ctx.max_body))
+                    .await
+                {
+                    Ok(body) => body,
+                    Err(_) => Err(ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!("the body did not arrive within {limit:?}"),
+                    )),
+                }
             };
             match body {
                 Err(e) => e.into_response(),
-                Ok(body) => match route(ctx, &method, &path, &q, body.clone()).await {
-                    Ok(r) => r,
-                    Err(e) if e.not_leader && !forwarded => {
-                        let fwd = Forward {
-                            method: &method,
-                            path_and_query: &path_and_query,
-                            content_type,
-                            body,
-                            redirect: q.flag("redirect"),
-                        };
-                        to_leader(ctx, fwd)
-                            .await
-                            .unwrap_or_else(|e| e.into_response())
+                // HEAD is GET without the body (hyper leaves it out).
+                Ok(body) => {
+                    match route(ctx, get_for_head(&method), &path, &q, body.clone()).await {
+                        Ok(r) => r,
+                        Err(e) if e.not_leader && !forwarded => {
+                            let fwd = Forward {
+                                method: &method,
+                                path_and_query: &path_and_query,
+                                content_type,
+                                body,
+                                redirect: q.flag("redirect"),
+                            };
+                            to_leader(ctx, fwd)
+                                .await
+                                .unwrap_or_else(|e| e.into_response())
+                        }
+                        Err(e) => e.into_response(),
                     }
-                    Err(e) => e.into_response(),
-                },
+                }
             }
         }
     };
