@@ -95,6 +95,7 @@ impl ApiError {
 pub type ApiResult = Result<Response<Body>, ApiError>;
 
 /// A parsed query string. Flags without a value (`?raw`) map to "".
+#[derive(Debug)]
 pub struct Query(BTreeMap<String, String>);
 
 /// The query parameters that are flags: present (or `true`, `1`) or not
