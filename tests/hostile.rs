@@ -274,3 +274,30 @@ async fn too_many_headers_get_431() {
     })
     .await;
 }
+
+/// A node given a certificate its peers would refuse says so at start
+/// (status 1, one line naming the fix) instead of failing every
+/// connection.
+#[test]
+fn a_node_without_a_node_certificate_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    xtask::certs::make_certs(dir.path(), true).unwrap();
+    for ext in ["crt", "key"] {
+        std::fs::copy(
+            dir.path().join(format!("transport-client.{ext}")),
+            dir.path().join(format!("transport-consensus.{ext}")),
+        )
+        .unwrap();
+    }
+    let ports = raft_mock::launch::free_ports(2);
+    let out = std::process::Command::new(BIN)
+        .args(["-n", &format!("127.0.0.1:{}", ports[0])])
+        .args(["-p", &ports[1].to_string(), "--certs"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("not a node certificate"), "{err}");
+}

@@ -68,7 +68,9 @@ pub fn build_binaries() -> anyhow::Result<PathBuf> {
     Ok(dir.join("release"))
 }
 
-/// Makes the certificate set unless every file is already there.
+/// Makes the certificate set unless every file is already there and the
+/// node certificate is one peers take (certificates made before node
+/// certificates carried their addresses are issued again, same CA).
 pub fn ensure_certs(dir: &Path) -> anyhow::Result<()> {
     use xtask::certs::*;
     let all = [
@@ -79,7 +81,11 @@ pub fn ensure_certs(dir: &Path) -> anyhow::Result<()> {
         CLIENT_KEY,
         CLIENT_CERT,
     ];
-    if all.iter().all(|f| dir.join(f).exists()) {
+    let usable = || {
+        let files = raft_net::TlsFiles::node_in(dir);
+        raft_net::tls::check_member_cert(&files, "127.0.0.1:7001").is_ok()
+    };
+    if all.iter().all(|f| dir.join(f).exists()) && usable() {
         return Ok(());
     }
     for line in make_certs(dir, false)? {

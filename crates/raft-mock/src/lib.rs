@@ -300,8 +300,8 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         ));
     }
     let files = TlsFiles::for_member(&cfg.certs, &name);
-    raft_net::tls::check_member_cert(&files, &name)?;
     let tls = TlsSetup::load(&files)?;
+    raft_net::tls::check_member_cert(&files, &name)?;
     let api_tls = raft_net::tls::command_port_config(&files, cfg.require_client_cert)?;
     let client_tls = tls.client.clone();
 
