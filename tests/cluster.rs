@@ -336,6 +336,18 @@ async fn the_log_can_be_appended_to_read_and_followed() {
             .unwrap();
         let entries = r.json().unwrap()["entries"].as_array().unwrap().clone();
         assert_eq!(entries.last().unwrap()["index"].as_u64(), Some(index));
+        // `to` is inclusive: from=1&to=2 is two entries, from=2&to=2 one.
+        for (q, want) in [("from=1&to=2", vec![1, 2]), ("from=2&to=2", vec![2])] {
+            let r = c.request(f, Method::GET, &format!("/v1/log?{q}"), "").await;
+            let v = r.unwrap().json().unwrap();
+            let got: Vec<u64> = v["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["index"].as_u64().unwrap())
+                .collect();
+            assert_eq!(got, want, "{q}");
+        }
         // Session retries apply once.
         let path = "/v1/kv/s?client=42&seq=1";
         let first = c.request(l, Method::PUT, path, "one").await.unwrap();

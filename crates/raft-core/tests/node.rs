@@ -122,6 +122,16 @@ async fn proposals_apply_everywhere_and_followers_refuse_with_the_leader() {
     // The log can be read back, and followed.
     let entries = c.nodes[f].entries(i1, i2 + 1, 1 << 20).await.unwrap();
     assert_eq!(entries.len(), 2);
+    // `lo..hi` is exclusive of `hi`: exactly the entries asked for.
+    let one = c.nodes[f].entries(i1, i1 + 1, 1 << 20).await.unwrap();
+    assert_eq!(one.iter().map(|e| e.index).collect::<Vec<_>>(), vec![i1]);
+    assert!(
+        c.nodes[f]
+            .entries(i1, i1, 1 << 20)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let mut follow = c.nodes[f].follow(i1);
     let batch = follow.next_batch().await.unwrap();
     assert_eq!(batch[0].index, i1);
@@ -190,6 +200,18 @@ async fn an_isolated_leader_fails_requests_and_the_rest_elect_another() {
         ),
         "{r:?}"
     );
+    // The cut-off leader holds "lost" uncommitted: reading or following
+    // its log never hands it out (it did: the range's end was taken as
+    // exclusive and then as inclusive).
+    let commit = c.nodes[old].status().raft.commit;
+    assert!(c.nodes[old].status().raft.last_index > commit);
+    let all = c.nodes[old].entries(1, Index::MAX, 1 << 20).await.unwrap();
+    assert_eq!(all.last().map(|e| e.index), Some(commit), "{all:?}");
+    let upto = c.nodes[old].entries(1, commit + 5, 1 << 20).await.unwrap();
+    assert_eq!(upto.len() as u64, commit, "{upto:?}");
+    let mut follow = c.nodes[old].follow(commit + 1);
+    let early = tokio::time::timeout(Duration::from_millis(300), follow.next_batch()).await;
+    assert!(early.is_err(), "followed an uncommitted entry: {early:?}");
     let new = c.leader(Some(old)).await;
     assert_ne!(new, old);
     c.nodes[new].propose(Bytes::from("kept")).await.unwrap();

@@ -295,11 +295,15 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
                     let _ = r.send(res.map_err(NodeError::from_protocol));
                 }
                 Command::Entries(lo, hi, max, r) => {
+                    // `lo..hi` (exclusive) of the committed log; `slice`
+                    // takes an inclusive end. Only committed entries ever
+                    // leave: a leader cut off from its followers holds
+                    // entries that may yet be replaced.
                     let log = self.raft.log();
-                    let hi = hi.min(log.committed.saturating_add(1));
+                    let last = hi.saturating_sub(1).min(log.committed);
                     let lo = lo.max(log.first_index());
-                    let _ = r.send(Ok(if lo < hi {
-                        log.slice(lo, hi, max)
+                    let _ = r.send(Ok(if lo <= last {
+                        log.slice(lo, last, max)
                     } else {
                         Vec::new()
                     }));
