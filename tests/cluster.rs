@@ -281,6 +281,11 @@ async fn bad_requests_get_4xx_and_change_nothing() {
             (Method::PUT, "/v1/kv/k?ns=a&ns=b".into(), "v", 400),
             (Method::GET, "/v1/kv/k?stale=maybe".into(), "", 400),
             (Method::PUT, "/v1/kv/k?raw=yes".into(), "v", 400),
+            // A typo for ?cas=1: refused, not an unconditional write.
+            (Method::PUT, "/v1/kv/k?cass=1".into(), "v", 400),
+            (Method::DELETE, "/v1/kv/k?recurce".into(), "", 400),
+            (Method::GET, "/v1/status?verbose".into(), "", 400),
+            (Method::GET, "/v1/log?form=1".into(), "", 400),
         ];
         for (m, path, body, want) in cases {
             let r = c.request(0, m.clone(), &path, body).await.unwrap();

@@ -123,6 +123,30 @@ impl Query {
         }
         Ok(Query(m))
     }
+    /// Refuses (400, naming it) a parameter that is neither in `known` nor
+    /// one every endpoint takes (`redirect`): a typo such as `?cass=1` for
+    /// `?cas=1` must not turn a conditional write into an unconditional one.
+    pub fn allow(&self, known: &[&str]) -> Result<(), ApiError> {
+        let unknown = self
+            .0
+            .keys()
+            .find(|k| k.as_str() != "redirect" && !known.contains(&k.as_str()));
+        match unknown {
+            None => Ok(()),
+            Some(k) if known.is_empty() => Err(ApiError::bad_request(format!(
+                "unknown parameter ?{k}: this endpoint takes none"
+            ))),
+            Some(k) => Err(ApiError::bad_request(format!(
+                "unknown parameter ?{k}: this endpoint takes {}",
+                known
+                    .iter()
+                    .map(|k| format!("?{k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
     pub fn flag(&self, k: &str) -> bool {
         self.0.get(k).is_some_and(|v| v != "false" && v != "0")
     }
@@ -208,6 +232,24 @@ mod tests {
         assert!(Query::parse(Some("cas=%zz")).is_err());
         assert!(Query::parse(Some("k=%ff")).is_err(), "not UTF-8");
         assert!(Query::parse(Some("cas=x")).unwrap().u64("cas").is_err());
+    }
+
+    #[test]
+    fn unknown_parameters_are_refused_by_name() {
+        let q = Query::parse(Some("cass=1&redirect")).unwrap();
+        let e = q.allow(&["ns", "cas"]).unwrap_err();
+        assert!(
+            e.message.contains("?cass") && e.message.contains("?cas,"),
+            "{}",
+            e.message
+        );
+        assert!(
+            Query::parse(Some("cas=1&redirect"))
+                .unwrap()
+                .allow(&["cas"])
+                .is_ok()
+        );
+        assert!(Query::parse(Some("x")).unwrap().allow(&[]).is_err());
     }
 
     #[test]

@@ -69,6 +69,21 @@ pub async fn handle(
     q: &Query,
     body: Bytes,
 ) -> ApiResult {
+    let known: &[&str] = match *method {
+        Method::GET => &[
+            "ns",
+            "recurse",
+            "keys",
+            "separator",
+            "raw",
+            "stale",
+            "consistent",
+        ],
+        Method::PUT => &["ns", "cas", "client", "seq"],
+        Method::DELETE => &["ns", "recurse", "cas", "client", "seq"],
+        _ => &[],
+    };
+    q.allow(known)?;
     let ns = namespace(q)?;
     match *method {
         Method::GET => {

@@ -242,36 +242,64 @@ async fn handle(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
 async fn route(ctx: &ApiContext, method: &Method, path: &str, q: &Query, body: Bytes) -> ApiResult {
     let segs: Vec<&str> = path.trim_start_matches('/').splitn(3, '/').collect();
     match (method, segs.as_slice()) {
-        (&Method::GET, [""]) | (&Method::GET, ["v1", "status"]) => status::node_status(ctx),
+        (&Method::GET, [""]) | (&Method::GET, ["v1", "status"]) => {
+            q.allow(&[])?;
+            status::node_status(ctx)
+        }
         (&Method::PATCH, [""]) | (&Method::PUT, ["v1", "mode"]) => {
+            q.allow(&[])?;
             status::set_mode(ctx, &body).await
         }
-        (&Method::GET, ["v1", "mode"]) => status::get_mode(ctx),
-        (&Method::POST, [""]) => log::append(ctx, q, body).await,
-        (&Method::GET, ["v1", "status", "leader"]) => status::leader(ctx),
-        (&Method::GET, ["v1", "status", "peers"]) => status::peers(ctx),
+        (&Method::GET, ["v1", "mode"]) => q.allow(&[]).and_then(|()| status::get_mode(ctx)),
+        (&Method::POST, [""]) | (&Method::POST, ["v1", "log"]) => {
+            q.allow(&[])?;
+            log::append(ctx, q, body).await
+        }
+        (&Method::GET, ["v1", "status", "leader"]) => {
+            q.allow(&[]).and_then(|()| status::leader(ctx))
+        }
+        (&Method::GET, ["v1", "status", "peers"]) => q.allow(&[]).and_then(|()| status::peers(ctx)),
         (&Method::GET, ["v1", "operator", rest]) if *rest == "raft/configuration" => {
-            status::configuration(ctx)
+            q.allow(&[]).and_then(|()| status::configuration(ctx))
         }
         (&Method::POST, ["v1", "operator", rest]) if *rest == "raft/transfer-leader" => {
+            q.allow(&["id"])?;
             status::transfer(ctx, q).await
         }
         (&Method::PUT, ["v1", "operator", rest]) if *rest == "raft/peer" => {
+            q.allow(&["address", "id", "learner", "wait"])?;
             status::add_peer(ctx, q).await
         }
         (&Method::DELETE, ["v1", "operator", rest]) if *rest == "raft/peer" => {
+            q.allow(&["address", "id"])?;
             status::remove_peer(ctx, q).await
         }
         (_, ["v1", "kv"]) => kv::handle(ctx, method, "", q, body).await,
         (_, ["v1", "kv", key]) => kv::handle(ctx, method, &http::decode(key)?, q, body).await,
-        (&Method::GET, ["v1", "namespaces"]) => kv::namespaces(ctx, q).await,
-        (&Method::DELETE, ["v1", "namespaces", ns]) => kv::drop_namespace(ctx, ns, q).await,
-        (&Method::GET, ["v1", "log"]) => log::range(ctx, q).await,
-        (&Method::POST, ["v1", "log"]) => log::append(ctx, q, body).await,
-        (&Method::GET, ["v1", "log", "follow"]) => log::follow(ctx, q),
-        (&Method::GET, ["v1", "log", n]) => log::one(ctx, n).await,
-        (&Method::GET, ["metrics"]) => Ok(metrics::render(ctx)),
-        (&Method::GET, ["v1", "snapshot"]) => backup::snapshot(ctx, q).await,
+        (&Method::GET, ["v1", "namespaces"]) => {
+            q.allow(&["stale", "consistent"])?;
+            kv::namespaces(ctx, q).await
+        }
+        (&Method::DELETE, ["v1", "namespaces", ns]) => {
+            q.allow(&["client", "seq"])?;
+            kv::drop_namespace(ctx, ns, q).await
+        }
+        (&Method::GET, ["v1", "log"]) => {
+            q.allow(&["from", "to"])?;
+            log::range(ctx, q).await
+        }
+        (&Method::GET, ["v1", "log", "follow"]) => {
+            q.allow(&["from"]).and_then(|()| log::follow(ctx, q))
+        }
+        (&Method::GET, ["v1", "log", n]) => {
+            q.allow(&[])?;
+            log::one(ctx, n).await
+        }
+        (&Method::GET, ["metrics"]) => q.allow(&[]).map(|()| metrics::render(ctx)),
+        (&Method::GET, ["v1", "snapshot"]) => {
+            q.allow(&["stale", "consistent"])?;
+            backup::snapshot(ctx, q).await
+        }
         _ => Err(ApiError::not_found(format!("no endpoint {method} {path}"))),
     }
 }
