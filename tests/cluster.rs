@@ -227,6 +227,21 @@ async fn passive_never_leads_and_reluctant_leads_only_without_an_active_node() {
         let s = c.status(2).await.unwrap();
         assert_eq!(s["mode"], "passive");
         assert_ne!(s["role"], "leader");
+        // raftctl says a transfer to the passive node failed, and exits
+        // non-zero (it printed "done: false" and exited 0).
+        let apis: Vec<String> = c.nodes.iter().map(|n| n.api.clone()).collect();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_raftctl"))
+            .arg("--certs")
+            .arg(common::certs())
+            .args(["--nodes", &apis.join(","), "transfer", &c.nodes[2].name])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "transfer to a passive node succeeded: {err}"
+        );
+        assert!(err.contains("did not move"), "{err}");
     })
     .await;
 }

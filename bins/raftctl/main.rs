@@ -386,11 +386,13 @@ async fn run(a: Args) -> anyhow::Result<()> {
             let path = format!("/v1/operator/raft/transfer-leader{q}");
             let r = ctl.write(Method::POST, &path, Bytes::new()).await?;
             let v = r.json().unwrap_or_default();
-            println!(
-                "leader: {} (done: {})",
-                v["leader"].as_str().unwrap_or("?"),
-                v["Success"]
-            );
+            let leader = v["leader"].as_str().unwrap_or("?");
+            if v["Success"] != serde_json::Value::Bool(true) {
+                bail!(
+                    "leadership did not move (the leader is {leader}); a passive node never takes it"
+                );
+            }
+            println!("leader: {leader}");
             Ok(())
         }
     }

@@ -132,8 +132,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     rt.block_on(async {
         match args.run_for {
             Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            // Ctrl-C or SIGTERM (a supervisor, `timeout`, `kill`): either
+            // way the nodes are stopped below, never left running.
             None => {
-                let _ = tokio::signal::ctrl_c().await;
+                use tokio::signal::unix::{SignalKind, signal};
+                match signal(SignalKind::terminate()) {
+                    Ok(mut term) => {
+                        tokio::select! {
+                            _ = tokio::signal::ctrl_c() => {}
+                            _ = term.recv() => {}
+                        }
+                    }
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
             }
         }
     });
