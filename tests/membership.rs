@@ -211,6 +211,20 @@ async fn a_failed_node_is_replaced_with_raftctl() {
         // Adding is idempotent: asking again for a voter changes nothing.
         let again = ctl(&["add", &c.nodes[n].name, "--id", &node_id(&c, n).await]);
         assert!(again.contains("is a voter"), "{again}");
+        // One address is one member: adding the replacement's address again
+        // as a learner, with no id (which would hash to another), is about
+        // the replacement; under another id it is refused with 409. Both
+        // made a phantom second member at that address before.
+        let path = format!("/v1/operator/raft/peer?address={}&learner", c.nodes[n].name);
+        let r = c.request(0, Method::PUT, &path, "").await.unwrap();
+        assert!(r.status.is_success(), "{:?}", r.json());
+        let other = format!("{path}&id=12345");
+        let r = c.request(0, Method::PUT, &other, "").await.unwrap();
+        assert_eq!(r.status, 409, "{:?}", r.json());
+        let conf = c.request(0, Method::GET, "/v1/operator/raft/configuration", "");
+        let conf = conf.await.unwrap().json().unwrap();
+        let servers = conf["Servers"].as_array().unwrap();
+        assert_eq!(servers.len(), 3, "{conf}");
         // The removed node comes back on its file: the members refuse it
         // with the committed configuration that left it out, and it stops.
         c.start(2).unwrap();

@@ -81,6 +81,18 @@ impl Membership {
 
     /// The configuration `changes` lead to from this one: joint when the
     /// voter set changes, simple when only learners do.
+    /// A member other than `id` at `address` (one address is one member;
+    /// an empty address, as in-process tests use, names nobody).
+    fn member_at(&self, address: &str, id: NodeId) -> Option<NodeId> {
+        let is_member = |o: &NodeId| self.voters.contains(o) || self.learners.contains(o);
+        self.addresses
+            .iter()
+            .find(|(o, a)| {
+                **o != id && !address.is_empty() && a.as_str() == address && is_member(o)
+            })
+            .map(|(o, _)| *o)
+    }
+
     pub fn apply(&self, changes: &[ConfChange]) -> Result<Membership, Error> {
         let bad = |why: String| Err(Error::InvalidConfChange(why));
         if self.is_joint() {
@@ -99,6 +111,9 @@ impl Membership {
                     if next.voters.contains(id) {
                         return bad(format!("node {id} is already a voter"));
                     }
+                    if let Some(other) = next.member_at(address, *id) {
+                        return bad(format!("{address} is already member {other}'s address"));
+                    }
                     next.learners.remove(id);
                     next.voters.insert(*id);
                     next.addresses.insert(*id, address.clone());
@@ -109,6 +124,9 @@ impl Membership {
                     }
                     if next.learners.contains(id) {
                         return bad(format!("node {id} is already a learner"));
+                    }
+                    if let Some(other) = next.member_at(address, *id) {
+                        return bad(format!("{address} is already member {other}'s address"));
                     }
                     next.voters.remove(id);
                     next.learners.insert(*id);
@@ -294,6 +312,30 @@ mod tests {
             id,
             address: format!("n{id}"),
         }
+    }
+
+    /// One address is one member: adding another id at a member's
+    /// address is refused (it made a phantom member the cluster waited on
+    /// for good, and removal by address then removed the phantom).
+    #[test]
+    fn an_address_names_one_member() {
+        let learner = |id, address: &str| ConfChange::AddLearner {
+            id,
+            address: address.into(),
+        };
+        let m = Membership::new([1, 2]).apply(&[learner(3, "n3")]).unwrap();
+        let twin = m.apply(&[learner(9, "n3")]);
+        assert!(
+            matches!(&twin, Err(Error::InvalidConfChange(w)) if w.contains("n3")),
+            "{twin:?}"
+        );
+        let twin = m.apply(&[add(9)]).map(|j| j.leave_joint());
+        assert!(twin.is_ok(), "another address is fine");
+        // The member itself at its own address (a promotion) is fine, and
+        // a removed member's address is free again.
+        assert!(m.apply(&[add(3)]).is_ok());
+        let gone = m.apply(&[ConfChange::Remove { id: 3 }]).unwrap();
+        assert!(gone.apply(&[learner(9, "n3")]).is_ok());
     }
 
     #[test]

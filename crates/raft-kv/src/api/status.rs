@@ -235,16 +235,34 @@ pub async fn add_peer(ctx: &ApiContext, q: &Query) -> ApiResult {
         .get("address")
         .ok_or_else(|| ApiError::bad_request("expected ?address=<host:port of the new member>"))?;
     let (default_id, address) = (ctx.id_of)(addr).map_err(ApiError::bad_request)?;
-    let id = match q.get("id") {
-        Some(i) => i
-            .parse::<NodeId>()
-            .ok()
-            .filter(|&i| i != 0)
-            .ok_or_else(|| ApiError::bad_request(format!("bad node id {i:?}")))?,
-        None => default_id,
+    let asked = match q.get("id") {
+        Some(i) => Some(
+            i.parse::<NodeId>()
+                .ok()
+                .filter(|&i| i != 0)
+                .ok_or_else(|| ApiError::bad_request(format!("bad node id {i:?}")))?,
+        ),
+        None => None,
     };
     leader_only(ctx)?;
     let conf = ctx.node.status().raft.membership;
+    // One address is one member: asking again for a member's address is
+    // about that member, whatever id the address would hash to.
+    let holder = conf
+        .addresses
+        .iter()
+        .find(|(m, a)| **a == address && conf.members().contains(m))
+        .map(|(&m, _)| m);
+    let id = match (holder, asked) {
+        (Some(h), Some(a)) if h != a => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("{address} is already the address of member {h}, not of node {a}"),
+            ));
+        }
+        (Some(h), _) => h,
+        (None, a) => a.unwrap_or(default_id),
+    };
     let answer = |code, state: &str, index: u64| {
         let v = json!({ "address": address, "state": state, "index": index });
         Ok(http::json(code, &v))
