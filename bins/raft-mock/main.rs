@@ -227,6 +227,12 @@ async fn run(a: Args) -> anyhow::Result<Stopped> {
             Stopped::Removed(why.clone().unwrap_or_default())
         }
     };
+    if let Stopped::Removed(_) = stopped {
+        // The request that removed this node may be its own (a leader
+        // removing itself), answered in the same moment the removal
+        // commits: the answers in flight get a second to leave.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
     tracing::info!("shutting down");
     node.shutdown().await;
     Ok(stopped)
