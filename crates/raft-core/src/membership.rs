@@ -79,20 +79,19 @@ impl Membership {
         all
     }
 
-    /// The configuration `changes` lead to from this one: joint when the
-    /// voter set changes, simple when only learners do.
-    /// A member other than `id` at `address` (one address is one member;
-    /// an empty address, as in-process tests use, names nobody).
-    fn member_at(&self, address: &str, id: NodeId) -> Option<NodeId> {
-        let is_member = |o: &NodeId| self.voters.contains(o) || self.learners.contains(o);
+    /// The member at `address`, if any: one address is one member (`apply`
+    /// refuses a second). An empty address, as in-process tests use, names
+    /// nobody.
+    pub fn member_at(&self, address: &str) -> Option<NodeId> {
+        let members = self.members();
         self.addresses
             .iter()
-            .find(|(o, a)| {
-                **o != id && !address.is_empty() && a.as_str() == address && is_member(o)
-            })
+            .find(|(o, a)| !address.is_empty() && a.as_str() == address && members.contains(o))
             .map(|(o, _)| *o)
     }
 
+    /// The configuration `changes` lead to from this one: joint when the
+    /// voter set changes, simple when only learners do.
     pub fn apply(&self, changes: &[ConfChange]) -> Result<Membership, Error> {
         let bad = |why: String| Err(Error::InvalidConfChange(why));
         if self.is_joint() {
@@ -111,7 +110,7 @@ impl Membership {
                     if next.voters.contains(id) {
                         return bad(format!("node {id} is already a voter"));
                     }
-                    if let Some(other) = next.member_at(address, *id) {
+                    if let Some(other) = next.member_at(address).filter(|o| o != id) {
                         return bad(format!("{address} is already member {other}'s address"));
                     }
                     next.learners.remove(id);
@@ -125,7 +124,7 @@ impl Membership {
                     if next.learners.contains(id) {
                         return bad(format!("node {id} is already a learner"));
                     }
-                    if let Some(other) = next.member_at(address, *id) {
+                    if let Some(other) = next.member_at(address).filter(|o| o != id) {
                         return bad(format!("{address} is already member {other}'s address"));
                     }
                     next.voters.remove(id);

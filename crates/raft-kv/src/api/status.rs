@@ -199,7 +199,7 @@ pub fn configuration(ctx: &ApiContext) -> ApiResult {
 fn member(ctx: &ApiContext, who: &str) -> Result<NodeId, ApiError> {
     let s = ctx.node.status();
     let conf = &s.raft.membership;
-    if let Some((&id, _)) = conf.addresses.iter().find(|(_, n)| n.as_str() == who) {
+    if let Some(id) = conf.member_at(who) {
         return Ok(id);
     }
     let by_addr = (ctx.id_of)(who).ok().map(|(id, _)| id);
@@ -248,12 +248,7 @@ pub async fn add_peer(ctx: &ApiContext, q: &Query) -> ApiResult {
     let conf = ctx.node.status().raft.membership;
     // One address is one member: asking again for a member's address is
     // about that member, whatever id the address would hash to.
-    let holder = conf
-        .addresses
-        .iter()
-        .find(|(m, a)| **a == address && conf.members().contains(m))
-        .map(|(&m, _)| m);
-    let id = match (holder, asked) {
+    let id = match (conf.member_at(&address), asked) {
         (Some(h), Some(a)) if h != a => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
