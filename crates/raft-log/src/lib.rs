@@ -9,9 +9,11 @@
 
 mod codec;
 pub mod conformance;
+mod contain;
 mod error;
 mod fault;
 mod mem;
+mod meta;
 mod migrate;
 mod record;
 mod redb_store;

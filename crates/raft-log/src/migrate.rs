@@ -5,14 +5,18 @@
 use crate::Error;
 use crate::codec;
 use crate::fault::FaultSwitch;
+use crate::meta::{self, META};
 use crate::record;
-use crate::redb_store::{FORMAT, FORMAT_KEY, META, WAL_READY, create_wal, redb_err};
+use crate::redb_store::{FORMAT, FORMAT_KEY, NODE_ID, WAL_FLOOR, WAL_READY, create_wal, redb_err};
 use crate::wal::HEADER;
 use raft_core::HardState;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 
 pub(crate) const FORMAT_2: &[u8] = b"raftstack-log/2";
+/// Format 3: format 4 without the seals on meta values (and without
+/// durable marks in the write-ahead log, which format 4 reads).
+pub(crate) const FORMAT_3: &[u8] = b"raftstack-log/3";
 /// Format 2's tables and keys.
 const ENTRIES_2: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 const HARD_STATE_2: &str = "hard_state";
@@ -22,10 +26,10 @@ const PURGED_2: &str = "purged";
 fn set_format(db: &Database, ready: bool) -> Result<(), Error> {
     let wtx = db.begin_write().map_err(redb_err)?;
     {
-        let mut meta = wtx.open_table(META).map_err(redb_err)?;
-        meta.insert(FORMAT_KEY, FORMAT).map_err(redb_err)?;
+        let mut t = wtx.open_table(META).map_err(redb_err)?;
+        meta::put(&mut t, FORMAT_KEY, FORMAT)?;
         if ready {
-            meta.insert(WAL_READY, b"1".as_slice()).map_err(redb_err)?;
+            meta::put(&mut t, WAL_READY, b"1")?;
         }
     }
     wtx.commit().map_err(redb_err)
@@ -101,12 +105,27 @@ pub(crate) fn from_format_2(
         for key in [HARD_STATE_2, MEMBERSHIP_2, PURGED_2] {
             meta.remove(key).map_err(redb_err)?;
         }
-        meta.insert(FORMAT_KEY, FORMAT).map_err(redb_err)?;
+        meta.insert(FORMAT_KEY, FORMAT_3).map_err(redb_err)?;
         meta.insert(WAL_READY, b"1".as_slice()).map_err(redb_err)?;
     }
     wtx.commit().map_err(redb_err)?;
     tracing::info!(path = %path.display(), entries = next - 1 - purged.0, "moved the log's entries into its write-ahead log (format 3)");
     Ok(())
+}
+
+/// Seals a format 3 log's meta values, in one transaction.
+pub(crate) fn from_format_3(db: &Database) -> Result<(), Error> {
+    let wtx = db.begin_write().map_err(redb_err)?;
+    {
+        let mut t = wtx.open_table(META).map_err(redb_err)?;
+        for key in [WAL_READY, WAL_FLOOR, NODE_ID] {
+            if let Some(v) = meta::get_raw(&t, key)? {
+                meta::put(&mut t, key, &v)?;
+            }
+        }
+        meta::put(&mut t, FORMAT_KEY, FORMAT)?;
+    }
+    wtx.commit().map_err(redb_err)
 }
 
 #[cfg(test)]
@@ -171,5 +190,45 @@ mod tests {
         let db = Database::open(&path).unwrap();
         let rtx = db.begin_read().unwrap();
         assert!(rtx.open_table(ENTRIES_2).is_err(), "the old table is gone");
+    }
+
+    #[test]
+    fn a_format_3_log_gets_its_meta_values_sealed_and_keeps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("three.redb");
+        {
+            let mut s = RedbLogStore::open(&path).unwrap();
+            s.set_node_id(9).unwrap();
+            s.write(raft_core::WriteBatch {
+                entries: &[crate::conformance::entry(1, 1)],
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        // Rewrite the meta table as format 3 left it: values unsealed.
+        {
+            let db = Database::open(&path).unwrap();
+            let wtx = db.begin_write().unwrap();
+            {
+                let mut t = wtx.open_table(META).unwrap();
+                for key in [WAL_READY, NODE_ID] {
+                    let v = meta::get_raw(&t, key).unwrap().unwrap();
+                    let v = meta::unseal(key, &v).unwrap();
+                    t.insert(key, v.as_slice()).unwrap();
+                }
+                t.insert(FORMAT_KEY, FORMAT_3).unwrap();
+            }
+            wtx.commit().unwrap();
+        }
+        for _ in 0..2 {
+            let s = RedbLogStore::open(&path).expect("a format 3 log opens");
+            assert_eq!(s.node_id().unwrap(), Some(9));
+            assert_eq!(s.state().unwrap().last_index, 1);
+        }
+        let db = Database::open(&path).unwrap();
+        let rtx = db.begin_read().unwrap();
+        let t = rtx.open_table(META).unwrap();
+        let format = meta::get_raw(&t, FORMAT_KEY).unwrap().unwrap();
+        assert_eq!(meta::unseal(FORMAT_KEY, &format).unwrap(), FORMAT);
     }
 }

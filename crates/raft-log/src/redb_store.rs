@@ -6,7 +6,9 @@
 //! write-ahead log was created (so a deleted one is an error, not an empty
 //! log). Every entry's place is kept in memory; reads are `pread`s.
 
+use crate::contain::{REMEDY, contained};
 use crate::fault::{FaultSwitch, FaultyBackend};
+use crate::meta::{self, META};
 use crate::record::{self, EntrySpan, Record};
 use crate::wal::{self, HEADER, Pos, Visit, Wal};
 use crate::{Error, check_batch, check_in_range, codec, migrate};
@@ -14,20 +16,101 @@ use bytes::Bytes;
 use raft_core::{
     Entry, HardState, Index, LogStore, Membership, NodeId, Payload, StoredState, Term, WriteBatch,
 };
-use redb::{Database, ReadableDatabase, TableDefinition, TableError};
+use redb::{Database, ReadableDatabase, TableError};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-/// Everything in the database, by name.
-pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub(crate) const FORMAT_KEY: &str = "format";
-pub(crate) const FORMAT: &[u8] = b"raftstack-log/3";
+pub(crate) const FORMAT: &[u8] = b"raftstack-log/4";
 /// Present once the write-ahead log exists.
 pub(crate) const WAL_READY: &str = "wal";
 /// Where replay starts: the first segment kept (u64 LE), and the purge
 /// point (index, term) that made the ones before it unnecessary.
-const WAL_FLOOR: &str = "wal_floor";
-const NODE_ID: &str = "node_id";
+pub(crate) const WAL_FLOOR: &str = "wal_floor";
+pub(crate) const NODE_ID: &str = "node_id";
+
+/// Which layout a database has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// No format key: a new (or never finished) database.
+    New,
+    /// Entries in redb.
+    Two,
+    /// Entries in the write-ahead log, meta values unsealed.
+    Three,
+    /// This one.
+    Current,
+}
+
+/// What the database says about the log.
+struct Header {
+    format: Format,
+    ready: bool,
+    floor: Option<Vec<u8>>,
+}
+
+/// Reads the database's `meta` table, checking every value's seal.
+fn read_header(db: &Database, path: &Path) -> Result<Header, Error> {
+    let rtx = db.begin_read().map_err(redb_err)?;
+    let t = match rtx.open_table(META) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => {
+            if rtx.list_tables().map_err(redb_err)?.count() > 0 {
+                return Err(Error::NotALog {
+                    path: path.to_path_buf(),
+                    reason: "a redb database with other tables".into(),
+                });
+            }
+            return Ok(Header {
+                format: Format::New,
+                ready: false,
+                floor: None,
+            });
+        }
+        Err(e) => return Err(redb_err(e)),
+    };
+    let corrupt = |reason: String| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("{reason}; {REMEDY}"),
+    };
+    let raw = meta::get_raw(&t, FORMAT_KEY)?;
+    let format = match raw.as_deref() {
+        None => Format::New,
+        Some(migrate::FORMAT_2) => Format::Two,
+        Some(migrate::FORMAT_3) => Format::Three,
+        Some(v) if v.starts_with(FORMAT) => {
+            meta::unseal(FORMAT_KEY, v).map_err(corrupt)?;
+            Format::Current
+        }
+        Some(other) => {
+            let reason = format!("unknown format {:?}", String::from_utf8_lossy(other));
+            return Err(Error::NotALog {
+                path: path.to_path_buf(),
+                reason,
+            });
+        }
+    };
+    if format == Format::Current {
+        // A flipped byte in a key's name leaves a key no writer writes (and
+        // the named key missing): damage, not a log without that key.
+        if let Some(key) = meta::unknown_key(&t, &[FORMAT_KEY, WAL_READY, WAL_FLOOR, NODE_ID])? {
+            return Err(corrupt(format!("an unknown key {key:?} in its meta table")));
+        }
+    }
+    let get = |key| -> Result<Option<Vec<u8>>, Error> {
+        match meta::get_raw(&t, key)? {
+            Some(v) if format == Format::Current => {
+                Ok(Some(meta::unseal(key, &v).map_err(corrupt)?))
+            }
+            other => Ok(other),
+        }
+    };
+    Ok(Header {
+        format,
+        ready: get(WAL_READY)?.is_some(),
+        floor: get(WAL_FLOOR)?,
+    })
+}
 
 /// By default a segment is sealed and a new one started once it holds
 /// this much.
@@ -74,7 +157,9 @@ struct Loc {
 }
 
 pub struct RedbLogStore {
-    db: Database,
+    /// Always `Some` until dropped: redb's own drop reads the file too, so
+    /// it runs contained (`Drop for RedbLogStore`).
+    db: Option<Database>,
     path: PathBuf,
     wal: Wal,
     /// Why writes are refused, after a write failed.
@@ -132,12 +217,24 @@ impl RedbLogStore {
         let existing = std::fs::metadata(&path)
             .map(|m| m.len() > 0)
             .unwrap_or(false);
-        let db = if existing {
-            Database::open(&path)
-        } else {
-            Database::create(&path)
-        };
-        let db = db.map_err(|e| open_error(&path, e.into()))?;
+        let db = contained(&path, || {
+            let db = if existing {
+                Database::open(&path)
+            } else {
+                Database::create(&path)
+            };
+            let mut db = db.map_err(|e| open_error(&path, e.into()))?;
+            // redb trusts the pages it reads on a clean open; a damaged one
+            // can make it panic. Verify every page's checksum first.
+            if existing
+                && !db
+                    .check_integrity()
+                    .map_err(|e| open_error(&path, e.into()))?
+            {
+                tracing::warn!(path = %path.display(), "redb repaired the database");
+            }
+            Ok(db)
+        })?;
         Self::init(db, path, None)
     }
 
@@ -162,47 +259,25 @@ impl RedbLogStore {
 
     fn init(db: Database, path: PathBuf, faults: Option<FaultSwitch>) -> Result<Self, Error> {
         let dir = wal_dir(&path);
-        let (format, ready, floor) = {
-            let rtx = db.begin_read().map_err(redb_err)?;
-            match rtx.open_table(META) {
-                Ok(t) => (
-                    t.get(FORMAT_KEY)
-                        .map_err(redb_err)?
-                        .map(|v| v.value().to_vec()),
-                    t.get(WAL_READY).map_err(redb_err)?.is_some(),
-                    t.get(WAL_FLOOR)
-                        .map_err(redb_err)?
-                        .map(|v| v.value().to_vec()),
-                ),
-                Err(TableError::TableDoesNotExist(_)) => {
-                    if rtx.list_tables().map_err(redb_err)?.count() > 0 {
-                        return Err(Error::NotALog {
-                            path,
-                            reason: "a redb database with other tables".into(),
-                        });
-                    }
-                    (None, false, None)
-                }
-                Err(e) => return Err(redb_err(e)),
-            }
-        };
-        match format.as_deref() {
-            Some(FORMAT) if ready => {}
-            Some(FORMAT) | None => {
-                if format.is_none() && dir.exists() {
+        let header = contained(&path, || read_header(&db, &path))?;
+        let floor = header.floor;
+        match header.format {
+            Format::Current if header.ready => {}
+            Format::Three if header.ready => contained(&path, || migrate::from_format_3(&db))?,
+            Format::Current | Format::Three | Format::New => {
+                if header.format == Format::New && dir.exists() {
                     return Err(Error::NotALog {
                         path,
                         reason: format!("{} exists beside a new database", dir.display()),
                     });
                 }
                 // New, or created up to the write-ahead log and no further.
-                migrate::create(&db, &dir, faults.clone())?;
+                contained(&path, || migrate::create(&db, &dir, faults.clone()))?;
             }
-            Some(migrate::FORMAT_2) => migrate::from_format_2(&db, &path, &dir, faults.clone())?,
-            Some(other) => {
-                let reason = format!("unknown format {:?}", String::from_utf8_lossy(other));
-                return Err(Error::NotALog { path, reason });
-            }
+            Format::Two => contained(&path, || {
+                migrate::from_format_2(&db, &path, &dir, faults.clone())?;
+                migrate::from_format_3(&db)
+            })?,
         }
         if !dir.is_dir() {
             return Err(Error::Corrupt {
@@ -234,7 +309,7 @@ impl RedbLogStore {
             });
         }
         Ok(RedbLogStore {
-            db,
+            db: Some(db),
             path,
             wal,
             poisoned: None,
@@ -305,12 +380,7 @@ impl RedbLogStore {
             return Ok(());
         };
         self.guard(|s| {
-            let wtx = s.db.begin_write().map_err(redb_err)?;
-            wtx.open_table(META)
-                .map_err(redb_err)?
-                .insert(WAL_FLOOR, codec::encode_floor(first, s.purged).as_slice())
-                .map_err(redb_err)?;
-            wtx.commit().map_err(redb_err)?;
+            s.put_meta(WAL_FLOOR, &codec::encode_floor(first, s.purged))?;
             s.wal.delete_before(first)?;
             Ok(())
         })
@@ -329,12 +399,10 @@ impl RedbLogStore {
     /// node's identity must stay with its data: a node that lost its disk
     /// and comes back under its old id could vote twice in a term.
     pub fn node_id(&self) -> Result<Option<NodeId>, Error> {
-        let rtx = self.db.begin_read().map_err(redb_err)?;
-        let meta = rtx.open_table(META).map_err(redb_err)?;
-        let Some(v) = meta.get(NODE_ID).map_err(redb_err)? else {
+        let Some(v) = self.get_meta(NODE_ID)? else {
             return Ok(None);
         };
-        let b: [u8; 8] = v.value().try_into().map_err(|_| Error::Corrupt {
+        let b: [u8; 8] = v.try_into().map_err(|_| Error::Corrupt {
             path: self.path.clone(),
             reason: "node id: expected 8 bytes".into(),
         })?;
@@ -343,12 +411,37 @@ impl RedbLogStore {
 
     /// Records the node id (durably).
     pub fn set_node_id(&mut self, id: NodeId) -> Result<(), Error> {
-        self.guard(|s| {
-            let wtx = s.db.begin_write().map_err(redb_err)?;
-            wtx.open_table(META)
-                .map_err(redb_err)?
-                .insert(NODE_ID, id.to_le_bytes().as_slice())
-                .map_err(redb_err)?;
+        self.guard(|s| s.put_meta(NODE_ID, &id.to_le_bytes()))
+    }
+
+    fn db(&self) -> &Database {
+        self.db
+            .as_ref()
+            .expect("the database is only taken on drop")
+    }
+
+    /// Reads a key of the database's `meta` table.
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        contained(&self.path, || {
+            let rtx = self.db().begin_read().map_err(redb_err)?;
+            let t = rtx.open_table(META).map_err(redb_err)?;
+            let Some(v) = meta::get_raw(&t, key)? else {
+                return Ok(None);
+            };
+            meta::unseal(key, &v)
+                .map(Some)
+                .map_err(|reason| Error::Corrupt {
+                    path: self.path.clone(),
+                    reason: format!("{reason}; {REMEDY}"),
+                })
+        })
+    }
+
+    /// Writes a key of the database's `meta` table, durably.
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), Error> {
+        contained(&self.path, || {
+            let wtx = self.db().begin_write().map_err(redb_err)?;
+            meta::put(&mut wtx.open_table(META).map_err(redb_err)?, key, value)?;
             wtx.commit().map_err(redb_err)
         })
     }
@@ -361,11 +454,31 @@ impl RedbLogStore {
     }
 }
 
+impl Drop for RedbLogStore {
+    fn drop(&mut self) {
+        let db = self.db.take();
+        if let Err(e) = contained(&self.path, || {
+            drop(db);
+            Ok(())
+        }) {
+            tracing::error!("closing the log: {e}");
+        }
+    }
+}
+
 /// Maps a failure to open into what it means for the user.
 fn open_error(path: &Path, e: redb::Error) -> Error {
     match e {
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => Error::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("the database is damaged (shorter than it says: {io}); {REMEDY}"),
+        },
         redb::Error::Io(io) if io.kind() != std::io::ErrorKind::InvalidData => Error::Io(io),
         redb::Error::DatabaseAlreadyOpen => Error::Storage(e),
+        redb::Error::Corrupted(what) => Error::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("the database is damaged (redb: {what}); {REMEDY}"),
+        },
         other => Error::NotALog {
             path: path.to_path_buf(),
             reason: other.to_string(),

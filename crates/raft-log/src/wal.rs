@@ -4,7 +4,11 @@
 //!
 //! A record is `len` (u32 LE), `crc` (CRC-32 of the body, u32 LE), then
 //! `len` bytes of body. What a body means is the store's business
-//! (`record.rs`); this module only frames, checks, and places them.
+//! (`record.rs`); this module only frames, checks, and places them, and
+//! writes one record of its own: a durable mark after every `fdatasync`,
+//! saying that every byte of the segment before it was on disk. Only bytes
+//! after the last mark may be cut off as a torn write; damage below a mark
+//! is corruption, because what is there was acknowledged.
 
 use crate::Error;
 use crate::fault::FaultSwitch;
@@ -18,6 +22,33 @@ pub(crate) const HEADER: usize = 8;
 /// `append` refuses records this large, so a length field at or over it
 /// is damage, never a torn write (stores split writes far below it).
 const MAX_RECORD: usize = 1 << 31;
+
+/// The kind byte of a durable mark (the store's record kinds are 1..=3).
+const MARK: u8 = 0xD0;
+/// A mark's body: the kind, the segment id (u32), and the offset the mark
+/// itself starts at (u64): every byte before it was durable.
+const MARK_BODY: usize = 13;
+const MARK_LEN: u64 = (HEADER + MARK_BODY) as u64;
+
+fn mark_record(seg: u32, end: u64) -> [u8; MARK_LEN as usize] {
+    let mut r = [0u8; MARK_LEN as usize];
+    r[HEADER] = MARK;
+    r[HEADER + 1..HEADER + 5].copy_from_slice(&seg.to_le_bytes());
+    r[HEADER + 5..].copy_from_slice(&end.to_le_bytes());
+    let crc = crc32fast::hash(&r[HEADER..]);
+    r[..4].copy_from_slice(&(MARK_BODY as u32).to_le_bytes());
+    r[4..HEADER].copy_from_slice(&crc.to_le_bytes());
+    r
+}
+
+/// Whether `body` (a record whose checksum matched, found at `at`) is the
+/// durable mark segment `seg` writes there.
+fn is_mark(body: &[u8], seg: u32, at: u64) -> bool {
+    body.len() == MARK_BODY
+        && body[0] == MARK
+        && body[1..5] == seg.to_le_bytes()
+        && body[5..] == at.to_le_bytes()
+}
 
 /// One segment file, `<id>.seg` (id in 20 decimal digits, so names sort).
 #[derive(Debug)]
@@ -126,7 +157,6 @@ impl Wal {
         for (i, id) in ids.into_iter().enumerate() {
             let path = dir.join(seg_name(id));
             let file = OpenOptions::new().read(true).write(true).open(&path)?;
-            let size = file.metadata()?.len();
             let mut seg = Segment {
                 id,
                 file,
@@ -134,33 +164,26 @@ impl Wal {
                 max_index: 0,
                 fresh: false,
             };
-            let mut reader = io::BufReader::with_capacity(1 << 20, &seg.file);
-            let torn = loop {
-                match read_record(&mut reader, &mut body, size - seg.len)? {
-                    Next::End => break None,
-                    Next::Bad(why) => break Some(why),
-                    Next::Record => {}
+            let torn = scan(&mut seg, &mut body, &mut visit)?;
+            if let Some(torn) = torn {
+                let at = seg.len;
+                let fail = |why: String| Err(corrupt(&path, format!("at byte {at}: {why}")));
+                if i + 1 != count {
+                    return fail(format!("{} in a sealed segment", torn.bad.why));
                 }
-                let pos = Pos {
-                    seg: id,
-                    offset: seg.len + HEADER as u64,
-                };
-                let v = visit(pos, &body)?;
-                if let Some(max) = v.max_index {
-                    seg.max_index = seg.max_index.max(max);
-                }
-                seg.fresh |= v.fresh;
-                seg.len += (HEADER + body.len()) as u64;
-            };
-            drop(reader);
-            if let Some(Bad { why, at_end }) = torn {
-                if i + 1 != count || !at_end {
-                    return Err(corrupt(&path, format!("at byte {}: {why}", seg.len)));
+                if let Some(evidence) = durable_after(&seg, &torn)? {
+                    return fail(format!(
+                        "{}, {evidence}: these bytes were written before others that \
+                         were acknowledged, so this is damage, not a torn write",
+                        torn.bad.why
+                    ));
                 }
                 tracing::warn!(
                     path = %path.display(),
-                    at = seg.len,
-                    "cutting a torn record off the end of the log ({why})"
+                    at,
+                    "cutting a torn write off the end of the log ({}): nothing after \
+                     the last durable mark was acknowledged",
+                    torn.bad.why
                 );
                 wal.fail_point()?;
                 seg.file.set_len(seg.len)?;
@@ -208,14 +231,15 @@ impl Wal {
         Ok(pos)
     }
 
-    /// Makes everything appended durable.
-    pub fn sync(&self) -> io::Result<()> {
+    /// Makes everything appended durable, then appends a durable mark
+    /// saying so (itself made durable by the next sync: a crash before
+    /// then leaves an acknowledged record without its mark, which only
+    /// matters if that record is also damaged).
+    pub fn sync(&mut self) -> io::Result<()> {
         self.fail_point()?;
-        self.segments
-            .last()
-            .expect("a wal has a segment")
-            .file
-            .sync_data()
+        let seg = self.segments.last_mut().expect("a wal has a segment");
+        seg.file.sync_data()?;
+        seg.write_mark()
     }
 
     pub fn active_len(&self) -> u64 {
@@ -241,7 +265,9 @@ impl Wal {
             fresh,
         });
         self.append(checkpoint, 0)?;
-        self.segments.last().expect("just pushed").file.sync_all()?;
+        let seg = self.segments.last_mut().expect("just pushed");
+        seg.file.sync_all()?;
+        seg.write_mark()?;
         sync_dir(&self.dir)
     }
 
@@ -284,6 +310,127 @@ impl Wal {
     }
 }
 
+impl Segment {
+    fn write_mark(&mut self) -> io::Result<()> {
+        self.file
+            .write_all_at(&mark_record(self.id, self.len), self.len)?;
+        self.len += MARK_LEN;
+        Ok(())
+    }
+}
+
+/// The first record of a segment that does not check, and what the scan
+/// knew when it got there.
+struct Torn {
+    bad: Bad,
+    /// The segment has durable marks (a format 3 segment has none).
+    marked: bool,
+    /// The record before it was the store's, not a mark: one was due here.
+    mark_due: bool,
+    size: u64,
+}
+
+/// Reads `seg`'s records from its start, handing the store's to `visit`
+/// and advancing `seg.len` past each; stops at the end or at the first
+/// record that does not check.
+fn scan(
+    seg: &mut Segment,
+    body: &mut Vec<u8>,
+    visit: &mut impl FnMut(Pos, &[u8]) -> Result<Visit, Error>,
+) -> Result<Option<Torn>, Error> {
+    let size = seg.file.metadata()?.len();
+    let mut reader = io::BufReader::with_capacity(1 << 20, &seg.file);
+    let (mut marked, mut mark_due) = (false, false);
+    loop {
+        let bad = match read_record(&mut reader, body, size - seg.len)? {
+            Next::End => return Ok(None),
+            Next::Bad(bad) => bad,
+            Next::Record if is_mark(body, seg.id, seg.len) => {
+                (marked, mark_due) = (true, false);
+                seg.len += MARK_LEN;
+                continue;
+            }
+            Next::Record => {
+                let pos = Pos {
+                    seg: seg.id,
+                    offset: seg.len + HEADER as u64,
+                };
+                let v = visit(pos, body)?;
+                if let Some(max) = v.max_index {
+                    seg.max_index = seg.max_index.max(max);
+                }
+                seg.fresh |= v.fresh;
+                seg.len += (HEADER + body.len()) as u64;
+                mark_due = true;
+                continue;
+            }
+        };
+        return Ok(Some(Torn {
+            bad,
+            marked,
+            mark_due,
+            size,
+        }));
+    }
+}
+
+/// Whether anything after the bad record at `seg.len` shows that it was
+/// acknowledged: a durable mark at the very end of the file beyond it (a
+/// damaged length field cannot hide that one), or one reached by reading
+/// on past the bad record (its length was plausible) or past where a mark
+/// was due. Says what it found. In a segment without marks (format 3),
+/// anything but a bad record reaching the end of the file counts.
+fn durable_after(seg: &Segment, torn: &Torn) -> Result<Option<String>, Error> {
+    let at = seg.len;
+    if !torn.marked {
+        return Ok((!torn.bad.at_end).then(|| "followed by more bytes".to_string()));
+    }
+    let below = |end| format!("below the durable mark at byte {end}");
+    if let Some(end) = tail_mark(seg, torn.size, at)? {
+        return Ok(Some(below(end)));
+    }
+    let resume = [
+        torn.bad.skip.map(|n| at + n),
+        torn.mark_due.then_some(at + MARK_LEN),
+    ];
+    for from in resume.into_iter().flatten() {
+        if let Some(end) = mark_from(seg, from, torn.size)? {
+            return Ok(Some(below(end)));
+        }
+    }
+    Ok(None)
+}
+
+/// The durable mark that ends the file, if it lies beyond `at`.
+fn tail_mark(seg: &Segment, size: u64, at: u64) -> io::Result<Option<u64>> {
+    let Some(start) = size.checked_sub(MARK_LEN).filter(|&s| s > at) else {
+        return Ok(None);
+    };
+    let mut r = [0u8; MARK_LEN as usize];
+    seg.file.read_exact_at(&mut r, start)?;
+    let found = r[..4] == (MARK_BODY as u32).to_le_bytes()
+        && r[4..HEADER] == crc32fast::hash(&r[HEADER..]).to_le_bytes()
+        && is_mark(&r[HEADER..], seg.id, start);
+    Ok(found.then_some(start))
+}
+
+/// The first durable mark reached reading records from `from`.
+fn mark_from(seg: &Segment, mut from: u64, size: u64) -> io::Result<Option<u64>> {
+    if from > size {
+        return Ok(None);
+    }
+    let mut reader = io::BufReader::new(&seg.file);
+    io::Seek::seek(&mut reader, io::SeekFrom::Start(from))?;
+    let mut body = Vec::new();
+    while let Next::Record = read_record(&mut reader, &mut body, size - from)? {
+        if is_mark(&body, seg.id, from) {
+            return Ok(Some(from));
+        }
+        from += (HEADER + body.len()) as u64;
+    }
+    Ok(None)
+}
+
 enum Next {
     Record,
     End,
@@ -294,12 +441,16 @@ struct Bad {
     why: String,
     /// The bad record reaches the end of the file, as a torn last write does.
     at_end: bool,
+    /// The record's whole length, when its header is plausible and the file
+    /// holds all of it (only its checksum failed).
+    skip: Option<u64>,
 }
 
 fn bad(why: impl Into<String>, at_end: bool) -> io::Result<Next> {
     Ok(Next::Bad(Bad {
         why: why.into(),
         at_end,
+        skip: None,
     }))
 }
 
@@ -340,7 +491,11 @@ fn read_record(r: &mut impl Read, body: &mut Vec<u8>, left: u64) -> io::Result<N
     body.resize(len as usize, 0);
     r.read_exact(body)?;
     if crc32fast::hash(body) != crc {
-        return bad("a record whose checksum does not match", len == room);
+        return Ok(Next::Bad(Bad {
+            why: "a record whose checksum does not match".into(),
+            at_end: len == room,
+            skip: Some(HEADER as u64 + len),
+        }));
     }
     Ok(Next::Record)
 }
