@@ -3,38 +3,9 @@
 
 mod common;
 
-use bytes::Bytes;
-use common::{TestCluster, cluster_with, deadline, described};
+use common::{TestCluster, cluster_with, deadline, described, write_many};
 use raft_kv::api::client::Method;
 use std::time::Duration;
-
-/// Writes `n` keys `{prefix}{i}` through node `via`, 16 at a time; the
-/// highest index acknowledged.
-async fn write_many(c: &TestCluster, via: usize, n: usize, prefix: &str) -> u64 {
-    let mut tasks = tokio::task::JoinSet::new();
-    for t in 0..16 {
-        let client = c.client.clone();
-        let api = c.nodes[via].api.clone();
-        let prefix = prefix.to_string();
-        tasks.spawn(async move {
-            let mut top = 0u64;
-            for i in (t..n).step_by(16) {
-                let path = format!("/v1/kv/{prefix}{i}");
-                let body = Bytes::from(format!("value {i}"));
-                let r = client.request(&api, Method::PUT, &path, &[], body).await;
-                let r = r.expect("write");
-                assert!(r.status.is_success(), "{:?}", r.json());
-                top = top.max(common::index(&r));
-            }
-            top
-        });
-    }
-    let mut top = 0;
-    while let Some(t) = tasks.join_next().await {
-        top = top.max(t.unwrap());
-    }
-    top
-}
 
 async fn status_u64(c: &TestCluster, i: usize, field: &str) -> u64 {
     c.status(i).await.expect("status")[field]

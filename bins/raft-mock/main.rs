@@ -125,7 +125,14 @@ struct Args {
     /// cluster first (`raftctl detach`). Needs --confirm.
     #[arg(long)]
     detach: bool,
-    /// Confirms --solo or --detach.
+    /// Rebuild this node from its peers after its storage was damaged or
+    /// lost: its files are moved aside (to FILE.damaged-<time>), it starts
+    /// empty under its old identity, the cluster (reached through --join)
+    /// demotes it to a learner, sends it everything, and promotes it back.
+    /// It votes again only once demoted. Needs --confirm and --join.
+    #[arg(long)]
+    rebuild: bool,
+    /// Confirms --solo, --detach or --rebuild.
     #[arg(long)]
     confirm: bool,
     /// Whether command-port clients must present a certificate of the CA.
@@ -207,6 +214,7 @@ async fn run(a: Args) -> anyhow::Result<Stopped> {
     cfg.restore = a.restore;
     cfg.solo = a.solo;
     cfg.detach = a.detach;
+    cfg.rebuild = a.rebuild;
     cfg.confirm = a.confirm;
     cfg.snapshot_entries = a.snapshot_entries;
     cfg.snapshot_bytes = a.snapshot_bytes;

@@ -215,3 +215,31 @@ pub async fn deadline<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
         panic!("test over its {secs} s deadline");
     }
 }
+
+/// Writes `n` keys `{prefix}{i}` through node `via`, 16 at a time; the
+/// highest index acknowledged.
+pub async fn write_many(c: &TestCluster, via: usize, n: usize, prefix: &str) -> u64 {
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..16 {
+        let client = c.client.clone();
+        let api = c.nodes[via].api.clone();
+        let prefix = prefix.to_string();
+        tasks.spawn(async move {
+            let mut top = 0u64;
+            for i in (t..n).step_by(16) {
+                let path = format!("/v1/kv/{prefix}{i}");
+                let body = bytes::Bytes::from(format!("value {i}"));
+                let r = client.request(&api, Method::PUT, &path, &[], body).await;
+                let r = r.expect("write");
+                assert!(r.status.is_success(), "{:?}", r.json());
+                top = top.max(index(&r));
+            }
+            top
+        });
+    }
+    let mut top = 0;
+    while let Some(t) = tasks.join_next().await {
+        top = top.max(t.unwrap());
+    }
+    top
+}

@@ -40,6 +40,19 @@ pub struct Config {
     /// restart; only a new tag keeps it from completing a new read with an
     /// old read index.
     pub seed: u64,
+    /// This node lost its storage and is being rebuilt from its peers
+    /// under its old id (`raft-mock --rebuild`). It may have voted, and
+    /// acknowledged entries, before it lost them, so until it sees a
+    /// committed configuration in which it is a learner (the leader demotes
+    /// it when asked to rebuild it, and promotes it again once it has caught
+    /// up) it grants no vote or pre-vote and never campaigns, and every term
+    /// it enters it records as already voted in (for itself): it never votes
+    /// in a term it entered while rebuilding, however it restarts.
+    ///
+    /// Correctness requirement: set it on every start until
+    /// `Status::rebuilding` has been seen false (the caller keeps a durable
+    /// marker), so a restart in between does not end it early.
+    pub rebuilding: bool,
 }
 
 impl Config {
@@ -56,6 +69,7 @@ impl Config {
             max_apply_bytes: 16 << 20,
             mode: Mode::Active,
             seed: id,
+            rebuilding: false,
         }
     }
 

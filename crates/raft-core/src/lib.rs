@@ -28,7 +28,7 @@ mod types;
 pub use config::{Config, InitialState};
 pub use error::Error;
 pub use membership::{ConfChange, Membership};
-pub use message::{Body, Message, RejectHint, SnapshotMeta};
+pub use message::{Body, Digest, Message, RejectHint, SnapshotMeta};
 pub use raft::{PeerStatus, Raft, Status};
 pub use ready::{ReadState, Ready};
 pub use rng::Rng;

@@ -108,6 +108,28 @@ pub struct SnapshotMeta {
     pub index: Index,
     pub term: Term,
     pub membership: Membership,
+    /// The SHA-256 of the snapshot's bytes, set by the snapshot store that
+    /// committed them (`SnapshotSink::commit`) and checked by every store
+    /// that receives them. `None` only in a meta not yet committed, or one
+    /// an older version wrote.
+    #[serde(default)]
+    pub digest: Option<Digest>,
+}
+
+/// A SHA-256 digest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Digest(pub [u8; 32]);
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
 }
 
 impl Message {

@@ -69,6 +69,8 @@ pub struct Raft {
     dropped_reads: Vec<u64>,
     send_snapshots: Vec<(NodeId, SnapshotMeta)>,
     snapshot_msgs: Vec<Message>,
+    /// `Config::rebuilding`, until the node sees itself demoted.
+    rebuilding: bool,
 }
 
 /// A snapshot of one node's view, for status pages and tests.
@@ -85,6 +87,9 @@ pub struct Status {
     pub last_index: Index,
     pub persisted: Index,
     pub transferee: Option<NodeId>,
+    /// It is being rebuilt from its peers and does not vote yet
+    /// (`Config::rebuilding`).
+    pub rebuilding: bool,
     /// The configuration in force (the latest in the log).
     /// Shared with the node's own record: cloning a status is cheap.
     pub membership: std::sync::Arc<Membership>,
@@ -169,8 +174,13 @@ impl Raft {
             dropped_reads: Vec::new(),
             send_snapshots: Vec::new(),
             snapshot_msgs: Vec::new(),
+            rebuilding: cfg.rebuilding,
             cfg,
         };
+        if r.rebuilding && r.term > 0 {
+            // Only possible for a term entered before the marker was set.
+            r.vote = Some(id);
+        }
         r.reset_election_timer();
         Ok(r)
     }
@@ -242,6 +252,7 @@ impl Raft {
             last_index: self.log.last_index(),
             persisted: self.log.persisted,
             transferee: self.transferee,
+            rebuilding: self.rebuilding,
             membership: self.confs.latest_shared().1.clone(),
             conf_index: self.confs.latest().0,
             snapshot: self.snapshot.as_ref().map_or(0, |s| s.index),
@@ -255,6 +266,9 @@ impl Raft {
 
     /// Advances logical time by one tick.
     pub fn tick(&mut self) {
+        if self.rebuilding {
+            self.check_rebuilt();
+        }
         if self.role == Role::Leader {
             self.tick_leader();
         } else {
@@ -452,7 +466,9 @@ impl Raft {
         let elapsed = self.election_elapsed;
         if term != self.term {
             self.term = term;
-            self.vote = None;
+            // A node being rebuilt may have voted in this term before it
+            // lost its storage: it counts the term as voted in.
+            self.vote = self.rebuilding.then_some(self.id);
         }
         self.leave_role(leader);
         self.role = Role::Follower;

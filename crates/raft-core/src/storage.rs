@@ -35,10 +35,25 @@ pub struct StoredState {
 /// Where a node keeps its snapshots: the latest complete one, replaced
 /// atomically by the next. Shared between the driver and the threads that
 /// write and stream snapshots.
+///
+/// # Correctness requirements
+///
+/// A node never serves data it cannot verify, so a store must:
+/// - give every committed snapshot its digest (`SnapshotMeta::digest`, the
+///   SHA-256 of its bytes), and return it from `latest`;
+/// - never let a reader from `open` return bytes that differ from those
+///   committed: a reader fails with `InvalidData` naming the damage
+///   (before handing out a damaged chunk, or at the latest at the end of
+///   the stream, where the digest is checked). The driver reads every
+///   snapshot it loads or installs to its end, so the digest is always
+///   checked;
+/// - refuse, in `commit`, bytes that do not match a digest the meta
+///   already carries (a snapshot received from the leader).
 pub trait SnapshotStore: Send + Sync + 'static {
     /// The latest complete snapshot, if any.
     fn latest(&self) -> std::io::Result<Option<SnapshotMeta>>;
-    /// Reads snapshot `meta` from its start (`NotFound` once replaced).
+    /// Reads snapshot `meta` from its start (`NotFound` once replaced),
+    /// verifying what it reads.
     fn open(&self, meta: &SnapshotMeta) -> std::io::Result<Box<dyn std::io::Read + Send>>;
     /// Starts a new snapshot; it becomes the latest only when committed.
     fn create(&self) -> std::io::Result<Box<dyn SnapshotSink>>;
@@ -47,8 +62,11 @@ pub trait SnapshotStore: Send + Sync + 'static {
 /// A snapshot being written. Dropped without `commit`, it leaves no trace
 /// (a crash likewise leaves the previous snapshot in force).
 pub trait SnapshotSink: std::io::Write + Send {
-    /// Makes the bytes written durable and the latest snapshot, atomically.
-    fn commit(self: Box<Self>, meta: &SnapshotMeta) -> std::io::Result<()>;
+    /// Makes the bytes written durable and the latest snapshot, atomically,
+    /// and returns `meta` with the bytes' digest. If `meta` already carries
+    /// a digest the bytes do not match, nothing is committed and the error
+    /// is `InvalidData`.
+    fn commit(self: Box<Self>, meta: &SnapshotMeta) -> std::io::Result<SnapshotMeta>;
 }
 
 /// A node's durable Raft log and hard state.

@@ -137,6 +137,7 @@ impl Env {
                     index,
                     term: r.log().term(index).unwrap_or(0),
                     membership: r.membership_at(index).clone(),
+                    digest: None,
                 };
                 match r.compact(meta, index.saturating_sub(keep)) {
                     Ok(start) => {
@@ -218,6 +219,18 @@ impl Env {
                     n.durable_hs.commit = n.durable_hs.commit.min(keep as u64);
                 }
             }
+            // wipe ID...: a crashed node loses its whole disk; it restarts
+            // under its old id as a node being rebuilt (Config::rebuilding)
+            // that knows the configuration it was given.
+            "wipe" => {
+                for id in c.ids() {
+                    let n = self.nodes.get_mut(&id).expect("node");
+                    assert!(n.raft.is_none(), "line {}: crash node {id} first", c.line);
+                    n.durable_log.clear();
+                    n.durable_hs = HardState::default();
+                    n.cfg.rebuilding = true;
+                }
+            }
             "restart" => {
                 for id in c.ids() {
                     self.start(id);
@@ -246,6 +259,9 @@ impl Env {
                             if s.snapshot > 0 {
                                 let _ =
                                     write!(out, " snapshot={} first={}", s.snapshot, s.first_index);
+                            }
+                            if s.rebuilding {
+                                let _ = write!(out, " rebuilding");
                             }
                             let _ = writeln!(out);
                         }

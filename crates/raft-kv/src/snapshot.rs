@@ -44,6 +44,21 @@ fn bad(why: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("KV snapshot: {why}"))
 }
 
+/// A decoding error: the reader's own error if reading failed (a damaged
+/// snapshot file says so itself, with the file and offset), else what is
+/// wrong with the bytes.
+fn undecodable(e: rmp_serde::decode::Error, what: &str) -> io::Error {
+    use rmp_serde::decode::Error as E;
+    match e {
+        E::InvalidMarkerRead(io) | E::InvalidDataRead(io)
+            if io.kind() != io::ErrorKind::UnexpectedEof =>
+        {
+            io
+        }
+        other => bad(format!("{what} ({other})")),
+    }
+}
+
 fn put(w: &mut dyn Write, r: &Record) -> io::Result<()> {
     rmp_serde::encode::write(w, r).map_err(io::Error::other)
 }
@@ -163,13 +178,14 @@ fn each_record(
 ) -> io::Result<()> {
     let mut r = io::BufReader::with_capacity(256 << 10, r);
     let magic: String =
-        rmp_serde::from_read(&mut r).map_err(|_| bad("not a raftstack KV snapshot"))?;
+        rmp_serde::from_read(&mut r).map_err(|e| undecodable(e, "not a raftstack KV snapshot"))?;
     if magic != MAGIC {
         return Err(bad(format!("unknown format {magic:?}")));
     }
     let (mut keys, mut sessions, mut in_namespace) = (0u64, 0u64, false);
     loop {
-        let rec: Record = rmp_serde::from_read(&mut r).map_err(bad)?;
+        let rec: Record =
+            rmp_serde::from_read(&mut r).map_err(|e| undecodable(e, "a bad record"))?;
         match &rec {
             Record::Namespace(_) => in_namespace = true,
             Record::Key { .. } if !in_namespace => return Err(bad("a key before any namespace")),

@@ -3,6 +3,7 @@
 //! machine and the HTTPS command port.
 
 pub mod launch;
+mod rebuild;
 mod recovery;
 mod removal;
 
@@ -90,7 +91,9 @@ pub struct MockConfig {
     pub solo: bool,
     /// Delete this node's history before starting.
     pub detach: bool,
-    /// The explicit confirmation `solo` and `detach` need.
+    /// Rebuild this node from its peers (`rebuild.rs`).
+    pub rebuild: bool,
+    /// The explicit confirmation `solo`, `detach` and `rebuild` need.
     pub confirm: bool,
 }
 
@@ -117,6 +120,7 @@ impl MockConfig {
             restore: None,
             solo: false,
             detach: false,
+            rebuild: false,
             confirm: false,
         }
     }
@@ -252,12 +256,27 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
                 .into(),
         ));
     }
+    check_rebuild(&cfg)?;
     if cfg.detach {
         match &cfg.file {
             Some(f) => recovery::detach(f, &snapshot_dir(f))?,
             None => tracing::warn!("--detach: a node without a storage file has no history"),
         }
     }
+    let files = TlsFiles::for_member(&cfg.certs, &name);
+    let tls = TlsSetup::load(&files)?;
+    raft_net::tls::check_member_cert(&files, &name)?;
+    let api_tls = raft_net::tls::command_port_config(&files, cfg.require_client_cert)?;
+    let client_tls = tls.client.clone();
+    let client = HttpsClient::new(client_tls);
+    let rebuilding = match &cfg.file {
+        Some(f) if cfg.rebuild => {
+            rebuild::prepare(f)?;
+            true
+        }
+        Some(f) => rebuild::marker(f).exists(),
+        None => false,
+    };
     let storage_err = |path: &PathBuf, e: raft_log::Error| MockError::Storage {
         path: path.clone(),
         why: e.to_string(),
@@ -277,9 +296,18 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
             .map_err(|e| storage_err(cfg.file.as_ref().expect("redb"), e))?,
         Store::Memory(_) => None,
     };
+    // A node being rebuilt keeps the id the cluster knows it by.
     let id = match (recorded, &cfg.join) {
         (Some(id), _) => id,
+        (None, Some(addr)) if rebuilding => member_id_at(&client, addr, &name).await?,
         (None, Some(_)) => fresh_id(&name),
+        (None, None) if rebuilding => {
+            return Err(MockError::Settings(
+                "this node is being rebuilt (its .rebuilding marker is there) but its log has \
+                 no id yet: start it with --join <a member's command port>"
+                    .into(),
+            ));
+        }
         (None, None) => node_id(&name),
     };
     if let (Store::Redb(s), None) = (&mut store, recorded) {
@@ -299,11 +327,6 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
             "the election timeout must be longer than the heartbeat interval".into(),
         ));
     }
-    let files = TlsFiles::for_member(&cfg.certs, &name);
-    let tls = TlsSetup::load(&files)?;
-    raft_net::tls::check_member_cert(&files, &name)?;
-    let api_tls = raft_net::tls::command_port_config(&files, cfg.require_client_cert)?;
-    let client_tls = tls.client.clone();
 
     let peer_listen = resolve(&name)?;
     let host = name.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
@@ -320,7 +343,6 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         why: e.to_string(),
     })?;
 
-    let client = HttpsClient::new(client_tls);
     let (initial, initial_index) = match &cfg.join {
         Some(addr) if !cfg.neighbours.is_empty() => {
             return Err(MockError::Settings(format!(
@@ -345,6 +367,7 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
     raft.heartbeat_tick = cfg.heartbeat_ticks;
     raft.max_inflight = cfg.max_inflight;
     raft.seed = incarnation_seed(id);
+    raft.rebuilding = rebuilding;
     let mut ncfg = NodeConfig::new(raft, initial.keys().copied().collect());
     ncfg.addresses = initial.clone();
     ncfg.membership_index = initial_index;
@@ -398,10 +421,23 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         cfg.join.is_some(),
         removed_tx,
     ));
-    let joiner = cfg
-        .join
-        .clone()
-        .map(|addr| tokio::spawn(join(node.clone(), client.clone(), addr, name.clone())));
+    let joiner = cfg.join.clone().map(|addr| {
+        let (node, client, name) = (node.clone(), client.clone(), name.clone());
+        let mark = cfg.file.as_deref().map(rebuild::marker);
+        tokio::spawn(async move {
+            if let Some(mark) = mark.filter(|_| rebuilding) {
+                rebuild::run(
+                    node.clone(),
+                    client.clone(),
+                    addr.clone(),
+                    name.clone(),
+                    mark,
+                )
+                .await;
+            }
+            join(node, client, addr, name).await
+        })
+    });
     let (t, counted) = (transport.clone(), transport.clone());
     let ctx = Arc::new(ApiContext {
         node: node.clone(),
@@ -480,10 +516,46 @@ async fn follow_membership(node: Node<Output>, transport: Arc<Transport>) {
 
 /// The voters (id → address) of the cluster whose command port is
 /// `addr`, and the index of that configuration.
-async fn cluster_members(
-    client: &HttpsClient,
-    addr: &str,
-) -> Result<(BTreeMap<NodeId, String>, Index), MockError> {
+/// `--rebuild` goes with `--confirm` and `--join`, and with no other
+/// recovery action.
+fn check_rebuild(cfg: &MockConfig) -> Result<(), MockError> {
+    let why = if !cfg.rebuild {
+        return Ok(());
+    } else if !cfg.confirm {
+        "--rebuild moves this node's storage aside and rebuilds it from its peers; add \
+         --confirm to do it"
+    } else if cfg.file.is_none() {
+        "--rebuild rebuilds a node's storage file; this one runs in memory"
+    } else if cfg.join.is_none() {
+        "--rebuild needs --join <a member's command port> to ask the cluster"
+    } else if cfg.solo || cfg.detach || cfg.restore.is_some() {
+        "--rebuild does not go with --solo, --detach or --restore"
+    } else {
+        return Ok(());
+    };
+    Err(MockError::Settings(why.into()))
+}
+
+/// The id of the member whose address is `name`, as the cluster reached
+/// through the command port `addr` knows it.
+async fn member_id_at(client: &HttpsClient, addr: &str, name: &str) -> Result<NodeId, MockError> {
+    let v = configuration(client, addr).await?;
+    let servers = v["Servers"].as_array().into_iter().flatten();
+    servers
+        .filter(|s| s["Address"].as_str() == Some(name))
+        .find_map(|s| s["ID"].as_str().and_then(|i| i.parse().ok()))
+        .ok_or_else(|| MockError::Join {
+            addr: addr.to_string(),
+            why: format!(
+                "no member has the address {name}: nothing to rebuild (a new node joins \
+                 with --join alone)"
+            ),
+        })
+}
+
+/// The cluster's configuration, as `GET /v1/operator/raft/configuration`
+/// on the command port `addr` gives it.
+async fn configuration(client: &HttpsClient, addr: &str) -> Result<serde_json::Value, MockError> {
     let fail = |why: String| MockError::Join {
         addr: addr.to_string(),
         why,
@@ -499,10 +571,21 @@ async fn cluster_members(
         )
         .await
         .map_err(|e| fail(e.to_string()))?;
-    let v = reply
+    reply
         .json()
         .filter(|_| reply.status.is_success())
-        .ok_or_else(|| fail(format!("{path} answered {}", reply.status)))?;
+        .ok_or_else(|| fail(format!("{path} answered {}", reply.status)))
+}
+
+async fn cluster_members(
+    client: &HttpsClient,
+    addr: &str,
+) -> Result<(BTreeMap<NodeId, String>, Index), MockError> {
+    let fail = |why: String| MockError::Join {
+        addr: addr.to_string(),
+        why,
+    };
+    let v = configuration(client, addr).await?;
     let mut members = BTreeMap::new();
     for s in v["Servers"].as_array().into_iter().flatten() {
         if s["Voter"] != serde_json::Value::Bool(true) {

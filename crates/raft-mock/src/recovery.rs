@@ -40,6 +40,7 @@ where
         index: 1,
         term: 1,
         membership,
+        digest: None,
     };
     sink.commit(&meta).map_err(|e| bad(e.to_string()))?;
     store.reset_to(1, 1).map_err(|e| bad(e.to_string()))?;

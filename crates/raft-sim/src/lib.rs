@@ -465,6 +465,7 @@ impl Sim {
     fn handle_event(&mut self, event: Event) -> Result<(), String> {
         match event {
             Event::Deliver(m) => {
+                let m = *m;
                 let to = m.to;
                 if self.net.is_blocked(m.from, to) {
                     return Ok(());

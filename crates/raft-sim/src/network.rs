@@ -12,7 +12,7 @@ pub const TICK: Time = 10;
 
 #[derive(Debug)]
 pub enum Event {
-    Deliver(Message),
+    Deliver(Box<Message>),
     /// A node's oldest outstanding disk write finished.
     WriteDone {
         node: NodeId,
@@ -84,7 +84,7 @@ impl Network {
     pub fn hold(&mut self, now: Time, m: Message) {
         if self.held.chance(1, 2) {
             let d = self.held.range(TICK, 100 * TICK);
-            self.schedule(now + d, Event::Deliver(m));
+            self.schedule(now + d, Event::Deliver(Box::new(m)));
         }
     }
 
@@ -112,10 +112,10 @@ impl Network {
         }
         if rng.chance(self.faults.dup_permille, 1000) {
             let d = rng.range(1, self.faults.max_delay + 1);
-            self.schedule(now + d, Event::Deliver(m.clone()));
+            self.schedule(now + d, Event::Deliver(Box::new(m.clone())));
         }
         let d = rng.range(1, self.faults.max_delay + 1);
-        self.schedule(now + d, Event::Deliver(m));
+        self.schedule(now + d, Event::Deliver(Box::new(m)));
     }
 
     pub fn is_blocked(&self, from: NodeId, to: NodeId) -> bool {

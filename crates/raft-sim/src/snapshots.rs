@@ -24,6 +24,7 @@ impl Sim {
             index: applied,
             term: r.log().term(applied).expect("applied entry in the log"),
             membership: r.membership_at(applied).clone(),
+            digest: None,
         };
         let kv = self.nodes[&id].kv.clone();
         if let Err(e) = self.record_snapshot(&meta, &kv) {

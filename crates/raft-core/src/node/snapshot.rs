@@ -222,6 +222,7 @@ mod tests {
                 index: 10,
                 term: 3,
                 membership: Membership::new([1, 2]),
+                digest: None,
             },
             chunk: 4,
             window: 2,

@@ -34,7 +34,7 @@ impl Raft {
     /// Runs a pre-vote round first when configured, unless a leadership
     /// transfer asked for this election (the old leader vouches for it).
     pub(super) fn start_campaign(&mut self, transfer: bool) {
-        if !self.tracker.is_voter(self.id) {
+        if !self.tracker.is_voter(self.id) || self.rebuilding {
             self.reset_election_timer();
             return;
         }
@@ -101,9 +101,10 @@ impl Raft {
         // We may vote for m.from if we already did, or have voted for nobody
         // and know no leader in this term, or (pre-vote) it asks about a
         // future term.
-        let can_vote = self.vote == Some(m.from)
-            || (self.vote.is_none() && self.leader.is_none())
-            || (pre_vote && m.term > self.term);
+        let can_vote = !self.rebuilding
+            && (self.vote == Some(m.from)
+                || (self.vote.is_none() && self.leader.is_none())
+                || (pre_vote && m.term > self.term));
         let granted = can_vote && self.log.is_up_to_date(last_index, last_term);
         let body = Body::VoteResponse { pre_vote, granted };
         if granted {
@@ -125,6 +126,17 @@ impl Raft {
             }
         } else {
             self.send(m.from, body);
+        }
+    }
+
+    /// A node being rebuilt stops abstaining once the configuration in
+    /// force at its commit index makes it a learner: it was demoted, so its
+    /// lost votes and acknowledgements no longer count, and it becomes a
+    /// voter again only by a later configuration change, once caught up.
+    pub(super) fn check_rebuilt(&mut self) {
+        let m = self.membership_at(self.log.committed);
+        if m.members().contains(&self.id) && !m.is_voter(self.id) {
+            self.rebuilding = false;
         }
     }
 

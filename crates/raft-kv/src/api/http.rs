@@ -100,7 +100,9 @@ pub struct Query(BTreeMap<String, String>);
 
 /// The query parameters that are flags: present (or `true`, `1`) or not
 /// (or `false`, `0`); any other value is refused.
-const FLAGS: &[&str] = &["learner", "raw", "recurse", "redirect", "stale", "wait"];
+const FLAGS: &[&str] = &[
+    "learner", "raw", "rebuild", "recurse", "redirect", "stale", "wait",
+];
 
 impl Query {
     /// Parses a query string; a parameter given twice, or a flag with a

@@ -267,7 +267,7 @@ async fn route(ctx: &ApiContext, method: &Method, path: &str, q: &Query, body: B
             status::transfer(ctx, q).await
         }
         (&Method::PUT, ["v1", "operator", rest]) if *rest == "raft/peer" => {
-            q.allow(&["address", "id", "learner", "wait"])?;
+            q.allow(&["address", "id", "learner", "rebuild", "wait"])?;
             status::add_peer(ctx, q).await
         }
         (&Method::DELETE, ["v1", "operator", rest]) if *rest == "raft/peer" => {

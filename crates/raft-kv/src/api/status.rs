@@ -39,6 +39,11 @@ pub fn health(s: &NodeStatus) -> (&'static str, Vec<String>) {
             }
         }
     }
+    if s.raft.rebuilding {
+        yellow.push(
+            "being rebuilt from its peers: it does not vote until the leader has demoted it".into(),
+        );
+    }
     let lag = s.raft.commit.saturating_sub(s.raft.applied);
     if lag > APPLY_LAG_YELLOW {
         yellow.push(format!("applied lags commit by {lag} entries"));
@@ -125,6 +130,7 @@ pub fn node_status(ctx: &ApiContext) -> ApiResult {
         "keys": ctx.kv.read().keys(),
         "log_reduction": ctx.log_reduction,
         "storage_failed": s.failed,
+        "rebuilding": s.raft.rebuilding,
     });
     Ok(http::with_index(
         http::json(StatusCode::OK, &v),
@@ -262,6 +268,9 @@ pub async fn add_peer(ctx: &ApiContext, q: &Query) -> ApiResult {
         let v = json!({ "address": address, "state": state, "index": index });
         Ok(http::json(code, &v))
     };
+    if q.flag("rebuild") {
+        return rebuild_peer(ctx, id, address).await;
+    }
     if conf.voters.contains(&id) && !conf.is_joint() {
         return answer(StatusCode::OK, "voter", ctx.node.status().raft.conf_index);
     }
@@ -308,6 +317,46 @@ pub async fn add_peer(ctx: &ApiContext, q: &Query) -> ApiResult {
     });
     let index = ctx.node.status().raft.conf_index;
     answer(StatusCode::ACCEPTED, "learner, promotion pending", index)
+}
+
+/// `PUT /v1/operator/raft/peer?address=..&id=..&rebuild`, asked by a
+/// member that lost its storage and restarted empty under its old id
+/// (`raft-mock --rebuild`): it may have voted and acknowledged entries it
+/// no longer holds, so it is demoted to a learner first (its old
+/// acknowledgements then count for nothing), and promoted back to voter
+/// once it has caught up, in the background.
+async fn rebuild_peer(ctx: &ApiContext, id: NodeId, address: String) -> ApiResult {
+    let conf = ctx.node.status().raft.membership;
+    if !conf.members().contains(&id) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "node {id} is not a member: nothing to rebuild (a new node joins without ?rebuild)"
+            ),
+        ));
+    }
+    if conf.is_voter(id) {
+        let change = ConfChange::AddLearner {
+            id,
+            address: address.clone(),
+        };
+        ctx.node
+            .change_membership(vec![change])
+            .await
+            .map_err(ApiError::from_node)?;
+        tracing::warn!(member = %address, "demoted to learner to be rebuilt from its peers");
+    }
+    let node = ctx.node.clone();
+    let name = address.clone();
+    tokio::spawn(async move {
+        match node.add_voter(id, name.clone(), CATCH_UP).await {
+            Ok(_) => tracing::info!(member = %name, "rebuilt and promoted to voter"),
+            Err(e) => tracing::warn!(member = %name, "not promoted after its rebuild: {e}"),
+        }
+    });
+    let index = ctx.node.status().raft.conf_index;
+    let v = json!({ "address": address, "state": "learner, being rebuilt", "index": index });
+    Ok(http::json(StatusCode::ACCEPTED, &v))
 }
 
 /// Consul's `DELETE /v1/operator/raft/peer?address=<member>` (or `?id=`).
@@ -415,6 +464,7 @@ mod tests {
                 last_index: 10,
                 persisted: 10,
                 transferee: None,
+                rebuilding: false,
                 membership: Membership::new([1, 2, 3]).into(),
                 conf_index: 0,
                 snapshot: 0,

@@ -33,10 +33,7 @@ pub(super) fn load_snapshot<S: LogStore, M: StateMachine>(
         }
         return Ok(None);
     };
-    let mut r = snaps
-        .open(&meta)
-        .map_err(|e| io("opening the snapshot", e))?;
-    let view = M::read_snapshot(&mut r).map_err(|e| io("reading the snapshot", e))?;
+    let view = read_verified::<M>(snaps, &meta).map_err(|e| io("reading the snapshot", e))?;
     sm.restore(view);
     if meta.index > stored.purged.0 {
         let holds = meta.index <= stored.last_index
@@ -53,6 +50,25 @@ pub(super) fn load_snapshot<S: LogStore, M: StateMachine>(
         )));
     }
     Ok(Some(meta))
+}
+
+/// Reads snapshot `meta` into a state machine view, then reads on to the
+/// end of the stream, where the store checks the digest: a view is only
+/// used once every byte of it was verified.
+pub(super) fn read_verified<M: StateMachine>(
+    snaps: &dyn SnapshotStore,
+    meta: &SnapshotMeta,
+) -> std::io::Result<M::Snapshot> {
+    let mut r = snaps.open(meta)?;
+    let view = M::read_snapshot(&mut r)?;
+    let rest = std::io::copy(&mut r, &mut std::io::sink())?;
+    if rest > 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{rest} bytes after the state machine's snapshot"),
+        ));
+    }
+    Ok(view)
 }
 
 impl<T: Transport, M: StateMachine> Driver<T, M> {
@@ -87,6 +103,7 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
             index: applied,
             term,
             membership: self.raft.membership_at(applied).clone(),
+            digest: None,
         };
         let view = self.sm.snapshot();
         self.taking_snapshot = true;
@@ -96,8 +113,7 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
             let r = (|| -> std::io::Result<SnapshotMeta> {
                 let mut sink = snaps.create()?;
                 M::write_snapshot(view, &mut sink)?;
-                sink.commit(&meta)?;
-                Ok(meta)
+                sink.commit(&meta)
             })();
             let _ = events.send(Event::Taken(r.map_err(|e| e.to_string())));
         });
@@ -285,9 +301,8 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
             let (snaps, events) = (self.snaps.clone(), self.events.clone());
             tokio::task::spawn_blocking(move || {
                 let r = (|| -> std::io::Result<(SnapshotMeta, M::Snapshot)> {
-                    sink.commit(&meta)?;
-                    let mut r = snaps.open(&meta)?;
-                    let view = M::read_snapshot(&mut r)?;
+                    let meta = sink.commit(&meta)?;
+                    let view = read_verified::<M>(snaps.as_ref(), &meta)?;
                     Ok((meta, view))
                 })();
                 let _ = events.send(Event::Received(r.map_err(|e| e.to_string())));

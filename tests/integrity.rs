@@ -1,0 +1,144 @@
+//! Damaged storage across real `raft-mock` processes: a node whose files
+//! were damaged while it was down refuses to start, saying which file and
+//! what to do, instead of serving what it cannot verify; `--rebuild
+//! --confirm` then brings it back from its peers under its old identity,
+//! while the cluster takes writes.
+
+mod common;
+
+use common::{TestCluster, cluster_with, deadline, write_many};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The files in `dir` whose names end with `suffix`.
+fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.expect("entry").path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.to_string_lossy().ends_with(suffix));
+    v.sort();
+    v
+}
+
+/// Flips a byte `from_end` bytes before the end of `path`; returns the
+/// file's bytes before.
+fn flip(path: &Path, from_end: usize) -> Vec<u8> {
+    let whole = std::fs::read(path).expect("read");
+    let mut b = whole.clone();
+    let at = b.len() - from_end;
+    b[at] ^= 0x20;
+    std::fs::write(path, &b).expect("write");
+    whole
+}
+
+/// Starts node `i`, expects it to exit with an error whose text (in its
+/// log) contains `what`.
+async fn refused(c: &mut TestCluster, i: usize, what: &str) {
+    let before = std::fs::read_to_string(&c.nodes[i].log)
+        .unwrap_or_default()
+        .len();
+    c.start(i).expect("spawn");
+    let code = c.wait_exit(i, Duration::from_secs(20)).await;
+    let log = std::fs::read_to_string(&c.nodes[i].log).unwrap_or_default();
+    let new = &log[before..];
+    assert!(
+        code.is_some_and(|c| c != 0 && c != 101),
+        "node {i} should refuse to start cleanly (exit {code:?}):\n{new}"
+    );
+    assert!(new.contains(what), "the refusal says {what:?}:\n{new}");
+}
+
+async fn is_voter(c: &TestCluster, i: usize) -> bool {
+    let Some(s) = c.status(i).await else {
+        return false;
+    };
+    let name = &c.nodes[i].name;
+    let voters = &s["configuration"]["voters"];
+    !s["rebuilding"].as_bool().unwrap_or(true)
+        && voters
+            .as_array()
+            .is_some_and(|v| v.iter().any(|x| x == name.as_str()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_node_refuses_to_start_and_is_rebuilt_from_its_peers() {
+    let flags = ["--snapshot-entries", "60", "--keep-entries", "0"];
+    let mut c = cluster_with(&["active"; 3], false, &flags);
+    deadline(150, async {
+        let l = c.leader(&[]).await;
+        let f = (l + 1) % 3;
+        let top = write_many(&c, l, 200, "k").await;
+        c.wait_applied(f, top, Duration::from_secs(20)).await;
+        let file = c.nodes[f].file.clone().expect("a storage file");
+        let snaps = raft_mock::snapshot_dir(&file);
+        while files_ending(&snaps, ".data").is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        c.kill(f);
+
+        // The last record of its write-ahead log (acknowledged: a durable
+        // mark follows it) with a flipped byte: not a torn write.
+        let seg = files_ending(&raft_log::wal_dir(&file), ".seg")
+            .pop()
+            .expect("a segment");
+        let whole = flip(&seg, 21 + 10);
+        refused(&mut c, f, "durable mark").await;
+        std::fs::write(&seg, whole).expect("restore");
+
+        // A flipped byte in the middle of its snapshot.
+        let data = files_ending(&snaps, ".data").pop().expect("a snapshot");
+        let size = std::fs::metadata(&data).expect("size").len() as usize;
+        flip(&data, size / 2);
+        refused(&mut c, f, "damaged").await;
+
+        // Rebuilt from its peers, under writes.
+        let api = c.nodes[l].api.clone();
+        c.c.nodes[f].join = Some(api);
+        c.c.nodes[f].extra = vec!["--rebuild".into(), "--confirm".into()];
+        c.start(f).expect("spawn");
+        let more = write_many(&c, l, 150, "m").await;
+        let until = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !is_voter(&c, f).await {
+            if tokio::time::Instant::now() > until {
+                c.dump_logs();
+                panic!("node {f} was not rebuilt into a voter");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        c.wait_applied(f, more, Duration::from_secs(20)).await;
+        let want = c.dump(l).await;
+        assert_eq!(want.len(), 350);
+        assert_eq!(
+            c.dump(f).await,
+            want,
+            "the rebuilt node holds what the others hold"
+        );
+        assert!(!rebuild_marker(&file).exists(), "the marker is cleared");
+        let dir = file.parent().expect("dir");
+        let name = file
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
+        let aside = files_ending(dir, "").into_iter().filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().to_string();
+            n.starts_with(&name) && n.contains(".damaged-")
+        });
+        assert!(aside.count() >= 2, "the damaged files are kept aside");
+
+        // It restarts as an ordinary voter.
+        c.kill(f);
+        c.c.nodes[f].extra.clear();
+        c.start(f).expect("spawn");
+        let last = c.put(l, "after", "restart").await.expect("write");
+        c.wait_applied(f, last, Duration::from_secs(20)).await;
+        assert!(is_voter(&c, f).await);
+    })
+    .await;
+}
+
+fn rebuild_marker(file: &Path) -> PathBuf {
+    let mut n = file.as_os_str().to_owned();
+    n.push(".rebuilding");
+    PathBuf::from(n)
+}
