@@ -75,6 +75,10 @@ struct Args {
     /// behind catches up from the log instead of by snapshot.
     #[arg(long, default_value_t = 10_000)]
     keep_entries: u64,
+    /// Seconds between scrub passes, which re-read and verify the latest
+    /// snapshot at a bounded rate (0: no scrub).
+    #[arg(long, default_value_t = 600)]
+    scrub_secs: u64,
     /// Logging level.
     #[arg(short = 'l', long, value_enum, default_value = "INFO")]
     log_level: Level,
@@ -219,6 +223,7 @@ async fn run(a: Args) -> anyhow::Result<Stopped> {
     cfg.snapshot_entries = a.snapshot_entries;
     cfg.snapshot_bytes = a.snapshot_bytes;
     cfg.keep_entries = a.keep_entries;
+    cfg.scrub_interval = Duration::from_secs(a.scrub_secs);
     let node = raft_mock::start(cfg).await?;
     // Scripts read this line to learn the ports (useful with port 0).
     println!(

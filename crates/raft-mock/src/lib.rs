@@ -85,6 +85,8 @@ pub struct MockConfig {
     pub snapshot_bytes: u64,
     /// Entries kept in the log behind a snapshot.
     pub keep_entries: u64,
+    /// Between scrub passes over the latest snapshot (zero: none).
+    pub scrub_interval: Duration,
     /// A backup (`raftctl backup`) to start a new cluster from.
     pub restore: Option<PathBuf>,
     /// Become the only member of a new one-node cluster, keeping the log.
@@ -117,6 +119,7 @@ impl MockConfig {
             snapshot_entries: 100_000,
             snapshot_bytes: 64 << 20,
             keep_entries: 10_000,
+            scrub_interval: Duration::from_secs(600),
             restore: None,
             solo: false,
             detach: false,
@@ -375,6 +378,7 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
     ncfg.snapshot_entries = cfg.snapshot_entries;
     ncfg.snapshot_bytes = cfg.snapshot_bytes;
     ncfg.keep_entries = cfg.keep_entries;
+    ncfg.scrub_interval = cfg.scrub_interval;
     ncfg.log_reduction = cfg.log_reduction;
     let kv = KvStore::new();
     let shared = transport.clone();

@@ -18,6 +18,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
+mod scrub;
 mod snapshots;
 
 use snapshots::load_snapshot;
@@ -33,6 +34,9 @@ enum Event<V> {
     /// A snapshot received from the leader was committed and read back.
     Received(Result<(SnapshotMeta, V), String>),
     Sender(SenderDone),
+    /// A scrub pass ended: the snapshot verified, was replaced meanwhile,
+    /// or is damaged (why).
+    Scrubbed(Result<bool, String>),
 }
 
 pub(super) fn start<S, T, M>(
@@ -94,7 +98,8 @@ where
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let storage = Storage::new(store, done_tx);
     let (cmd_tx, cmd_rx) = mpsc::channel(cfg.max_batch.max(64));
-    let first = status_of(&raft, &cfg, None);
+    let scrub = scrub::Scrub::new(cfg.scrub_interval);
+    let first = status_of(&raft, &cfg, None, &scrub);
     let (members_tx, members_rx) = watch::channel(MembershipView {
         index: first.raft.conf_index,
         membership: first.raft.membership.clone(),
@@ -127,6 +132,8 @@ where
         status: status_tx,
         members: members_tx,
         failed: None,
+        scrub,
+        force_snapshot: false,
     };
     tokio::spawn(driver.run(cmd_rx, inbound, done_rx, events_rx));
     Ok(Node {
@@ -138,7 +145,12 @@ where
     })
 }
 
-fn status_of(raft: &Raft, cfg: &NodeConfig, failed: Option<String>) -> NodeStatus {
+fn status_of(
+    raft: &Raft,
+    cfg: &NodeConfig,
+    failed: Option<String>,
+    scrub: &scrub::Scrub,
+) -> NodeStatus {
     let s = raft.status();
     let election_tick = cfg.raft.election_tick;
     let voters: Vec<_> = raft.voters().into_iter().collect();
@@ -156,6 +168,9 @@ fn status_of(raft: &Raft, cfg: &NodeConfig, failed: Option<String>) -> NodeStatu
         voters,
         raft: s,
         failed,
+        damage: scrub.damage.clone(),
+        scrubs: scrub.runs,
+        scrub_damage: scrub.found,
         tick_ms: cfg.tick.as_millis() as u64,
         election_tick,
     }
@@ -197,6 +212,10 @@ struct Driver<T, M: StateMachine> {
     status: watch::Sender<NodeStatus>,
     members: watch::Sender<MembershipView>,
     failed: Option<String>,
+    scrub: scrub::Scrub,
+    /// Take a snapshot even if none is due (the scrub found the latest
+    /// one damaged).
+    force_snapshot: bool,
 }
 
 impl<T: Transport, M: StateMachine> Driver<T, M> {
@@ -218,6 +237,7 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
                         self.watch_transfers();
                         // Log reduction also follows the other members.
                         self.maybe_snapshot();
+                        self.maybe_scrub();
                     }
                 }
                 Some(e) = events.recv() => self.on_event(e),
@@ -402,7 +422,7 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
     }
 
     fn publish(&self) {
-        let s = status_of(&self.raft, &self.cfg, self.failed.clone());
+        let s = status_of(&self.raft, &self.cfg, self.failed.clone(), &self.scrub);
         let old = self.status.send_replace(s);
         let new = self.status.borrow();
         let (a, b) = (&old.raft, &new.raft);

@@ -100,6 +100,10 @@ pub struct NodeConfig {
     /// row it is abandoned (and started again if still needed).
     pub snapshot_ack_timeout: Duration,
     pub snapshot_retries: u32,
+    /// How often the latest snapshot is re-read and verified (zero: never),
+    /// and how fast, in bytes per second (zero: as fast as the disk goes).
+    pub scrub_interval: Duration,
+    pub scrub_rate: u64,
 }
 
 impl NodeConfig {
@@ -122,6 +126,8 @@ impl NodeConfig {
             snapshot_window: 4,
             snapshot_ack_timeout: Duration::from_secs(1),
             snapshot_retries: 10,
+            scrub_interval: Duration::from_secs(600),
+            scrub_rate: 32 << 20,
         }
     }
 }
@@ -170,6 +176,11 @@ pub struct NodeStatus {
     pub voters: Vec<NodeId>,
     /// Set once storage failed; the node then refuses writes.
     pub failed: Option<String>,
+    /// Damage the scrub found in stored data, until a pass finds none.
+    pub damage: Option<String>,
+    /// Scrub passes finished, and those that found damage.
+    pub scrubs: u64,
+    pub scrub_damage: u64,
     /// Milliseconds per tick, to turn `last_contact` ticks into time.
     pub tick_ms: u64,
     pub election_tick: u64,

@@ -35,7 +35,9 @@ impl Raft {
                 meta.term, meta.index, self.log.applied
             )));
         }
-        if self.snapshot.as_ref().is_none_or(|s| s.index < meta.index) {
+        // The same index again is a new copy of the same state (its digest
+        // may differ): the latest copy is the one the store holds.
+        if self.snapshot.as_ref().is_none_or(|s| s.index <= meta.index) {
             self.snapshot = Some(meta.clone());
         }
         let upto = compact_to.min(meta.index).min(self.log.persisted);

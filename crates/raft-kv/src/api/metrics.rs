@@ -49,7 +49,7 @@ pub fn render(ctx: &ApiContext) -> Response<Body> {
     let m = &ctx.metrics;
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
-    let rows: [(&str, &str, &str, f64); 17] = [
+    let rows: [(&str, &str, &str, f64); 20] = [
         (
             "raft_term",
             "Current Raft term.",
@@ -103,6 +103,24 @@ pub fn render(ctx: &ApiContext) -> Response<Body> {
             "1 once the log store failed.",
             "gauge",
             flag(s.failed.is_some()),
+        ),
+        (
+            "raft_scrub_runs_total",
+            "Passes of the scrub that re-reads and verifies the latest snapshot.",
+            "counter",
+            s.scrubs as f64,
+        ),
+        (
+            "raft_scrub_damage_total",
+            "Scrub passes that found the latest snapshot damaged.",
+            "counter",
+            s.scrub_damage as f64,
+        ),
+        (
+            "raft_storage_damaged",
+            "1 while the scrub's last pass found damage.",
+            "gauge",
+            flag(s.damage.is_some()),
         ),
         (
             "kv_keys",

@@ -20,6 +20,11 @@ pub fn health(s: &NodeStatus) -> (&'static str, Vec<String>) {
     if let Some(f) = &s.failed {
         red.push(format!("storage failed: {f}"));
     }
+    if let Some(d) = &s.damage {
+        red.push(format!(
+            "stored data is damaged (a new snapshot replaces it): {d}"
+        ));
+    }
     if s.raft.leader.is_none() {
         red.push("no leader".into());
     }
@@ -131,6 +136,7 @@ pub fn node_status(ctx: &ApiContext) -> ApiResult {
         "log_reduction": ctx.log_reduction,
         "storage_failed": s.failed,
         "rebuilding": s.raft.rebuilding,
+        "storage_damage": s.damage,
     });
     Ok(http::with_index(
         http::json(StatusCode::OK, &v),
@@ -474,6 +480,9 @@ mod tests {
             },
             voters: vec![1, 2, 3],
             failed: None,
+            damage: None,
+            scrubs: 0,
+            scrub_damage: 0,
             tick_ms: 50,
             election_tick: 10,
             quorum_live: true,

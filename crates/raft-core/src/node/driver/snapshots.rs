@@ -83,17 +83,20 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
         let log = self.raft.log();
         let applied = log.applied;
         let last = self.raft.snapshot().map_or(0, |s| s.index);
-        let due = if self.cfg.log_reduction {
-            let floor = self.raft.status().all_applied;
-            floor >= log.first_index() - 1 + self.cfg.reduction_step.max(1)
-        } else {
-            let by_count =
-                self.cfg.snapshot_entries > 0 && applied >= last + self.cfg.snapshot_entries;
-            let by_bytes =
-                self.cfg.snapshot_bytes > 0 && self.bytes_since_snapshot >= self.cfg.snapshot_bytes;
-            by_count || by_bytes
-        };
-        if !due || applied <= last {
+        let due = self.force_snapshot
+            || if self.cfg.log_reduction {
+                let floor = self.raft.status().all_applied;
+                floor >= log.first_index() - 1 + self.cfg.reduction_step.max(1)
+            } else {
+                let by_count =
+                    self.cfg.snapshot_entries > 0 && applied >= last + self.cfg.snapshot_entries;
+                let by_bytes = self.cfg.snapshot_bytes > 0
+                    && self.bytes_since_snapshot >= self.cfg.snapshot_bytes;
+                by_count || by_bytes
+            };
+        // A forced snapshot may be taken at the latest one's index: it
+        // replaces a damaged copy of the same state.
+        if !due || applied < last || (applied == last && !self.force_snapshot) || applied == 0 {
             return;
         }
         let Some(term) = log.term(applied) else {
@@ -123,6 +126,7 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
         match e {
             Event::Taken(Ok(meta)) => {
                 self.taking_snapshot = false;
+                self.force_snapshot = false;
                 let compact_to = if self.cfg.log_reduction {
                     self.raft.status().all_applied
                 } else {
@@ -168,6 +172,7 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
                 self.senders.remove(&to);
                 self.delivered.insert(to, Instant::now());
             }
+            Event::Scrubbed(r) => self.on_scrubbed(r),
             Event::Sender(SenderDone::Failed(to, why)) => {
                 tracing::warn!(peer = to, "snapshot transfer abandoned: {why}");
                 self.senders.remove(&to);
