@@ -267,6 +267,16 @@ impl ConfLog {
             .map_or(&self.base.1, |(_, m)| m)
     }
 
+    /// Every configuration in force at some index in `lo..=hi`.
+    pub(crate) fn in_force_between(
+        &self,
+        lo: Index,
+        hi: Index,
+    ) -> impl Iterator<Item = &Membership> {
+        let later = self.later.iter().filter(move |(i, _)| *i > lo && *i <= hi);
+        std::iter::once(self.at(lo)).chain(later.map(|(_, m)| &**m))
+    }
+
     /// Records the configuration entry at `index`; one at or below the
     /// base is older than the base and ignored.
     pub(crate) fn push(&mut self, index: Index, m: Membership) {

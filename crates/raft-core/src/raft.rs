@@ -71,6 +71,9 @@ pub struct Raft {
     snapshot_msgs: Vec<Message>,
     /// `Config::rebuilding`, until the node sees itself demoted.
     rebuilding: bool,
+    /// The commit index up to which the configurations were searched for
+    /// that demotion.
+    rebuild_seen: Index,
 }
 
 /// A snapshot of one node's view, for status pages and tests.
@@ -175,6 +178,7 @@ impl Raft {
             send_snapshots: Vec::new(),
             snapshot_msgs: Vec::new(),
             rebuilding: cfg.rebuilding,
+            rebuild_seen: 0,
             cfg,
         };
         if r.rebuilding && r.term > 0 {
@@ -266,9 +270,7 @@ impl Raft {
 
     /// Advances logical time by one tick.
     pub fn tick(&mut self) {
-        if self.rebuilding {
-            self.check_rebuilt();
-        }
+        self.check_rebuilt();
         if self.role == Role::Leader {
             self.tick_leader();
         } else {

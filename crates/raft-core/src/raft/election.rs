@@ -129,13 +129,24 @@ impl Raft {
         }
     }
 
-    /// A node being rebuilt stops abstaining once the configuration in
-    /// force at its commit index makes it a learner: it was demoted, so its
+    /// A node being rebuilt stops abstaining once a configuration in force
+    /// at some committed index makes it a learner: it was demoted, so its
     /// lost votes and acknowledgements no longer count, and it becomes a
     /// voter again only by a later configuration change, once caught up.
+    /// Every committed configuration is looked at, not only the latest: the
+    /// promotion may follow the demotion within one append.
     pub(super) fn check_rebuilt(&mut self) {
-        let m = self.membership_at(self.log.committed);
-        if m.members().contains(&self.id) && !m.is_voter(self.id) {
+        let (lo, hi) = (self.rebuild_seen, self.log.committed);
+        if !self.rebuilding || hi <= lo {
+            return;
+        }
+        let id = self.id;
+        let demoted = self
+            .confs
+            .in_force_between(lo, hi)
+            .any(|m| m.members().contains(&id) && !m.is_voter(id));
+        self.rebuild_seen = hi;
+        if demoted {
             self.rebuilding = false;
         }
     }

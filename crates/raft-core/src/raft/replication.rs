@@ -121,6 +121,7 @@ impl Raft {
                 self.leader = Some(m.from);
                 let last = self.log.last_index();
                 self.log.commit_to(commit.min(last));
+                self.check_rebuilt();
                 if commit > last {
                     // The leader counts this node as holding `commit`, but
                     // its log ends before it: entries it acknowledged were
@@ -196,6 +197,7 @@ impl Raft {
             Some(last_new) => {
                 self.confs_after_follower_append(prev_index, last_new, entries);
                 self.log.commit_to(commit.min(last_new));
+                self.check_rebuilt();
                 self.send(
                     from,
                     Body::AppendResponse {

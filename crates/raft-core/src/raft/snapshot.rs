@@ -76,6 +76,7 @@ impl Raft {
                 },
             );
         }
+        self.check_rebuilt();
         true
     }
 

@@ -355,6 +355,28 @@ async fn rebuild_peer(ctx: &ApiContext, id: NodeId, address: String) -> ApiResul
     let node = ctx.node.clone();
     let name = address.clone();
     tokio::spawn(async move {
+        // It must see itself a learner before it is a voter again (until
+        // then it does not vote): promote it only once it has applied the
+        // demotion, not in the same snapshot or append as it.
+        let mut rx = node.watch_status();
+        let wait = async {
+            let learner = |s: &raft_core::node::NodeStatus| {
+                let m = &s.raft.membership;
+                !m.is_joint() && m.learners.contains(&id) && s.raft.commit >= s.raft.conf_index
+            };
+            let demoted_at = rx.wait_for(learner).await?.raft.conf_index;
+            let applied = |s: &raft_core::node::NodeStatus| {
+                s.raft
+                    .peers
+                    .iter()
+                    .any(|p| p.id == id && p.applied >= demoted_at)
+            };
+            rx.wait_for(applied).await.map(|_| ())
+        };
+        if !matches!(tokio::time::timeout(CATCH_UP, wait).await, Ok(Ok(()))) {
+            tracing::warn!(member = %name, "not promoted: it did not apply its demotion");
+            return;
+        }
         match node.add_voter(id, name.clone(), CATCH_UP).await {
             Ok(_) => tracing::info!(member = %name, "rebuilt and promoted to voter"),
             Err(e) => tracing::warn!(member = %name, "not promoted after its rebuild: {e}"),
