@@ -284,15 +284,7 @@ pub async fn add_peer(ctx: &ApiContext, q: &Query) -> ApiResult {
         if conf.learners.contains(&id) {
             return answer(StatusCode::OK, "learner", ctx.node.status().raft.conf_index);
         }
-        let change = ConfChange::AddLearner {
-            id,
-            address: address.clone(),
-        };
-        let index = ctx
-            .node
-            .change_membership(vec![change])
-            .await
-            .map_err(ApiError::from_node)?;
+        let index = add_learner(ctx, id, &address).await?;
         return answer(StatusCode::OK, "learner", index);
     }
     if q.flag("wait") {
@@ -304,14 +296,7 @@ pub async fn add_peer(ctx: &ApiContext, q: &Query) -> ApiResult {
         return answer(StatusCode::OK, "voter", index);
     }
     if !conf.learners.contains(&id) {
-        let change = ConfChange::AddLearner {
-            id,
-            address: address.clone(),
-        };
-        ctx.node
-            .change_membership(vec![change])
-            .await
-            .map_err(ApiError::from_node)?;
+        add_learner(ctx, id, &address).await?;
     }
     let node = ctx.node.clone();
     let name = address.clone();
@@ -323,6 +308,17 @@ pub async fn add_peer(ctx: &ApiContext, q: &Query) -> ApiResult {
     });
     let index = ctx.node.status().raft.conf_index;
     answer(StatusCode::ACCEPTED, "learner, promotion pending", index)
+}
+
+/// Makes `id` a learner at `address` (adding it, or demoting a voter);
+/// the index of the change.
+async fn add_learner(ctx: &ApiContext, id: NodeId, address: &str) -> Result<u64, ApiError> {
+    let address = address.to_string();
+    let change = ConfChange::AddLearner { id, address };
+    ctx.node
+        .change_membership(vec![change])
+        .await
+        .map_err(ApiError::from_node)
 }
 
 /// `PUT /v1/operator/raft/peer?address=..&id=..&rebuild`, asked by a
@@ -342,14 +338,7 @@ async fn rebuild_peer(ctx: &ApiContext, id: NodeId, address: String) -> ApiResul
         ));
     }
     if conf.is_voter(id) {
-        let change = ConfChange::AddLearner {
-            id,
-            address: address.clone(),
-        };
-        ctx.node
-            .change_membership(vec![change])
-            .await
-            .map_err(ApiError::from_node)?;
+        add_learner(ctx, id, &address).await?;
         tracing::warn!(member = %address, "demoted to learner to be rebuilt from its peers");
     }
     let node = ctx.node.clone();
