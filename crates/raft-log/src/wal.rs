@@ -167,7 +167,10 @@ impl Wal {
             let torn = scan(&mut seg, &mut body, &mut visit)?;
             if let Some(torn) = torn {
                 let at = seg.len;
-                let fail = |why: String| Err(corrupt(&path, format!("at byte {at}: {why}")));
+                let fail = |why: String| {
+                    let remedy = crate::contain::REMEDY;
+                    Err(corrupt(&path, format!("at byte {at}: {why}; {remedy}")))
+                };
                 if i + 1 != count {
                     return fail(format!("{} in a sealed segment", torn.bad.why));
                 }

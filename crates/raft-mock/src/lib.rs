@@ -412,7 +412,8 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         }
     }
     let node = match store {
-        Store::Redb(s) => Node::start(ncfg, s, snaps, shared, inbound, kv.clone())?,
+        Store::Redb(s) => Node::start(ncfg, s, snaps, shared, inbound, kv.clone())
+            .map_err(|e| refused_start(cfg.file.as_deref(), e))?,
         Store::Memory(s) => Node::start(ncfg, s, snaps, shared, inbound, kv.clone())?,
     };
 
@@ -520,6 +521,18 @@ async fn follow_membership(node: Node<Output>, transport: Arc<Transport>) {
 
 /// The voters (id → address) of the cluster whose command port is
 /// `addr`, and the index of that configuration.
+/// What a node that cannot start from its storage says: which file, and
+/// why (a damaged snapshot names itself and the byte).
+fn refused_start(file: Option<&std::path::Path>, e: raft_core::node::NodeError) -> MockError {
+    match (file, e) {
+        (Some(f), raft_core::node::NodeError::Storage(why)) => MockError::Storage {
+            path: f.to_path_buf(),
+            why: format!("cannot start from it: {why}"),
+        },
+        (_, e) => MockError::Node(e),
+    }
+}
+
 /// `--rebuild` goes with `--confirm` and `--join`, and with no other
 /// recovery action.
 fn check_rebuild(cfg: &MockConfig) -> Result<(), MockError> {

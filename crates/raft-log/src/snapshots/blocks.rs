@@ -112,7 +112,10 @@ pub(super) struct BlockReader<R: Read> {
 fn damaged(name: &str, offset: u64, what: impl std::fmt::Display) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
-        format!("snapshot {name}, byte {offset}: {what}: the snapshot is damaged"),
+        format!(
+            "snapshot {name}, byte {offset}: {what}: the snapshot is damaged; {}",
+            crate::contain::REMEDY
+        ),
     )
 }
 

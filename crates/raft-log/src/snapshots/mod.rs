@@ -443,6 +443,22 @@ mod tests {
     }
 
     #[test]
+    fn every_flipped_byte_and_every_truncation_of_a_meta_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileSnapshots::open(dir.path()).unwrap();
+        commit(&store, b"state", &meta(10)).unwrap();
+        let path = files(dir.path(), "meta");
+        let whole = std::fs::read(&path).unwrap();
+        for at in 0..whole.len() {
+            let mut b = whole.clone();
+            b[at] ^= 0x01;
+            assert!(decode_meta(&path, &b).is_err(), "byte {at}");
+            assert!(decode_meta(&path, &whole[..at]).is_err(), "cut at {at}");
+        }
+        assert_eq!(decode_meta(&path, &whole).unwrap().0.index, 10);
+    }
+
+    #[test]
     fn a_snapshot_an_older_version_wrote_is_still_read() {
         let dir = tempfile::tempdir().unwrap();
         let old = meta(7);
