@@ -74,6 +74,26 @@ async fn a_damaged_node_refuses_to_start_and_is_rebuilt_from_its_peers() {
         while files_ending(&snaps, ".data").is_empty() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // Asked to rebuild while it still runs: refused, nothing moved.
+        let port = c.nodes[f].api.rsplit_once(':').expect("port").1.to_string();
+        let out = std::process::Command::new(&c.c.bin)
+            .args(["-n", &c.nodes[f].name, "-p", &port, "--certs"])
+            .arg(&c.c.certs)
+            .arg("-f")
+            .arg(&file)
+            .args(["--rebuild", "--confirm", "--join", &c.nodes[l].api])
+            .output()
+            .expect("run raft-mock");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("still running"),
+            "{err}"
+        );
+        assert!(
+            !rebuild_marker(&file).exists() && file.exists(),
+            "nothing moved"
+        );
+
         // Stopped cleanly, so its last write was acknowledged (a kill -9
         // during an fsync leaves a record that was not, and may be cut).
         assert!(c.stop(f, Duration::from_secs(10)), "a clean stop");

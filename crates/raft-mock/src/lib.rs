@@ -274,7 +274,7 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
     let client = HttpsClient::new(client_tls);
     let rebuilding = match &cfg.file {
         Some(f) if cfg.rebuild => {
-            rebuild::prepare(f)?;
+            rebuild::prepare(f, resolve(&name)?)?;
             true
         }
         Some(f) => rebuild::marker(f).exists(),

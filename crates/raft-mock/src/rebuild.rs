@@ -34,11 +34,18 @@ fn sync_parent(path: &Path) -> std::io::Result<()> {
 
 /// Moves this node's storage aside and sets the marker, durably; a rebuild
 /// already under way (the marker is there) is continued, not restarted.
-pub(crate) fn prepare(file: &Path) -> Result<(), MockError> {
+/// Refused while the node's peer address is taken: the node, still
+/// running, would go on writing into the files moved aside.
+pub(crate) fn prepare(file: &Path, peer: std::net::SocketAddr) -> Result<(), MockError> {
     let fail = |why: String| MockError::Storage {
         path: file.to_path_buf(),
         why: format!("--rebuild: {why}"),
     };
+    if let Err(e) = std::net::TcpListener::bind(peer) {
+        return Err(fail(format!(
+            "{peer} is in use ({e}): is this node still running? Stop it first"
+        )));
+    }
     let mark = marker(file);
     if mark.exists() {
         tracing::warn!(file = %file.display(), "continuing the rebuild under way");
