@@ -90,6 +90,34 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, NetError>
     Ok(certs)
 }
 
+/// What to add to pyraftlog's openssl recipe (`openssl x509 -req`, which
+/// without `-extfile` makes a version 1 certificate with no extensions).
+pub const OPENSSL_EXTFILE: &str = "-extfile <(printf '%s\\n' \
+     'subjectAltName=DNS:localhost,IP:127.0.0.1,URI:raftstack://node/127.0.0.1:*' \
+     'extendedKeyUsage=serverAuth,clientAuth')";
+
+/// A certificate chain for this side of a TLS connection: its first
+/// certificate must be X.509 version 3, which rustls requires, so that it
+/// can carry a subjectAltName.
+pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, NetError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let chain = load_certs(path)?;
+    let (_, leaf) = X509Certificate::from_der(&chain[0])
+        .map_err(|e| cert_error(path, format!("not an X.509 certificate: {e}")))?;
+    if leaf.version().0 < 2 {
+        return Err(cert_error(
+            path,
+            format!(
+                "is an X.509 version 1 certificate: it has no extensions, so no \
+                 subjectAltName, and TLS refuses it. `openssl x509 -req` makes one unless \
+                 given the extensions; sign the request again adding {OPENSSL_EXTFILE} \
+                 (certs/README.md has the whole recipe), or run `cargo xtask certs`"
+            ),
+        ));
+    }
+    Ok(chain)
+}
+
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, NetError> {
     let pem = read(path)?;
     rustls_pemfile::private_key(&mut pem.as_slice())
@@ -115,7 +143,7 @@ pub fn command_port_config(
     require_client_cert: bool,
 ) -> Result<Arc<ServerConfig>, NetError> {
     let roots = load_roots(&files.ca)?;
-    let chain = load_certs(&files.cert)?;
+    let chain = load_chain(&files.cert)?;
     let key = load_key(&files.key)?;
     let mut b = WebPkiClientVerifier::builder_with_provider(roots, provider());
     if !require_client_cert {
@@ -149,7 +177,7 @@ pub fn client_config(
         .with_root_certificates(load_roots(ca)?);
     Ok(Arc::new(match identity {
         Some((cert, key)) => b
-            .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
+            .with_client_auth_cert(load_chain(cert)?, load_key(key)?)
             .map_err(|e| cert_error(key, format!("does not go with {}: {e}", cert.display())))?,
         None => b.with_no_client_auth(),
     }))
@@ -159,7 +187,7 @@ pub fn client_config(
 /// present (`identity.rs`), so a node whose certificate its peers would
 /// refuse says so at start.
 pub fn check_member_cert(files: &TlsFiles, addr: &str) -> Result<(), NetError> {
-    let chain = load_certs(&files.cert)?;
+    let chain = load_chain(&files.cert)?;
     let who = crate::identity::node_identity(&chain[0])
         .map_err(|e| cert_error(&files.cert, e.to_string()))?;
     if who.allows(addr) {
@@ -178,7 +206,7 @@ pub fn check_member_cert(files: &TlsFiles, addr: &str) -> Result<(), NetError> {
 impl TlsSetup {
     pub fn load(files: &TlsFiles) -> Result<Self, NetError> {
         let roots = load_roots(&files.ca)?;
-        let chain = load_certs(&files.cert)?;
+        let chain = load_chain(&files.cert)?;
         let key = load_key(&files.key)?;
         let mismatch = |e: tokio_rustls::rustls::Error| {
             cert_error(
@@ -210,5 +238,21 @@ impl TlsSetup {
             server: Arc::new(server),
             client: Arc::new(client),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_certificate_is_refused_saying_what_it_lacks_and_how_to_add_it() {
+        // Made by pyraftlog's recipe: `openssl x509 -req` without -extfile.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/openssl-v1.crt");
+        assert_eq!(load_certs(&path).expect("a PEM certificate").len(), 1);
+        let msg = load_chain(&path).expect_err("refused").to_string();
+        for part in ["version 1", "subjectAltName", "-extfile", "certs/README.md"] {
+            assert!(msg.contains(part), "{part:?} in {msg}");
+        }
     }
 }
