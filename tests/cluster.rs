@@ -336,6 +336,9 @@ async fn the_log_can_be_appended_to_read_and_followed() {
     deadline(60, async {
         let l = c.leader(&[]).await;
         let f = (l + 1) % 3;
+        for i in 0..12 {
+            c.put(l, &format!("pad{i}"), "x").await.unwrap();
+        }
         let r = c
             .request(f, Method::POST, "/v1/log", "hello log")
             .await
@@ -352,6 +355,16 @@ async fn the_log_can_be_appended_to_read_and_followed() {
             (e["kind"].as_str(), e["text"].as_str()),
             (Some("opaque"), Some("hello log"))
         );
+        // pyraftlog's routes: `GET /log/<n>` and `GET /log` (any number of
+        // digits, where pyraftlog's route matched one).
+        let r = c
+            .request(f, Method::GET, &format!("/log/{index}"), "")
+            .await;
+        assert_eq!(r.unwrap().json().unwrap(), e);
+        let r = c.request(f, Method::GET, "/log?from=1", "").await.unwrap();
+        assert_eq!(r.status, 200);
+        let all = r.json().unwrap()["entries"].as_array().unwrap().clone();
+        assert_eq!(all.last().unwrap()["index"].as_u64(), Some(index));
         let r = c
             .request(f, Method::GET, "/v1/log?from=1", "")
             .await

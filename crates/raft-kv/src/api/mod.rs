@@ -284,9 +284,14 @@ async fn route(ctx: &ApiContext, method: &Method, path: &str, q: &Query, body: B
             q.allow(&["client", "seq"])?;
             kv::drop_namespace(ctx, ns, q).await
         }
-        (&Method::GET, ["v1", "log"]) => {
+        // pyraftlog's `GET /log` and `GET /log/<n>` mean the same as ours.
+        (&Method::GET, ["v1", "log"]) | (&Method::GET, ["log"]) => {
             q.allow(&["from", "to"])?;
             log::range(ctx, q).await
+        }
+        (&Method::GET, ["log", n]) => {
+            q.allow(&[])?;
+            log::one(ctx, n).await
         }
         (&Method::GET, ["v1", "log", "follow"]) => {
             q.allow(&["from"]).and_then(|()| log::follow(ctx, q))
