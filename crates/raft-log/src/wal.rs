@@ -385,12 +385,14 @@ fn scan(
 /// anything but a bad record reaching the end of the file counts.
 fn durable_after(seg: &Segment, torn: &Torn) -> Result<Option<String>, Error> {
     let at = seg.len;
-    if !torn.marked {
-        return Ok((!torn.bad.at_end).then(|| "followed by more bytes".to_string()));
-    }
     let below = |end| format!("below the durable mark at byte {end}");
+    // First, as a format 3 segment written on by this version has marks
+    // only after its older records.
     if let Some(end) = tail_mark(seg, torn.size, at)? {
         return Ok(Some(below(end)));
+    }
+    if !torn.marked {
+        return Ok((!torn.bad.at_end).then(|| "followed by more bytes".to_string()));
     }
     let resume = [
         torn.bad.skip.map(|n| at + n),

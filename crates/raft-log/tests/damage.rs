@@ -166,3 +166,53 @@ fn a_flipped_byte_in_the_database_is_refused_or_harmless() {
         std::fs::write(&path, &whole).expect("restore");
     }
 }
+
+/// The segment's records as (header + body) byte strings.
+fn records(seg: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < seg.len() {
+        let len = u32::from_le_bytes(seg[at..at + 4].try_into().unwrap()) as usize;
+        out.push(seg[at..at + 8 + len].to_vec());
+        at += 8 + len;
+    }
+    out
+}
+
+fn is_mark(r: &[u8]) -> bool {
+    r.len() == 21 && r[8] == 0xD0
+}
+
+#[test]
+fn a_damaged_length_in_records_older_than_the_marks_is_still_caught_by_the_last_mark() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, seg) = log_of_50(dir.path());
+    // As a format 3 segment that this version went on writing to: no
+    // marks after the first three records, marks (at their new offsets)
+    // after that.
+    let mut out: Vec<u8> = Vec::new();
+    for (k, r) in records(&std::fs::read(&seg).expect("read"))
+        .into_iter()
+        .enumerate()
+    {
+        if is_mark(&r) && k < 6 {
+            continue;
+        }
+        let mut r = r;
+        if is_mark(&r) {
+            r[13..21].copy_from_slice(&(out.len() as u64).to_le_bytes());
+            let crc = crc32fast::hash(&r[8..]);
+            r[4..8].copy_from_slice(&crc.to_le_bytes());
+        }
+        out.extend_from_slice(&r);
+    }
+    std::fs::write(&seg, &out).expect("write");
+    refused_or_whole(&path, "marks only after the third record");
+    // The second record's length now reaches past the end of the file, as
+    // a torn write's would: the mark at the end says it was not one.
+    let first = u32::from_le_bytes(out[..4].try_into().unwrap()) as usize;
+    out[8 + first..8 + first + 4].copy_from_slice(&(1u32 << 30).to_le_bytes());
+    std::fs::write(&seg, &out).expect("write");
+    let err = RedbLogStore::open(&path).expect_err("acknowledged records follow");
+    assert!(err.to_string().contains("durable mark"), "{err}");
+}
