@@ -7,22 +7,31 @@
 //!   they changed, then contiguous entries, replacing any at or above the
 //!   first;
 //! - a purge moves the purge point up.
+//!
+//! Every entry in a batch carries a CRC-32 of itself (format 4), so an
+//! entry read back later (with one `pread`, not the whole record) is
+//! checked too: a node never hands out an entry its disk damaged after the
+//! log was opened. Batches format 3 wrote (kind 2) have no such checksum.
 
 use crate::codec;
 use bytes::Bytes;
 use raft_core::{Entry, HardState, Index, Membership, Payload, Term};
 
 const CHECKPOINT: u8 = 1;
-const BATCH: u8 = 2;
+/// A batch as format 3 wrote it: entries without their own checksum.
+const BATCH_3: u8 = 2;
 const PURGE: u8 = 3;
+const BATCH: u8 = 4;
 
 const HAS_HARD_STATE: u8 = 1;
 const HAS_MEMBERSHIP: u8 = 2;
 const FRESH: u8 = 4;
 
 /// An entry's header inside a batch: term (u64), kind (u8), payload length
-/// (u32), then the payload.
-pub(crate) const ENTRY_HEADER: usize = 13;
+/// (u32), CRC-32 of those and the payload (u32), then the payload.
+pub(crate) const ENTRY_HEADER: usize = 17;
+/// The same in a format 3 batch, without the checksum.
+const ENTRY_HEADER_3: usize = 13;
 
 /// Where an entry lies inside a batch body, and its term.
 #[derive(Clone, Copy, Debug)]
@@ -32,6 +41,8 @@ pub(crate) struct EntrySpan {
     pub offset: u32,
     /// Header and payload.
     pub len: u32,
+    /// Its header has a checksum of its payload (not a format 3 batch).
+    pub checked: bool,
 }
 
 #[derive(Debug)]
@@ -128,11 +139,14 @@ pub(crate) fn batch(
         out.extend_from_slice(&e.term.to_le_bytes());
         out.push(kind);
         out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        let crc = entry_crc(&out[start..], payload);
+        out.extend_from_slice(&crc.to_le_bytes());
         out.extend_from_slice(payload);
         spans.push(EntrySpan {
             term: e.term,
             offset: (start - base) as u32,
             len: (out.len() - start) as u32,
+            checked: true,
         });
     }
 }
@@ -140,6 +154,14 @@ pub(crate) fn batch(
 pub(crate) fn purge(out: &mut Vec<u8>, index: Index, term: Term) {
     out.push(PURGE);
     out.extend_from_slice(&codec::encode_pair(index, term));
+}
+
+/// The checksum of an entry: of its term, kind and length, and its payload.
+fn entry_crc(head: &[u8], payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(head);
+    h.update(payload);
+    h.finalize()
 }
 
 /// Reads a body; the error says what is wrong with it.
@@ -158,7 +180,13 @@ pub(crate) fn decode(body: &[u8]) -> Result<Record, String> {
                 membership,
             }
         }
-        BATCH => {
+        kind @ (BATCH | BATCH_3) => {
+            let checked = kind == BATCH;
+            let header = if checked {
+                ENTRY_HEADER
+            } else {
+                ENTRY_HEADER_3
+            };
             let flags = r.u8()?;
             let hard_state = if flags & HAS_HARD_STATE != 0 {
                 Some(codec::decode_hard_state(r.take(24)?)?)
@@ -168,17 +196,21 @@ pub(crate) fn decode(body: &[u8]) -> Result<Record, String> {
             let membership = r.membership(flags)?;
             let first = r.u64()?;
             let count = r.u32()? as usize;
-            let mut entries = Vec::with_capacity(count.min(body.len() / ENTRY_HEADER));
+            let mut entries = Vec::with_capacity(count.min(body.len() / header));
             for _ in 0..count {
                 let offset = r.at;
                 let term = r.u64()?;
                 r.u8()?;
                 let len = r.u32()? as usize;
+                if checked {
+                    r.u32()?;
+                }
                 r.take(len)?;
                 entries.push(EntrySpan {
                     term,
                     offset: offset as u32,
-                    len: (ENTRY_HEADER + len) as u32,
+                    len: (header + len) as u32,
+                    checked,
                 });
             }
             Record::Batch {
@@ -198,23 +230,34 @@ pub(crate) fn decode(body: &[u8]) -> Result<Record, String> {
 }
 
 /// Decodes one entry from its header and payload (`bytes`, as located by
-/// an `EntrySpan`); the payload is a slice of `bytes`, not a copy.
-pub(crate) fn decode_entry(index: Index, bytes: Bytes) -> Result<Entry, String> {
-    if bytes.len() < ENTRY_HEADER {
+/// an `EntrySpan`; `checked` as the span says), checking the payload's
+/// checksum; the payload is a slice of `bytes`, not a copy.
+pub(crate) fn decode_entry(index: Index, bytes: Bytes, checked: bool) -> Result<Entry, String> {
+    let header = if checked {
+        ENTRY_HEADER
+    } else {
+        ENTRY_HEADER_3
+    };
+    if bytes.len() < header {
         return Err(format!("entry {index}: truncated"));
     }
     let term = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
     let kind = bytes[8];
     let len = u32::from_le_bytes(bytes[9..13].try_into().expect("4 bytes")) as usize;
-    if bytes.len() != ENTRY_HEADER + len {
+    if bytes.len() != header + len {
         return Err(format!("entry {index}: length {len} does not match"));
+    }
+    let data = &bytes[header..];
+    if checked && bytes[13..17] != entry_crc(&bytes[..13], data).to_le_bytes() {
+        return Err(format!(
+            "entry {index}: its checksum does not match (damaged on disk since the log was opened)"
+        ));
     }
     let payload = match kind {
         codec::NOOP if len == 0 => Payload::Noop,
-        codec::NORMAL => Payload::Normal(bytes.slice(ENTRY_HEADER..)),
+        codec::NORMAL => Payload::Normal(bytes.slice(header..)),
         codec::CONFIG => Payload::Config(Box::new(
-            codec::decode_membership(&bytes[ENTRY_HEADER..])
-                .map_err(|e| format!("entry {index}: {e}"))?,
+            codec::decode_membership(data).map_err(|e| format!("entry {index}: {e}"))?,
         )),
         kind => return Err(format!("entry {index}: unknown kind {kind}")),
     };
@@ -316,8 +359,15 @@ mod tests {
                 (again.offset, again.len, again.term)
             );
             let at = span.offset as usize;
-            let got = decode_entry(e.index, body.slice(at..at + span.len as usize)).unwrap();
-            assert_eq!(&got, e);
+            let bytes = body.slice(at..at + span.len as usize);
+            assert_eq!(&decode_entry(e.index, bytes.clone(), true).unwrap(), e);
+            // A flipped byte anywhere in the entry is caught on its own.
+            for k in 0..bytes.len() {
+                let mut b = bytes.to_vec();
+                b[k] ^= 0x04;
+                let got = decode_entry(e.index, Bytes::from(b), true);
+                assert!(got.is_err(), "byte {k}: {got:?}");
+            }
         }
     }
 
@@ -351,6 +401,6 @@ mod tests {
         longer.push(0);
         assert!(decode(&longer).is_err());
         assert!(decode(&[9, 9, 9]).is_err());
-        assert!(decode_entry(1, Bytes::from_static(b"short")).is_err());
+        assert!(decode_entry(1, Bytes::from_static(b"short"), true).is_err());
     }
 }

@@ -152,8 +152,29 @@ struct Loc {
     /// Offset of the entry's header in its segment.
     offset: u64,
     seg: u32,
-    /// Header and payload.
-    len: u32,
+    /// Header and payload, and in the top bit whether the header has a
+    /// checksum (not a format 3 batch): 24 bytes an entry, not 32.
+    len_checked: u32,
+}
+
+const CHECKED: u32 = 1 << 31;
+
+impl Loc {
+    fn new(term: Term, offset: u64, seg: u32, span: &EntrySpan) -> Self {
+        let flag = if span.checked { CHECKED } else { 0 };
+        Loc {
+            term,
+            offset,
+            seg,
+            len_checked: span.len | flag,
+        }
+    }
+    fn len(&self) -> u32 {
+        self.len_checked & !CHECKED
+    }
+    fn checked(&self) -> bool {
+        self.len_checked & CHECKED != 0
+    }
 }
 
 pub struct RedbLogStore {
@@ -566,12 +587,12 @@ impl Replay {
                 let skip = (self.purged.0 + 1).saturating_sub(first) as usize;
                 self.locs
                     .truncate(first.saturating_sub(self.purged.0 + 1) as usize);
-                self.locs.extend(entries.iter().skip(skip).map(|s| Loc {
-                    term: s.term,
-                    offset: pos.offset + s.offset as u64,
-                    seg: pos.seg,
-                    len: s.len,
-                }));
+                self.locs.extend(
+                    entries
+                        .iter()
+                        .skip(skip)
+                        .map(|s| Loc::new(s.term, pos.offset + s.offset as u64, pos.seg, s)),
+                );
                 Ok(Visit {
                     max_index: Some(first + entries.len() as Index - 1),
                     ..Visit::default()
@@ -629,12 +650,14 @@ impl LogStore for RedbLogStore {
             let data = Bytes::from(self.wal.read(
                 a.seg,
                 start,
-                (z.offset + z.len as u64 - start) as usize,
+                (z.offset + z.len() as u64 - start) as usize,
             )?);
             for l in run.drain(..) {
                 let at = (l.offset - start) as usize;
-                let e = record::decode_entry(index, data.slice(at..at + l.len as usize))
-                    .map_err(|r| self.corrupt(r))?;
+                let entry = data.slice(at..at + l.len() as usize);
+                let e = record::decode_entry(index, entry, l.checked()).map_err(|r| {
+                    self.corrupt(format!("segment {}, byte {}: {r}", l.seg, l.offset))
+                })?;
                 *bytes += e.size();
                 if !out.is_empty() && *bytes > max_bytes {
                     return Ok(false);
@@ -648,7 +671,7 @@ impl LogStore for RedbLogStore {
         for l in locs {
             let joins = run
                 .last()
-                .is_some_and(|p| p.seg == l.seg && p.offset + p.len as u64 == l.offset);
+                .is_some_and(|p| p.seg == l.seg && p.offset + p.len() as u64 == l.offset);
             let budget = (max_bytes as u64)
                 .saturating_sub(bytes as u64)
                 .min(MAX_READ);
@@ -658,7 +681,7 @@ impl LogStore for RedbLogStore {
                 }
                 run_bytes = 0;
             }
-            run_bytes += l.len as u64;
+            run_bytes += l.len() as u64;
             run.push(*l);
         }
         flush(&mut run, &mut out, &mut bytes)?;
@@ -707,12 +730,11 @@ impl LogStore for RedbLogStore {
             );
             let max = chunk.last().map_or(0, |e| e.index);
             let pos = self.guard(|s| Ok(s.wal.append(&mut s.buf, max)?))?;
-            placed.extend(self.spans.iter().map(|sp| Loc {
-                term: sp.term,
-                offset: pos.offset + sp.offset as u64,
-                seg: pos.seg,
-                len: sp.len,
-            }));
+            placed.extend(
+                self.spans
+                    .iter()
+                    .map(|sp| Loc::new(sp.term, pos.offset + sp.offset as u64, pos.seg, sp)),
+            );
             (rest, first_record) = (tail, false);
         }
         self.guard(|s| Ok(s.wal.sync()?))?;
