@@ -6,11 +6,104 @@
 //! key, never a different node id or floor.
 
 use crate::Error;
+use crate::contain::REMEDY;
+use crate::migrate;
 use crate::redb_store::redb_err;
-use redb::{ReadableTable, Table, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, TableError};
+use std::path::Path;
 
 /// Everything in the database, by name.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+pub(crate) const FORMAT_KEY: &str = "format";
+pub(crate) const FORMAT: &[u8] = b"raftstack-log/4";
+/// Present once the write-ahead log exists.
+pub(crate) const WAL_READY: &str = "wal";
+/// Where replay starts: the first segment kept (u64 LE), and the purge
+/// point (index, term) that made the ones before it unnecessary.
+pub(crate) const WAL_FLOOR: &str = "wal_floor";
+pub(crate) const NODE_ID: &str = "node_id";
+
+/// Which layout a database has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// No format key: a new (or never finished) database.
+    New,
+    /// Entries in redb.
+    Two,
+    /// Entries in the write-ahead log, meta values unsealed.
+    Three,
+    /// This one.
+    Current,
+}
+
+/// What the database says about the log.
+pub(crate) struct Header {
+    pub format: Format,
+    pub ready: bool,
+    pub floor: Option<Vec<u8>>,
+}
+
+/// Reads the database's `meta` table, checking every value's seal.
+pub(crate) fn read_header(db: &Database, path: &Path) -> Result<Header, Error> {
+    let rtx = db.begin_read().map_err(redb_err)?;
+    let t = match rtx.open_table(META) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => {
+            if rtx.list_tables().map_err(redb_err)?.count() > 0 {
+                return Err(Error::NotALog {
+                    path: path.to_path_buf(),
+                    reason: "a redb database with other tables".into(),
+                });
+            }
+            return Ok(Header {
+                format: Format::New,
+                ready: false,
+                floor: None,
+            });
+        }
+        Err(e) => return Err(redb_err(e)),
+    };
+    let corrupt = |reason: String| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("{reason}; {REMEDY}"),
+    };
+    let raw = get_raw(&t, FORMAT_KEY)?;
+    let format = match raw.as_deref() {
+        None => Format::New,
+        Some(migrate::FORMAT_2) => Format::Two,
+        Some(migrate::FORMAT_3) => Format::Three,
+        Some(v) if v.starts_with(FORMAT) => {
+            unseal_in(path, FORMAT_KEY, v)?;
+            Format::Current
+        }
+        Some(other) => {
+            let reason = format!("unknown format {:?}", String::from_utf8_lossy(other));
+            return Err(Error::NotALog {
+                path: path.to_path_buf(),
+                reason,
+            });
+        }
+    };
+    if format == Format::Current {
+        // A flipped byte in a key's name leaves a key no writer writes (and
+        // the named key missing): damage, not a log without that key.
+        if let Some(key) = unknown_key(&t, &[FORMAT_KEY, WAL_READY, WAL_FLOOR, NODE_ID])? {
+            return Err(corrupt(format!("an unknown key {key:?} in its meta table")));
+        }
+    }
+    let get = |key| -> Result<Option<Vec<u8>>, Error> {
+        match get_raw(&t, key)? {
+            Some(v) if format == Format::Current => Ok(Some(unseal_in(path, key, &v)?)),
+            other => Ok(other),
+        }
+    };
+    Ok(Header {
+        format,
+        ready: get(WAL_READY)?.is_some(),
+        floor: get(WAL_FLOOR)?,
+    })
+}
 
 fn crc(key: &str, value: &[u8]) -> [u8; 4] {
     let mut h = crc32fast::Hasher::new();
@@ -37,6 +130,15 @@ pub(crate) fn unseal(key: &str, stored: &[u8]) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(value.to_vec())
+}
+
+/// `unseal`, with a broken seal reported as damage to the database at
+/// `path`.
+pub(crate) fn unseal_in(path: &Path, key: &str, stored: &[u8]) -> Result<Vec<u8>, Error> {
+    unseal(key, stored).map_err(|reason| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("{reason}; {REMEDY}"),
+    })
 }
 
 /// The raw bytes stored under `key`.

@@ -8,7 +8,7 @@
 
 use crate::contain::{REMEDY, contained};
 use crate::fault::{FaultSwitch, FaultyBackend};
-use crate::meta::{self, META};
+use crate::meta::{self, Format, META, NODE_ID, WAL_FLOOR, read_header};
 use crate::record::{self, EntrySpan, Record};
 use crate::wal::{self, HEADER, Pos, Visit, Wal};
 use crate::{Error, check_batch, check_in_range, codec, migrate};
@@ -16,101 +16,9 @@ use bytes::Bytes;
 use raft_core::{
     Entry, HardState, Index, LogStore, Membership, NodeId, Payload, StoredState, Term, WriteBatch,
 };
-use redb::{Database, ReadableDatabase, TableError};
+use redb::{Database, ReadableDatabase};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-
-pub(crate) const FORMAT_KEY: &str = "format";
-pub(crate) const FORMAT: &[u8] = b"raftstack-log/4";
-/// Present once the write-ahead log exists.
-pub(crate) const WAL_READY: &str = "wal";
-/// Where replay starts: the first segment kept (u64 LE), and the purge
-/// point (index, term) that made the ones before it unnecessary.
-pub(crate) const WAL_FLOOR: &str = "wal_floor";
-pub(crate) const NODE_ID: &str = "node_id";
-
-/// Which layout a database has.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Format {
-    /// No format key: a new (or never finished) database.
-    New,
-    /// Entries in redb.
-    Two,
-    /// Entries in the write-ahead log, meta values unsealed.
-    Three,
-    /// This one.
-    Current,
-}
-
-/// What the database says about the log.
-struct Header {
-    format: Format,
-    ready: bool,
-    floor: Option<Vec<u8>>,
-}
-
-/// Reads the database's `meta` table, checking every value's seal.
-fn read_header(db: &Database, path: &Path) -> Result<Header, Error> {
-    let rtx = db.begin_read().map_err(redb_err)?;
-    let t = match rtx.open_table(META) {
-        Ok(t) => t,
-        Err(TableError::TableDoesNotExist(_)) => {
-            if rtx.list_tables().map_err(redb_err)?.count() > 0 {
-                return Err(Error::NotALog {
-                    path: path.to_path_buf(),
-                    reason: "a redb database with other tables".into(),
-                });
-            }
-            return Ok(Header {
-                format: Format::New,
-                ready: false,
-                floor: None,
-            });
-        }
-        Err(e) => return Err(redb_err(e)),
-    };
-    let corrupt = |reason: String| Error::Corrupt {
-        path: path.to_path_buf(),
-        reason: format!("{reason}; {REMEDY}"),
-    };
-    let raw = meta::get_raw(&t, FORMAT_KEY)?;
-    let format = match raw.as_deref() {
-        None => Format::New,
-        Some(migrate::FORMAT_2) => Format::Two,
-        Some(migrate::FORMAT_3) => Format::Three,
-        Some(v) if v.starts_with(FORMAT) => {
-            meta::unseal(FORMAT_KEY, v).map_err(corrupt)?;
-            Format::Current
-        }
-        Some(other) => {
-            let reason = format!("unknown format {:?}", String::from_utf8_lossy(other));
-            return Err(Error::NotALog {
-                path: path.to_path_buf(),
-                reason,
-            });
-        }
-    };
-    if format == Format::Current {
-        // A flipped byte in a key's name leaves a key no writer writes (and
-        // the named key missing): damage, not a log without that key.
-        if let Some(key) = meta::unknown_key(&t, &[FORMAT_KEY, WAL_READY, WAL_FLOOR, NODE_ID])? {
-            return Err(corrupt(format!("an unknown key {key:?} in its meta table")));
-        }
-    }
-    let get = |key| -> Result<Option<Vec<u8>>, Error> {
-        match meta::get_raw(&t, key)? {
-            Some(v) if format == Format::Current => {
-                Ok(Some(meta::unseal(key, &v).map_err(corrupt)?))
-            }
-            other => Ok(other),
-        }
-    };
-    Ok(Header {
-        format,
-        ready: get(WAL_READY)?.is_some(),
-        floor: get(WAL_FLOOR)?,
-    })
-}
 
 /// By default a segment is sealed and a new one started once it holds
 /// this much.
@@ -449,12 +357,7 @@ impl RedbLogStore {
             let Some(v) = meta::get_raw(&t, key)? else {
                 return Ok(None);
             };
-            meta::unseal(key, &v)
-                .map(Some)
-                .map_err(|reason| Error::Corrupt {
-                    path: self.path.clone(),
-                    reason: format!("{reason}; {REMEDY}"),
-                })
+            meta::unseal_in(&self.path, key, &v).map(Some)
         })
     }
 

@@ -23,7 +23,7 @@ pub(crate) const HEADER: usize = 8;
 /// is damage, never a torn write (stores split writes far below it).
 const MAX_RECORD: usize = 1 << 31;
 
-/// The kind byte of a durable mark (the store's record kinds are 1..=3).
+/// The kind byte of a durable mark (the store's record kinds are 1..=4).
 const MARK: u8 = 0xD0;
 /// A mark's body: the kind, the segment id (u32), and the offset the mark
 /// itself starts at (u64): every byte before it was durable.

@@ -3,7 +3,9 @@
 //! acknowledged, never a panic and never a different entry. Offsets come
 //! from a seed; a failure prints it (`DAMAGE_SEED=<n>` replays it).
 
-use raft_core::{HardState, LogStore, WriteBatch};
+mod common;
+
+use raft_core::{HardState, LogStore};
 use raft_log::conformance::entry;
 use raft_log::{Error, RedbLogStore};
 use std::path::{Path, PathBuf};
@@ -37,25 +39,7 @@ const HS: HardState = HardState {
 /// A closed log of 50 entries in five batches (the first with `HS`);
 /// returns its path and its newest segment.
 fn log_of_50(dir: &Path) -> (PathBuf, PathBuf) {
-    let path = dir.join("log.redb");
-    let mut s = RedbLogStore::open(&path).expect("open");
-    s.set_node_id(3).expect("node id");
-    for b in 0..5u64 {
-        let e: Vec<_> = (b * 10 + 1..=b * 10 + 10).map(|i| entry(i, 1)).collect();
-        s.write(WriteBatch {
-            hard_state: (b == 0).then_some(HS),
-            entries: &e,
-            ..Default::default()
-        })
-        .expect("write");
-    }
-    drop(s);
-    let mut segs: Vec<_> = std::fs::read_dir(raft_log::wal_dir(&path))
-        .expect("wal dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    segs.sort();
-    (path, segs.pop().expect("a segment"))
+    common::closed_log(dir, 5, Some(HS))
 }
 
 /// Opening `path` refuses clearly, or shows every acknowledged entry and

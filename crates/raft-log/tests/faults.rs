@@ -1,6 +1,8 @@
 //! Bad things that must not lose data: a failing disk, and files that are
 //! not (or no longer) a valid log.
 
+mod common;
+
 use raft_core::{HardState, LogStore, WriteBatch};
 use raft_log::conformance::entry;
 use raft_log::{Error, RedbLogStore};
@@ -159,32 +161,10 @@ fn a_log_is_opened_by_one_process_at_a_time() {
     );
 }
 
-/// A log of `batches` batches of 10 entries each, closed; returns its path
-/// and its newest segment file.
-fn log_with(dir: &std::path::Path, batches: u64) -> (std::path::PathBuf, std::path::PathBuf) {
-    let path = dir.join("log.redb");
-    let mut s = RedbLogStore::open(&path).expect("open");
-    for b in 0..batches {
-        let e: Vec<_> = (b * 10 + 1..=b * 10 + 10).map(|i| entry(i, 1)).collect();
-        s.write(WriteBatch {
-            entries: &e,
-            ..Default::default()
-        })
-        .expect("write");
-    }
-    drop(s);
-    let mut segs: Vec<_> = std::fs::read_dir(raft_log::wal_dir(&path))
-        .expect("wal dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    segs.sort();
-    (path, segs.pop().expect("a segment"))
-}
-
 #[test]
 fn a_torn_last_record_is_cut_off_and_the_log_goes_on() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (path, seg) = log_with(dir.path(), 5);
+    let (path, seg) = common::closed_log(dir.path(), 5, None);
     let whole = std::fs::read(&seg).expect("read");
     // A power cut during the sixth batch's write: its header and part of
     // its body reached the disk; or the file grew but holds zeroes.
@@ -212,7 +192,7 @@ fn a_torn_last_record_is_cut_off_and_the_log_goes_on() {
 #[test]
 fn damage_before_the_last_record_is_corruption_not_silent_loss() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (path, seg) = log_with(dir.path(), 5);
+    let (path, seg) = common::closed_log(dir.path(), 5, None);
     let whole = std::fs::read(&seg).expect("read");
     for at in [whole.len() / 3, whole.len() / 2] {
         let mut b = whole.clone();
@@ -230,7 +210,7 @@ fn damage_before_the_last_record_is_corruption_not_silent_loss() {
 #[test]
 fn a_length_no_writer_writes_is_corruption_even_in_the_last_segment() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (path, seg) = log_with(dir.path(), 5);
+    let (path, seg) = common::closed_log(dir.path(), 5, None);
     let whole = std::fs::read(&seg).expect("read");
     // The second record's length field gets its top bit: over the WAL's
     // record limit, so no torn write left it (a torn write's header is

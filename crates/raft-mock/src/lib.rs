@@ -426,21 +426,28 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         cfg.join.is_some(),
         removed_tx,
     ));
-    let joiner = cfg.join.clone().map(|addr| {
-        let (node, client, name) = (node.clone(), client.clone(), name.clone());
-        let mark = cfg.file.as_deref().map(rebuild::marker);
+    // A node being rebuilt first waits (asking, with --join) to be
+    // demoted; a joining one then asks to be a voter.
+    let mark = cfg
+        .file
+        .as_deref()
+        .map(rebuild::marker)
+        .filter(|_| rebuilding);
+    let joiner = (mark.is_some() || cfg.join.is_some()).then(|| {
+        let (node, client, name, join_via) =
+            (node.clone(), client.clone(), name.clone(), cfg.join.clone());
         tokio::spawn(async move {
-            if let Some(mark) = mark.filter(|_| rebuilding) {
-                rebuild::run(
-                    node.clone(),
-                    client.clone(),
-                    addr.clone(),
-                    name.clone(),
-                    mark,
-                )
-                .await;
+            if let Some(mark) = mark {
+                let ask = join_via.clone().map(|via| rebuild::Ask {
+                    client: client.clone(),
+                    via,
+                    me: name.clone(),
+                });
+                rebuild::run(node.clone(), ask, mark).await;
             }
-            join(node, client, addr, name).await
+            if let Some(via) = join_via {
+                join(node, client, via, name).await
+            }
         })
     });
     let (t, counted) = (transport.clone(), transport.clone());

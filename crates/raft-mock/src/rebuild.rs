@@ -80,32 +80,40 @@ pub(crate) fn prepare(file: &Path, peer: std::net::SocketAddr) -> Result<(), Moc
     Ok(())
 }
 
-/// Asks the cluster, through the command port `addr`, to rebuild this node
-/// until it sees itself demoted; then clears the marker. The request is
-/// idempotent, so retrying across leader changes is safe.
-pub(crate) async fn run(
-    node: Node<Output>,
-    client: HttpsClient,
-    addr: String,
-    me: String,
-    mark: PathBuf,
-) {
+/// Where and as whom a node being rebuilt asks the cluster to rebuild it.
+pub(crate) struct Ask {
+    pub client: HttpsClient,
+    /// A member's command port.
+    pub via: String,
+    /// This node's member address.
+    pub me: String,
+}
+
+/// Until the node sees itself demoted, asks the cluster (when `ask` says
+/// where) to rebuild it; then clears the marker. The request is
+/// idempotent, so retrying across leader changes is safe. Without `ask`
+/// (restarted without --join) it only waits, for a demotion asked before.
+pub(crate) async fn run(node: Node<Output>, ask: Option<Ask>, mark: PathBuf) {
     let id = node.status().raft.id;
-    let path = format!("/v1/operator/raft/peer?address={me}&id={id}&rebuild");
     let mut rx = node.watch_status();
     let done = |s: &raft_core::node::NodeStatus| !s.raft.rebuilding;
     while !done(&rx.borrow_and_update()) {
-        let put = raft_kv::api::client::Method::PUT;
-        match client
-            .request(&addr, put, &path, &[], Default::default())
-            .await
-        {
-            Ok(r) if r.status.is_success() => tracing::info!(via = %addr, "asked to be rebuilt"),
-            Ok(r) => tracing::warn!(
-                via = %addr, status = %r.status,
-                "rebuild refused: {}", String::from_utf8_lossy(&r.body)
-            ),
-            Err(e) => tracing::warn!(via = %addr, "cannot ask to be rebuilt: {e}"),
+        if let Some(a) = &ask {
+            let path = format!("/v1/operator/raft/peer?address={}&id={id}&rebuild", a.me);
+            let put = raft_kv::api::client::Method::PUT;
+            let via = &a.via;
+            match a
+                .client
+                .request(via, put, &path, &[], Default::default())
+                .await
+            {
+                Ok(r) if r.status.is_success() => tracing::info!(%via, "asked to be rebuilt"),
+                Ok(r) => tracing::warn!(
+                    %via, status = %r.status,
+                    "rebuild refused: {}", String::from_utf8_lossy(&r.body)
+                ),
+                Err(e) => tracing::warn!(%via, "cannot ask to be rebuilt: {e}"),
+            }
         }
         if let Ok(Err(_)) = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(done)).await {
             return; // the node stopped

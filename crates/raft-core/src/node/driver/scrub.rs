@@ -3,7 +3,7 @@
 //! than at its next start (or when a follower needs the snapshot). On
 //! damage, health turns red with the reason and a new snapshot is taken
 //! from the state in memory (verified when it was loaded, and kept by the
-//! log since), replacing the damaged files; the next pass, due at once,
+//! log since), replacing the damaged files; a pass as soon as it is taken
 //! checks the replacement and clears the reason.
 
 use super::{Driver, Event, StateMachine, Transport};
@@ -103,8 +103,14 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
                 tracing::error!("scrub: {why}; taking a new snapshot to replace it");
                 self.scrub.damage = Some(why);
                 self.force_snapshot = true;
-                self.scrub.next = Instant::now();
             }
+        }
+    }
+
+    /// A snapshot was taken: if it replaces a damaged one, check it at once.
+    pub(super) fn scrub_replacement(&mut self) {
+        if self.scrub.damage.is_some() {
+            self.scrub.next = Instant::now();
         }
     }
 }

@@ -127,6 +127,7 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
             Event::Taken(Ok(meta)) => {
                 self.taking_snapshot = false;
                 self.force_snapshot = false;
+                self.scrub_replacement();
                 let compact_to = if self.cfg.log_reduction {
                     self.raft.status().all_applied
                 } else {
