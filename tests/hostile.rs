@@ -46,6 +46,7 @@ async fn impersonate(c: &TestCluster, files: &TlsFiles, claim: NodeId, target: u
                 read_round: 0,
                 all_applied: 0,
             },
+            storage: 0,
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -159,6 +159,61 @@ async fn a_damaged_node_refuses_to_start_and_is_rebuilt_from_its_peers() {
     .await;
 }
 
+/// Issue 24, item 4: one member paused, writes acknowledged by the other
+/// two, both killed, and one of them wiped and started again as it was
+/// (no --rebuild). With its empty log it would vote the paused member,
+/// which lacks the writes, into leadership, and the old leader's log would
+/// be overwritten when it came back. Instead the paused member's log
+/// records the wiped one's storage id: the vote is ignored, the wiped node
+/// is told, and it stops with status 4 naming the way back. Once the old
+/// leader is back, every acknowledged write is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_member_started_again_stops_instead_of_voting() {
+    let mut c = cluster_with(&["active"; 3], false, &[]);
+    deadline(150, async {
+        let l = c.leader(&[]).await;
+        let (p, w) = ((l + 1) % 3, (l + 2) % 3);
+        // Every member has answered the leader, which has recorded their
+        // storage ids.
+        let first = c.put(l, "first", "1").await.expect("write");
+        for i in 0..3 {
+            c.wait_applied(i, first, Duration::from_secs(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        c.pause(p);
+        write_many(&c, l, 50, "w").await;
+        c.kill(l);
+        c.kill(w);
+        let file = c.nodes[w].file.clone().expect("a storage file");
+        raft_log::remove(&file).expect("wipe the log");
+        std::fs::remove_dir_all(raft_mock::snapshot_dir(&file)).ok();
+        let before = std::fs::read_to_string(&c.nodes[w].log)
+            .unwrap_or_default()
+            .len();
+        c.start(w).expect("spawn");
+        c.resume(p);
+        let code = c.wait_exit(w, Duration::from_secs(30)).await;
+        let log = std::fs::read_to_string(&c.nodes[w].log).unwrap_or_default();
+        let new = &log[before..];
+        if code != Some(4) {
+            c.dump_logs();
+        }
+        assert_eq!(code, Some(4), "the wiped node stops (status 4):\n{new}");
+        assert!(new.contains("--rebuild --confirm"), "{new}");
+        let s = c.status(p).await.expect("the paused member answers");
+        assert_ne!(s["role"], "leader", "{s}");
+
+        c.start(l).expect("spawn");
+        let l2 = c.leader(&[w]).await;
+        for i in 0..50 {
+            let got = c.get(l2, &format!("w{i}"), false).await.expect("read");
+            assert_eq!(got.as_deref(), Some(format!("value {i}").as_str()), "w{i}");
+        }
+    })
+    .await;
+}
+
 fn rebuild_marker(file: &Path) -> PathBuf {
     let mut n = file.as_os_str().to_owned();
     n.push(".rebuilding");

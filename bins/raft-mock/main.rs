@@ -2,7 +2,7 @@
 
 use clap::{Parser, ValueEnum};
 use raft_core::Mode;
-use raft_mock::MockConfig;
+use raft_mock::{MockConfig, Stop};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -172,7 +172,11 @@ fn main() -> ExitCode {
     };
     match rt.block_on(run(args)) {
         Ok(Stopped::Signal) => ExitCode::SUCCESS,
-        Ok(Stopped::Removed(why)) => {
+        Ok(Stopped::By(Stop::LostState(why))) => {
+            eprintln!("raft-mock: {why}");
+            ExitCode::from(LOST_STATE)
+        }
+        Ok(Stopped::By(Stop::Removed(why))) => {
             eprintln!(
                 "raft-mock: not a member of the cluster: {why}. It was removed, or never \
                  added (a new node starts with --join). Stopped; data kept. To reuse it: \
@@ -192,9 +196,14 @@ fn main() -> ExitCode {
 /// restart it: `RestartPreventExitStatus=3`).
 const REMOVED: u8 = 3;
 
+/// The exit status of a node that stopped because its storage is not the
+/// one the cluster knows for its id (it lost its state): a supervisor
+/// should not restart it either (`RestartPreventExitStatus=3 4`).
+const LOST_STATE: u8 = 4;
+
 enum Stopped {
     Signal,
-    Removed(String),
+    By(Stop),
 }
 
 async fn run(a: Args) -> anyhow::Result<Stopped> {
@@ -230,17 +239,17 @@ async fn run(a: Args) -> anyhow::Result<Stopped> {
         "raft-mock: node {} serving peers on {} and commands on https://{}",
         node.name, node.peer_addr, node.api_addr
     );
-    let mut removed = node.removed.clone();
+    let mut stop = node.stopped.clone();
     let stopped = tokio::select! {
         r = wait_for_signal() => {
             r?;
             Stopped::Signal
         }
-        Ok(why) = removed.wait_for(Option::is_some) => {
-            Stopped::Removed(why.clone().unwrap_or_default())
+        Ok(why) = stop.wait_for(Option::is_some) => {
+            Stopped::By(why.clone().expect("waited for Some"))
         }
     };
-    if let Stopped::Removed(_) = stopped {
+    if let Stopped::By(Stop::Removed(_)) = stopped {
         // The request that removed this node may be its own (a leader
         // removing itself), answered in the same moment the removal
         // commits: the answers in flight get a second to leave.

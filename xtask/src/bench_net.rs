@@ -33,6 +33,7 @@ fn message(payload: usize, n: u64) -> Message {
             }],
             commit: n,
         },
+        storage: 0,
     }
 }
 

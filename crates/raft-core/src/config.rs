@@ -112,6 +112,15 @@ pub struct InitialState {
     pub applied: Index,
     /// The latest snapshot, if any (`prev_index` is at most its index).
     pub snapshot: Option<SnapshotMeta>,
+    /// This node's storage id: a random number its storage drew when it
+    /// was created, so that a node id whose storage was lost and made
+    /// anew is told from the one the cluster knew (0: none, and no such
+    /// checks for or against this node).
+    ///
+    /// Correctness requirement: the id stays with the storage for its
+    /// whole life and is never drawn twice; storage that lost its state
+    /// (a wiped disk, a backup put back) must not keep the old id.
+    pub storage: u64,
 }
 
 impl InitialState {

@@ -29,7 +29,7 @@ pub use config::{Config, InitialState};
 pub use error::Error;
 pub use membership::{ConfChange, Membership};
 pub use message::{Body, Digest, Message, RejectHint, SnapshotMeta};
-pub use raft::{PeerStatus, Raft, Status};
+pub use raft::{PeerStatus, Raft, Replaced, Status};
 pub use ready::{ReadState, Ready};
 pub use rng::Rng;
 pub use storage::{LogStore, SnapshotSink, SnapshotStore, StoredState, WriteBatch};

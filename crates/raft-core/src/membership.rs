@@ -32,6 +32,14 @@ pub struct Membership {
     /// Each member's address as given when it was added. Opaque to the
     /// protocol; the transport reads it.
     pub addresses: BTreeMap<NodeId, String>,
+    /// The storage id of each voter whose storage the leader has heard of
+    /// (`InitialState::storage`), published by the leader once it hears
+    /// from the voter. A message from a node id whose storage differs is
+    /// answered `Body::Replaced` and otherwise ignored; a node that finds
+    /// another storage recorded for itself stops. Kept for voters only: a
+    /// learner counts for nothing, so it may be rebuilt freely.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage: BTreeMap<NodeId, u64>,
 }
 
 /// One change an operator asks for.
@@ -130,6 +138,7 @@ impl Membership {
                     next.voters.remove(id);
                     next.learners.insert(*id);
                     next.addresses.insert(*id, address.clone());
+                    next.storage.remove(id);
                 }
                 ConfChange::Remove { id } => {
                     if !next.voters.remove(id) && !next.learners.remove(id) {
@@ -176,6 +185,21 @@ impl Membership {
     fn forget_non_members(&mut self) {
         let members = self.members();
         self.addresses.retain(|id, _| members.contains(id));
+        let voters: BTreeSet<NodeId> = self.voters.union(&self.outgoing).copied().collect();
+        self.storage.retain(|id, _| voters.contains(id));
+    }
+
+    /// This configuration with `found` (voters' storage ids) recorded,
+    /// if that records anything new: a voter's recorded id is never
+    /// replaced here (only demoting or removing it forgets it).
+    pub fn with_storage(&self, found: &BTreeMap<NodeId, u64>) -> Option<Membership> {
+        let mut next = self.clone();
+        for (&id, &s) in found {
+            if s != 0 && self.is_voter(id) {
+                next.storage.entry(id).or_insert(s);
+            }
+        }
+        (next != *self).then_some(next)
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {
@@ -216,6 +240,14 @@ impl std::fmt::Display for Membership {
         }
         if !self.learners_next.is_empty() {
             write!(f, " learners_next=[{}]", list(&self.learners_next))?;
+        }
+        if !self.storage.is_empty() {
+            let ids: Vec<String> = self
+                .storage
+                .iter()
+                .map(|(n, s)| format!("{n}:{s}"))
+                .collect();
+            write!(f, " storage=[{}]", ids.join(","))?;
         }
         Ok(())
     }

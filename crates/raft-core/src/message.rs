@@ -15,6 +15,12 @@ pub struct Message {
     /// The sender's mode when it sent this message.
     pub mode: Mode,
     pub body: Body,
+    /// The sender's storage id (`InitialState::storage`; 0: none). Not
+    /// part of the message's encoding: a transport sets it on arrival from
+    /// what the connection's handshake said (raft-net's `Hello`), so it is
+    /// the same for every message of one sender and one connection.
+    #[serde(skip)]
+    pub storage: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +93,13 @@ pub enum Body {
         id: u64,
         index: Index,
     },
+    /// Any member → a node whose storage id differs from the one the
+    /// configuration records for its node id (`Membership::storage`):
+    /// `known` is the recorded one. The node lost the state it had under
+    /// that id and must stop (`Status::replaced`).
+    Replaced {
+        known: u64,
+    },
 }
 
 /// Why a follower rejected an append, so the leader can skip a whole
@@ -155,6 +168,9 @@ impl fmt::Debug for Message {
 impl fmt::Display for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}->{} term={}", self.from, self.to, self.term)?;
+        if self.storage != 0 {
+            write!(f, " storage={}", self.storage)?;
+        }
         if self.mode != Mode::Active {
             write!(f, " ({})", self.mode)?;
         }
@@ -261,6 +277,7 @@ impl fmt::Display for Message {
             Body::ReadIndexResponse { id, index } => {
                 write!(f, " ReadIndexResponse id={id} index={index}")
             }
+            Body::Replaced { known } => write!(f, " Replaced known={known}"),
         }
     }
 }

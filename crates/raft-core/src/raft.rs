@@ -7,6 +7,7 @@
 
 mod conf;
 mod election;
+mod identity;
 mod reads;
 mod replication;
 mod snapshot;
@@ -23,6 +24,9 @@ use crate::tracker::ProgressTracker;
 use crate::types::{Entry, HardState, Index, Mode, NodeId, Payload, Role, Term};
 use bytes::Bytes;
 use reads::ReadQueue;
+use std::collections::BTreeMap;
+
+pub use identity::Replaced;
 
 pub struct Raft {
     cfg: Config,
@@ -74,6 +78,13 @@ pub struct Raft {
     /// The commit index up to which the configurations were searched for
     /// that demotion.
     rebuild_seen: Index,
+    /// `InitialState::storage`.
+    storage: u64,
+    /// The storage id each node's messages carried (and this node's own).
+    peer_storage: BTreeMap<NodeId, u64>,
+    /// Set once this node learns its storage is not the one the cluster
+    /// knows for its id; from then on it takes no input.
+    replaced: Option<Replaced>,
 }
 
 /// A snapshot of one node's view, for status pages and tests.
@@ -93,6 +104,9 @@ pub struct Status {
     /// It is being rebuilt from its peers and does not vote yet
     /// (`Config::rebuilding`).
     pub rebuilding: bool,
+    /// Its storage is not the one the cluster knows for its id: it lost
+    /// its state, and stopped (see `raft/identity.rs`).
+    pub replaced: Option<Replaced>,
     /// The configuration in force (the latest in the log).
     /// Shared with the node's own record: cloning a status is cheap.
     pub membership: std::sync::Arc<Membership>,
@@ -179,6 +193,9 @@ impl Raft {
             snapshot_msgs: Vec::new(),
             rebuilding: cfg.rebuilding,
             rebuild_seen: 0,
+            storage: state.storage,
+            peer_storage: BTreeMap::from([(id, state.storage)]),
+            replaced: None,
             cfg,
         };
         if r.rebuilding && r.term > 0 {
@@ -193,6 +210,10 @@ impl Raft {
 
     pub fn id(&self) -> NodeId {
         self.id
+    }
+    /// This node's storage id (`InitialState::storage`).
+    pub fn storage(&self) -> u64 {
+        self.storage
     }
     pub fn role(&self) -> Role {
         self.role
@@ -257,6 +278,7 @@ impl Raft {
             persisted: self.log.persisted,
             transferee: self.transferee,
             rebuilding: self.rebuilding,
+            replaced: self.replaced,
             membership: self.confs.latest_shared().1.clone(),
             conf_index: self.confs.latest().0,
             snapshot: self.snapshot.as_ref().map_or(0, |s| s.index),
@@ -270,8 +292,13 @@ impl Raft {
 
     /// Advances logical time by one tick.
     pub fn tick(&mut self) {
+        if self.replaced.is_some() {
+            return;
+        }
         self.check_rebuilt();
+        self.check_own_storage();
         if self.role == Role::Leader {
+            self.publish_storage();
             self.tick_leader();
         } else {
             self.tick_election();
@@ -280,7 +307,10 @@ impl Raft {
 
     /// Handles a message from a peer.
     pub fn step(&mut self, m: Message) {
-        if m.to != self.id || m.from == self.id {
+        if m.to != self.id || m.from == self.id || self.replaced.is_some() {
+            return;
+        }
+        if !self.admit_storage(&m) {
             return;
         }
         if m.term > self.term {
@@ -519,7 +549,15 @@ impl Raft {
         }
         // §5.4.2: a leader commits entries of earlier terms only by
         // committing one of its own; the no-op makes that happen at once.
-        self.append_entries(vec![Payload::Noop]);
+        // If it knows storage ids to record (and no configuration is
+        // pending), the configuration that records them does it instead:
+        // a new cluster's first leader records its voters at once.
+        let pending = self.confs.latest().0 > self.log.committed;
+        let first = match self.storage_recorded().filter(|_| !pending) {
+            Some(m) => Payload::Config(Box::new(m)),
+            None => Payload::Noop,
+        };
+        self.append_entries(vec![first]);
         self.bcast_append(true);
     }
 
@@ -547,6 +585,7 @@ impl Raft {
             term: self.term,
             mode: self.mode,
             body,
+            storage: self.storage,
         };
         // Answers that promise durable state wait for the caller's fsync.
         let after_persist = matches!(

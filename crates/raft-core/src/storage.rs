@@ -30,6 +30,8 @@ pub struct StoredState {
     pub purged: (Index, Term),
     /// The last stored index (`purged.0` when the log is empty).
     pub last_index: Index,
+    /// The storage's id (`InitialState::storage`; 0: the store has none).
+    pub storage: u64,
 }
 
 /// Where a node keeps its snapshots: the latest complete one, replaced

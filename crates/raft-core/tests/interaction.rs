@@ -28,6 +28,8 @@ struct Node {
     durable_log: Vec<Entry>,
     membership: Membership,
     pending: VecDeque<PendingWrite>,
+    /// The disk's storage id (`InitialState::storage`; 0: none).
+    storage: u64,
 }
 
 #[derive(Default)]
@@ -219,16 +221,22 @@ impl Env {
                     n.durable_hs.commit = n.durable_hs.commit.min(keep as u64);
                 }
             }
-            // wipe ID...: a crashed node loses its whole disk; it restarts
-            // under its old id as a node being rebuilt (Config::rebuilding)
-            // that knows the configuration it was given.
+            // wipe ID... [rebuild=false]: a crashed node loses its whole
+            // disk; it restarts under its old id, knowing the configuration
+            // it was given, with a new storage id, as a node being rebuilt
+            // (Config::rebuilding) unless rebuild=false (a disk wiped and the
+            // node simply started again).
             "wipe" => {
+                let rebuild = c.key("rebuild") != Some("false");
                 for id in c.ids() {
                     let n = self.nodes.get_mut(&id).expect("node");
                     assert!(n.raft.is_none(), "line {}: crash node {id} first", c.line);
                     n.durable_log.clear();
                     n.durable_hs = HardState::default();
-                    n.cfg.rebuilding = true;
+                    n.cfg.rebuilding = rebuild;
+                    if n.storage != 0 {
+                        n.storage += 1;
+                    }
                 }
             }
             "restart" => {
@@ -262,6 +270,10 @@ impl Env {
                             }
                             if s.rebuilding {
                                 let _ = write!(out, " rebuilding");
+                            }
+                            if let Some(r) = s.replaced {
+                                let by = r.peer.map_or("its log".into(), |p| format!("node {p}"));
+                                let _ = write!(out, " REPLACED ({by} knows {})", r.known);
                             }
                             let _ = writeln!(out);
                         }
@@ -365,6 +377,12 @@ impl Env {
                     durable_log: log.clone(),
                     membership: membership.clone(),
                     pending: VecDeque::new(),
+                    // storage=true: node N's first disk is N01, its next N02.
+                    storage: if flag("storage", false) {
+                        id * 100 + 1
+                    } else {
+                        0
+                    },
                 },
             );
             self.start(id);
@@ -378,6 +396,7 @@ impl Env {
             hard_state: n.durable_hs,
             membership: n.membership.clone(),
             entries: n.durable_log.clone(),
+            storage: n.storage,
             ..Default::default()
         };
         n.raft = Some(Raft::new(n.cfg.clone(), state).expect("valid state"));
@@ -425,6 +444,7 @@ impl Env {
                     data: Bytes::new(),
                     done: true,
                 },
+                storage: 0,
             });
         }
         for m in snapshot_msgs {

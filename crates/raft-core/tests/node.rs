@@ -93,12 +93,26 @@ impl Cluster {
         }
         panic!("no leader elected within 5 s");
     }
+
+    /// The leader, once it has recorded every voter's storage id (the
+    /// configuration entry that does it moves the last index).
+    async fn settled_leader(&self) -> usize {
+        for _ in 0..500 {
+            let l = self.leader(None).await;
+            let s = self.nodes[l].status().raft;
+            if s.membership.storage.len() == 3 && s.commit >= s.conf_index {
+                return l;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the leader did not record every voter's storage within 5 s");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proposals_apply_everywhere_and_followers_refuse_with_the_leader() {
     let c = cluster();
-    let l = c.leader(None).await;
+    let l = c.settled_leader().await;
     let (i1, n1) = c.nodes[l].propose(Bytes::from("a")).await.unwrap();
     let (i2, n2) = c.nodes[l].propose(Bytes::from("b")).await.unwrap();
     assert_eq!((i2, n2), (i1 + 1, n1 + 1));
@@ -143,7 +157,7 @@ async fn proposals_apply_everywhere_and_followers_refuse_with_the_leader() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_over_the_limit_is_refused_and_nothing_is_written() {
     let c = cluster();
-    let l = c.leader(None).await;
+    let l = c.settled_leader().await;
     let max = NodeConfig::new(Config::new(1), vec![1]).max_entry_bytes;
     let before = c.nodes[l].status().raft.last_index;
     let big = Bytes::from(vec![7u8; max + 1]);
@@ -170,7 +184,7 @@ async fn an_entry_over_the_limit_is_refused_and_nothing_is_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_proposals_each_get_their_own_result() {
     let c = cluster();
-    let l = c.leader(None).await;
+    let l = c.settled_leader().await;
     let mut tasks = vec![];
     for i in 0..200 {
         let n = c.nodes[l].clone();
@@ -233,7 +247,7 @@ async fn an_isolated_leader_fails_requests_and_the_rest_elect_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn modes_and_transfer_through_the_handle() {
     let c = cluster();
-    let l = c.leader(None).await;
+    let l = c.settled_leader().await;
     let target = (l + 1) % 3;
     // On a loaded machine a transfer can time out (the target must win
     // before an election timeout) or another node can win the election it

@@ -11,11 +11,17 @@ pub struct MemLogStore {
     purged: (Index, Term),
     /// `entries[i].index == purged.0 + 1 + i`.
     entries: VecDeque<Entry>,
+    /// `StoredState::storage` (0 from `Default`: no storage id).
+    storage: u64,
 }
 
 impl MemLogStore {
+    /// An empty log with a new storage id of its own.
     pub fn new() -> Self {
-        Self::default()
+        MemLogStore {
+            storage: crate::meta::draw_storage_id(),
+            ..Self::default()
+        }
     }
 
     fn last_index(&self) -> Index {
@@ -36,6 +42,7 @@ impl LogStore for MemLogStore {
             membership: self.membership.clone(),
             purged: self.purged,
             last_index: self.last_index(),
+            storage: self.storage,
         })
     }
 

@@ -23,6 +23,23 @@ pub(crate) const WAL_READY: &str = "wal";
 /// point (index, term) that made the ones before it unnecessary.
 pub(crate) const WAL_FLOOR: &str = "wal_floor";
 pub(crate) const NODE_ID: &str = "node_id";
+/// The storage id (u64 LE): `InitialState::storage`.
+pub(crate) const STORAGE_ID: &str = "storage_id";
+
+/// A new storage id: random, never 0.
+pub(crate) fn draw_storage_id() -> u64 {
+    use ring::rand::SecureRandom;
+    let rng = ring::rand::SystemRandom::new();
+    loop {
+        let mut b = [0u8; 8];
+        rng.fill(&mut b)
+            .expect("invariant: the system's random source works");
+        let id = u64::from_le_bytes(b);
+        if id != 0 {
+            return id;
+        }
+    }
+}
 
 /// Which layout a database has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +105,9 @@ pub(crate) fn read_header(db: &Database, path: &Path) -> Result<Header, Error> {
     if format == Format::Current {
         // A flipped byte in a key's name leaves a key no writer writes (and
         // the named key missing): damage, not a log without that key.
-        if let Some(key) = unknown_key(&t, &[FORMAT_KEY, WAL_READY, WAL_FLOOR, NODE_ID])? {
+        if let Some(key) =
+            unknown_key(&t, &[FORMAT_KEY, WAL_READY, WAL_FLOOR, NODE_ID, STORAGE_ID])?
+        {
             return Err(corrupt(format!("an unknown key {key:?} in its meta table")));
         }
     }

@@ -8,7 +8,7 @@
 
 use crate::contain::{REMEDY, contained};
 use crate::fault::{FaultSwitch, FaultyBackend};
-use crate::meta::{self, Format, META, NODE_ID, WAL_FLOOR, read_header};
+use crate::meta::{self, Format, META, NODE_ID, STORAGE_ID, WAL_FLOOR, read_header};
 use crate::record::{self, EntrySpan, Record};
 use crate::wal::{self, HEADER, Pos, Visit, Wal};
 use crate::{Error, check_batch, check_in_range, codec, migrate};
@@ -102,6 +102,8 @@ pub struct RedbLogStore {
     spans: Vec<EntrySpan>,
     segment_bytes: u64,
     record_bytes: usize,
+    /// `StoredState::storage`.
+    storage: u64,
 }
 
 impl std::fmt::Debug for RedbLogStore {
@@ -237,7 +239,7 @@ impl RedbLogStore {
                 reason: "no segment starting with a checkpoint".into(),
             });
         }
-        Ok(RedbLogStore {
+        RedbLogStore {
             db: Some(db),
             path,
             wal,
@@ -250,7 +252,34 @@ impl RedbLogStore {
             spans: Vec::new(),
             segment_bytes: SEGMENT_BYTES,
             record_bytes: RECORD_BYTES,
-        })
+            storage: 0,
+        }
+        .with_storage_id()
+    }
+
+    /// Reads the storage id, or draws and records one.
+    fn with_storage_id(mut self) -> Result<Self, Error> {
+        self.storage = match self.get_meta(STORAGE_ID)? {
+            Some(v) => {
+                let b: [u8; 8] = v.try_into().map_err(|v: Vec<u8>| Error::Corrupt {
+                    path: self.path.clone(),
+                    reason: format!("a storage id of {} bytes, not 8", v.len()),
+                })?;
+                u64::from_le_bytes(b)
+            }
+            None => {
+                let id = meta::draw_storage_id();
+                self.put_meta(STORAGE_ID, &id.to_le_bytes())?;
+                id
+            }
+        };
+        Ok(self)
+    }
+
+    /// This log's storage id (`InitialState::storage`): drawn when the log
+    /// was created (or first opened by a version that has them).
+    pub fn storage_id(&self) -> u64 {
+        self.storage
     }
 
     /// How large a segment file grows before the next one is started
@@ -528,6 +557,7 @@ impl LogStore for RedbLogStore {
             membership: self.membership.clone(),
             purged: self.purged,
             last_index: self.last_index(),
+            storage: self.storage,
         })
     }
 

@@ -5,7 +5,7 @@
 //! stores must report the same state and the same entries.
 
 use proptest::prelude::*;
-use raft_core::{HardState, LogStore, Membership, WriteBatch};
+use raft_core::{HardState, LogStore, Membership, StoredState, WriteBatch};
 use raft_log::conformance::entry;
 use raft_log::{MemLogStore, RedbLogStore};
 
@@ -54,6 +54,8 @@ proptest! {
         disk.set_segment_bytes(700);
         // About three entries a record: most writes span several.
         disk.set_record_bytes(100);
+        let disk_storage = disk.storage_id();
+        prop_assert_ne!(disk_storage, 0);
         let mut model = MemLogStore::new();
         let mut term = 1;
         for op in ops {
@@ -87,6 +89,9 @@ proptest! {
                 Op::Reopen => disk = reopen(disk),
             }
             let (m, d) = (model.state().expect("state"), disk.state().expect("state"));
+            // Each store has its own storage id; it stays across reopens.
+            prop_assert_eq!(d.storage, disk_storage);
+            let m = StoredState { storage: d.storage, ..m };
             prop_assert_eq!(&m, &d);
             if m.last_index > m.purged.0 {
                 let lo = m.purged.0 + 1;
@@ -100,6 +105,7 @@ proptest! {
             }
         }
         let disk = reopen(disk);
-        prop_assert_eq!(model.state().expect("state"), disk.state().expect("state"));
+        let m = StoredState { storage: disk_storage, ..model.state().expect("state") };
+        prop_assert_eq!(m, disk.state().expect("state"));
     }
 }

@@ -6,6 +6,7 @@ pub mod launch;
 mod rebuild;
 mod recovery;
 mod removal;
+pub use removal::Stop;
 
 use raft_core::node::{Node, NodeConfig};
 use raft_core::{Config, Index, Mode, NodeId, SnapshotStore};
@@ -178,8 +179,9 @@ pub struct RunningNode {
     api: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
     /// Set (once) with the reason when this node learns that the cluster
-    /// removed it (`removal.rs`); the binary then stops.
-    pub removed: tokio::sync::watch::Receiver<Option<String>>,
+    /// removed it, or that its storage is not the one the cluster knows
+    /// for its id (`removal.rs`); the binary then stops.
+    pub stopped: tokio::sync::watch::Receiver<Option<Stop>>,
     _transport: Arc<Transport>,
 }
 
@@ -207,6 +209,16 @@ pub fn snapshot_dir(file: &std::path::Path) -> PathBuf {
 enum Store {
     Redb(raft_log::RedbLogStore),
     Memory(raft_log::MemLogStore),
+}
+
+impl Store {
+    fn storage_id(&self) -> u64 {
+        use raft_core::LogStore;
+        match self {
+            Store::Redb(s) => s.storage_id(),
+            Store::Memory(s) => s.state().map_or(0, |st| st.storage),
+        }
+    }
 }
 
 /// Raises the soft limit on open files to the hard one: the command
@@ -358,6 +370,7 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
     let mut net = NetConfig::new(id, &cfg.cluster, peer_listen, tls);
     net.peers = initial.clone();
     net.client_addr = format!("{host}:{}", api_addr.port());
+    net.storage = store.storage_id();
     let (transport, inbound) = Transport::start(net).await.map_err(|e| MockError::Listen {
         addr: name.clone(),
         why: e.to_string(),
@@ -419,7 +432,7 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
 
     let peers = tokio::spawn(follow_membership(node.clone(), transport.clone()));
     removal::serve_stamps(&node, &transport);
-    let (removed_tx, removed) = tokio::sync::watch::channel(None);
+    let (removed_tx, stopped) = tokio::sync::watch::channel(None);
     let removal = tokio::spawn(removal::watch(
         node.clone(),
         transport.clone(),
@@ -491,7 +504,7 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
             .into_iter()
             .flatten()
             .collect(),
-        removed,
+        stopped,
         _transport: transport,
     })
 }

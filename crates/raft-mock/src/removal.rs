@@ -67,20 +67,55 @@ pub(crate) fn serve_stamps(node: &Node<Output>, transport: &Transport) {
     });
 }
 
-/// Watches for this node's removal; sends the reason once. A node joining
-/// a cluster judges nothing until it has seen itself a member (before
-/// that, every peer rightly refuses it).
+/// Why a node stops by itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The cluster's committed configuration does not include it.
+    Removed(String),
+    /// Its storage is not the one the cluster knows for its id: it lost
+    /// its state (`raft_core::Status::replaced`).
+    LostState(String),
+}
+
+/// What a node that lost its state is told.
+pub(crate) fn lost_state(id: raft_core::NodeId, r: raft_core::Replaced) -> String {
+    let by = match r.peer {
+        Some(p) => format!("node {p} knows it"),
+        None => "this node's own log records it".into(),
+    };
+    format!(
+        "this node's storage is not the one the cluster knows as node {id}: {by} with storage \
+         {:016x}, and this storage is {:016x}. It lost the state it had under that id (a wiped \
+         or replaced disk, a copy put back), and its votes could elect a leader without \
+         acknowledged writes, so it stops and changes nothing. Rebuild it from its peers under \
+         its id: raft-mock --rebuild --confirm --join <a member's command port> (with its \
+         other flags as before; docs/operations.md, \"Damaged storage\")",
+        r.known, r.ours
+    )
+}
+
+/// Watches for this node's removal, or its storage found replaced; sends
+/// the reason once. A node joining a cluster judges its removal only once
+/// it has seen itself a member (before that, every peer rightly refuses
+/// it).
 pub(crate) async fn watch(
     node: Node<Output>,
     transport: Arc<Transport>,
     joining: bool,
-    tx: watch::Sender<Option<String>>,
+    tx: watch::Sender<Option<Stop>>,
 ) {
     let id = node.status().raft.id;
     let mut refusals = transport.watch_refusals();
     let status = node.watch_status();
     let mut seen_member = false;
     loop {
+        let replaced = status.borrow().raft.replaced;
+        if let Some(r) = replaced {
+            let why = lost_state(id, r);
+            tracing::error!("{why}");
+            tx.send_replace(Some(Stop::LostState(why)));
+            return;
+        }
         let own = {
             let s = status.borrow();
             Own {
@@ -96,7 +131,7 @@ pub(crate) async fn watch(
             .flatten();
         if let Some(why) = verdict {
             tracing::error!("this node is not a member of the cluster: {why}");
-            tx.send_replace(Some(why));
+            tx.send_replace(Some(Stop::Removed(why)));
             return;
         }
         // Refusals wake this at once; the node's own commits are checked

@@ -13,7 +13,7 @@ use crate::frame;
 use crate::identity::{self, NodeIdentity};
 use crate::records::{self, Opener, Sealer};
 use crate::wire::{self, Frame};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -130,11 +130,22 @@ impl SecureReader {
         idle: Duration,
         complete: Duration,
     ) -> Result<Frame, NetError> {
+        wire::from_body(&self.read_body(buf, max, idle, complete).await?)
+    }
+
+    /// Reads one frame's body (as `read_frame`, undecoded).
+    pub async fn read_body(
+        &mut self,
+        buf: &mut BytesMut,
+        max: usize,
+        idle: Duration,
+        complete: Duration,
+    ) -> Result<Bytes, NetError> {
         let now = tokio::time::Instant::now;
         let mut deadline = (!buf.is_empty()).then(|| now() + complete);
         loop {
             if let Some(body) = frame::decode(buf, max)? {
-                return wire::from_body(&body);
+                return Ok(body);
             }
             let until = deadline.unwrap_or_else(|| now() + idle);
             let n = tokio::time::timeout_at(until, self.read_plain(buf))
@@ -159,12 +170,16 @@ impl SecureWriter {
 
     /// Encodes, frames, seals and writes `f`.
     pub async fn write_frame(&mut self, f: &Frame) -> Result<(), NetError> {
-        let body = wire::to_body(f);
+        self.write_body(&wire::to_body(f)).await
+    }
+
+    /// Writes one frame of `body` (as `write_frame`, encoded already).
+    pub async fn write_body(&mut self, body: &[u8]) -> Result<(), NetError> {
         let len = u32::try_from(body.len()).map_err(|_| NetError::FrameTooLarge {
             len: body.len(),
             max: u32::MAX as usize,
         })?;
-        self.write_parts(&len.to_be_bytes(), &body).await
+        self.write_parts(&len.to_be_bytes(), body).await
     }
 
     /// Seals `prefix` then `rest` as one stream of records, and writes them

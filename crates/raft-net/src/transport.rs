@@ -10,7 +10,7 @@ use crate::NetError;
 use crate::frame::{self, DEFAULT_MAX_FRAME};
 use crate::session::{self, SecureReader, SecureWriter};
 use crate::tls::TlsSetup;
-use crate::wire::{self, Frame, HELLO_VERSION};
+use crate::wire::{self, Frame, HELLO_VERSION, HelloExt};
 use bytes::BytesMut;
 use raft_core::{Message, NodeId};
 use std::collections::BTreeMap;
@@ -50,6 +50,9 @@ pub struct NetConfig {
     /// so this is room for reconnects); more are closed on accept, so
     /// strangers cannot take the descriptors the node needs.
     pub max_inbound: usize,
+    /// This node's storage id (`raft_core::InitialState::storage`), told
+    /// to peers in the handshake's extension (`wire::HelloExt`).
+    pub storage: u64,
 }
 
 impl NetConfig {
@@ -66,6 +69,7 @@ impl NetConfig {
             idle_timeout: Duration::from_secs(60),
             client_addr: String::new(),
             max_inbound: 256,
+            storage: 0,
         }
     }
 }
@@ -327,9 +331,10 @@ async fn serve_inbound(
         .await
         .map_err(|_| NetError::Handshake("TLS handshake timed out".into()))??;
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    let hello = rd
-        .read_frame(&mut buf, wire::MAX_HELLO, limit, limit)
+    let body = rd
+        .read_body(&mut buf, wire::MAX_HELLO, limit, limit)
         .await?;
+    let (hello, ext) = wire::split_hello(&body)?;
     let (node, client_addr) = wire::check_hello(&hello, &cfg.cluster)?;
     // The member's address now, if it is one; its certificate must allow
     // that address (`identity.rs`), so no peer speaks for another.
@@ -395,6 +400,10 @@ async fn serve_inbound(
                             m.from, m.to
                         )));
                     }
+                    let m = Message {
+                        storage: ext.storage,
+                        ..m
+                    };
                     if inbound.tx.try_send(m).is_err() {
                         inbound.dropped.fetch_add(1, Ordering::Relaxed);
                     }
@@ -508,13 +517,16 @@ async fn connect(
             who.addrs()
         )));
     }
-    wr.write_frame(&Frame::Hello {
+    let hello = Frame::Hello {
         version: HELLO_VERSION,
         cluster: cfg.cluster.clone(),
         node: cfg.id,
         client_addr: cfg.client_addr.clone(),
-    })
-    .await?;
+    };
+    let ext = HelloExt {
+        storage: cfg.storage,
+    };
+    wr.write_body(&wire::hello_body(&hello, &ext)).await?;
     Ok((rd, wr))
 }
 

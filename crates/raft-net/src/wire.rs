@@ -6,7 +6,7 @@ use raft_core::{Message, NodeId};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any change to frames or messages.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The oldest version whose peers this node still accepts, for rolling
 /// upgrades. Version 5 only added a frame the accepting side sends
@@ -41,6 +41,40 @@ pub enum Frame {
     /// it is committed. A node that sees itself in an older configuration
     /// learns from a committed one that it was removed.
     NotMember { config_index: u64, committed: bool },
+}
+
+/// What a dialler's `Hello` frame carries after the `Hello` itself:
+/// fields added since version 4, in a second MessagePack value that older
+/// nodes do not read (a decoder stops after the first value), so the
+/// `Hello` stays what version 4 nodes accept. Every field has a default,
+/// for the hellos of nodes that send no extension.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloExt {
+    /// The dialler's storage id (`raft_core::InitialState::storage`; 0:
+    /// none), which the acceptor sets on every message of the connection
+    /// (`Message::storage`).
+    #[serde(default)]
+    pub storage: u64,
+}
+
+/// A `Hello` frame's body: the hello, then its extension.
+pub fn hello_body(hello: &Frame, ext: &HelloExt) -> Vec<u8> {
+    let mut body = to_body(hello);
+    body.extend(rmp_serde::to_vec(ext).expect("the extension always serializes"));
+    body
+}
+
+/// A `Hello` frame's body read back: the frame, and its extension (the
+/// default when the dialler sent none).
+pub fn split_hello(body: &[u8]) -> Result<(Frame, HelloExt), NetError> {
+    let malformed = |e: rmp_serde::decode::Error| NetError::Malformed(bounded(&e.to_string()));
+    let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(body));
+    let frame = Frame::deserialize(&mut de).map_err(malformed)?;
+    let rest = &body[de.get_ref().position() as usize..];
+    if rest.is_empty() {
+        return Ok((frame, HelloExt::default()));
+    }
+    Ok((frame, rmp_serde::from_slice(rest).map_err(malformed)?))
 }
 
 /// The largest `Hello` body read (its strings are a cluster name and an
@@ -109,6 +143,31 @@ mod tests {
     use bytes::Bytes;
     use raft_core::{Body, Entry, Mode, Payload};
 
+    fn hello() -> Frame {
+        Frame::Hello {
+            version: HELLO_VERSION,
+            cluster: "c".into(),
+            node: 7,
+            client_addr: "127.0.0.1:1".into(),
+        }
+    }
+
+    #[test]
+    fn a_hello_extension_is_read_by_new_nodes_and_passed_over_by_old_ones() {
+        let ext = HelloExt { storage: 42 };
+        let body = hello_body(&hello(), &ext);
+        // What a node of version 4 or 5 does: decode one value.
+        assert_eq!(from_body(&body).unwrap(), hello());
+        assert_eq!(split_hello(&body).unwrap(), (hello(), ext));
+        // A hello without one, from an older node.
+        let old = to_body(&hello());
+        assert_eq!(split_hello(&old).unwrap(), (hello(), HelloExt::default()));
+        // Junk after the hello is an error, not a storage id.
+        let mut junk = old.clone();
+        junk.push(0xc1);
+        assert!(split_hello(&junk).is_err());
+    }
+
     #[test]
     fn messages_round_trip() {
         let m = Message {
@@ -126,6 +185,7 @@ mod tests {
                 }],
                 commit: 4,
             },
+            storage: 0,
         };
         let f = Frame::Messages(vec![m]);
         assert_eq!(from_body(&to_body(&f)).unwrap(), f);

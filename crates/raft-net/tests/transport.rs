@@ -90,6 +90,7 @@ fn msg(from: NodeId, to: NodeId, n: u64) -> Message {
             read_round: 0,
             all_applied: 0,
         },
+        storage: 0,
     }
 }
 

@@ -242,6 +242,8 @@ struct SimNode {
     /// The next read id: from 1 in every incarnation, as the driver
     /// numbers them, so answers meant for an earlier life meet reused ids.
     next_read: u64,
+    /// The disk's storage id (`InitialState::storage`), drawn with it.
+    storage: u64,
 }
 
 struct Sim {
@@ -376,6 +378,7 @@ impl Sim {
                 base,
                 reads: Vec::new(),
                 next_read: 1,
+                storage: self.rng.next_u64() | 1,
             },
         );
         if !self.ids.contains(&id) {
@@ -932,6 +935,7 @@ impl Sim {
             prev_term: n.log_prev.1,
             applied,
             snapshot,
+            storage: n.storage,
         };
         n.raft = Some(Raft::new(cfg, state).expect("valid initial state"));
         self.checker.on_restart(id);

@@ -81,6 +81,7 @@ impl Sim {
             to,
             term: r.term(),
             mode: r.mode(),
+            storage: r.storage(),
             body: Body::SnapshotChunk {
                 meta,
                 offset: 0,

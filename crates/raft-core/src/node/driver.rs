@@ -93,6 +93,7 @@ where
         prev_term,
         applied: prev_index,
         snapshot,
+        storage: stored.storage,
     };
     let raft = Raft::new(cfg.raft.clone(), init).map_err(NodeError::from_protocol)?;
     let (done_tx, done_rx) = mpsc::unbounded_channel();

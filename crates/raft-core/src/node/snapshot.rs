@@ -54,6 +54,8 @@ pub(super) struct SenderSpec<T> {
     pub to: NodeId,
     pub term: Term,
     pub mode: Mode,
+    /// The sender's storage id (`Message::storage`).
+    pub storage: u64,
     pub meta: SnapshotMeta,
     pub chunk: usize,
     pub window: usize,
@@ -128,6 +130,7 @@ fn send<T: Transport>(
                     data: Bytes::copy_from_slice(&buf[..n]),
                     done,
                 },
+                storage: s.storage,
             });
             next += n as u64;
             pos = next;
@@ -218,6 +221,7 @@ mod tests {
             to: 2,
             term: 3,
             mode: Mode::Active,
+            storage: 0,
             meta: SnapshotMeta {
                 index: 10,
                 term: 3,

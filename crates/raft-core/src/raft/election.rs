@@ -72,6 +72,7 @@ impl Raft {
                 term,
                 mode: self.mode,
                 body,
+                storage: self.storage,
             };
             if pre_vote {
                 self.messages.push(m);
@@ -116,6 +117,7 @@ impl Raft {
                 term,
                 mode: self.mode,
                 body,
+                storage: self.storage,
             };
             if pre_vote {
                 self.messages.push(reply);

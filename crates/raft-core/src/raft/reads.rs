@@ -222,6 +222,7 @@ mod tests {
             term: 1,
             mode: Mode::Active,
             body,
+            storage: 0,
         }
     }
 

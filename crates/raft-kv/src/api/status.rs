@@ -482,6 +482,7 @@ mod tests {
                 persisted: 10,
                 transferee: None,
                 rebuilding: false,
+                replaced: None,
                 membership: Membership::new([1, 2, 3]).into(),
                 conf_index: 0,
                 snapshot: 0,

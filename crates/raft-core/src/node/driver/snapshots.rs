@@ -196,6 +196,7 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
             to,
             term: self.raft.term(),
             mode: self.raft.mode(),
+            storage: self.raft.storage(),
             meta,
             chunk: self.cfg.snapshot_chunk,
             window: self.cfg.snapshot_window,
