@@ -84,6 +84,26 @@ async fn raftctl_finds_the_leader_and_speaks_kv() {
         assert_eq!(ctl(&["--ns", "t", "list", "a/"]).trim(), "a/1");
         let status = ctl(&["status"]);
         assert_eq!(status.matches(" leader ").count(), 1, "{status}");
+        // Given one node, it shows every member (issue 13, bug 7): the
+        // others at the command ports that node knows them by (from their
+        // connections to it, which every member opens at start).
+        let listed = |out: &str| {
+            c.nodes.iter().all(|n| {
+                out.lines().any(|l| {
+                    l.contains(&n.api) && l.contains(&n.name) && !l.contains("unreachable")
+                })
+            })
+        };
+        let mut one = String::new();
+        for _ in 0..50 {
+            one = common::raftctl(&nodes[..1], &["status"]);
+            if listed(&one) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(listed(&one), "{one}");
+        assert_eq!(one.matches(" leader ").count(), 1, "{one}");
         assert!(ctl(&["log", "--last", "2"]).contains("\"kind\":\"kv\""));
     })
     .await;

@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{TestCluster, cluster, deadline};
+use common::{TestCluster, cluster, deadline, write_many};
 use raft_kv::api::client::Method;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -238,6 +238,61 @@ async fn a_failed_node_is_replaced_with_raftctl() {
         c.kill(1);
         c.leader(&[1, 2]).await;
         c.put(n, "k2", "v2").await.unwrap();
+    })
+    .await;
+}
+
+/// Issue 13, bug 4: `raftctl add ADDR` as docs/operations.md describes,
+/// then the node started with `--join`: it joins as the member raftctl
+/// added (it used to take a fresh id, so raftctl waited in silence for two
+/// minutes and failed with 409), and raftctl shows it catching up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raftctl_add_waits_for_the_node_and_shows_it_catching_up() {
+    let mut c = cluster(&["active"; 3], false);
+    deadline(120, async {
+        let l = c.leader(&[]).await;
+        write_many(&c, l, 300, "k").await;
+        let n = c.describe_joiner("active", 0);
+        let nodes: Vec<String> = c.nodes[..3].iter().map(|n| n.api.clone()).collect();
+        let ctl = std::process::Command::new(env!("CARGO_BIN_EXE_raftctl"))
+            .arg("--certs")
+            .arg(common::certs())
+            .arg("--nodes")
+            .arg(nodes.join(","))
+            .args(["add", &c.nodes[n].name])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run raftctl");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        c.start(n).expect("start the new node");
+        let out = tokio::task::spawn_blocking(move || ctl.wait_with_output())
+            .await
+            .unwrap()
+            .expect("raftctl output");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        if !out.status.success() {
+            c.dump_logs();
+        }
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("is a learner"), "{stdout}");
+        assert!(stdout.contains("is a voter"), "{stdout}");
+        assert!(
+            stderr.contains("--join"),
+            "it says how to start the node: {stderr}"
+        );
+        assert!(stderr.contains("caught up"), "{stderr}");
+        wait_voters(&c, 0, &[0, 1, 2, n]).await;
+        let conf = c.request(0, Method::GET, "/v1/operator/raft/configuration", "");
+        let conf = conf.await.unwrap().json().unwrap();
+        assert_eq!(conf["Servers"].as_array().unwrap().len(), 4, "{conf}");
+        assert_eq!(
+            c.get(n, "k7", false).await.unwrap().as_deref(),
+            Some("value 7")
+        );
     })
     .await;
 }

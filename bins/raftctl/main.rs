@@ -11,6 +11,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod members;
+mod status;
+
+use members::{add, members};
+use status::status;
+
 /// Command-line client for raftstack clusters.
 #[derive(Parser)]
 #[command(name = "raftctl", version)]
@@ -344,23 +350,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
             address,
             learner,
             id,
-        } => {
-            let mut q = format!("address={}", enc(&address));
-            if let Some(id) = id {
-                q.push_str(&format!("&id={id}"));
-            }
-            q.push_str(if learner { "&learner" } else { "&wait" });
-            let path = format!("/v1/operator/raft/peer?{q}");
-            let r = ctl.write(Method::PUT, &path, Bytes::new()).await?;
-            let v = r.json().unwrap_or_default();
-            println!(
-                "{} is a {} (configuration index {})",
-                v["address"].as_str().unwrap_or(&address),
-                v["state"].as_str().unwrap_or("?"),
-                v["index"]
-            );
-            Ok(())
-        }
+        } => add(&ctl, &address, learner, id).await,
         Cmd::Detach { address } => {
             let path = format!("/v1/operator/raft/peer?address={}", enc(&address));
             ctl.write(Method::DELETE, &path, Bytes::new()).await?;
@@ -396,31 +386,6 @@ async fn run(a: Args) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-async fn status(ctl: &Ctl) -> anyhow::Result<()> {
-    println!(
-        "{:<22} {:<18} {:<10} {:<9} {:>6} {:<18} {:>8} {:>8} {:<7}",
-        "COMMAND PORT", "MEMBER", "ROLE", "MODE", "TERM", "LEADER", "COMMIT", "APPLIED", "HEALTH"
-    );
-    for n in &ctl.nodes {
-        match ctl.node_status(n).await {
-            Some(s) => println!(
-                "{:<22} {:<18} {:<10} {:<9} {:>6} {:<18} {:>8} {:>8} {:<7}",
-                n,
-                s["id"].as_str().unwrap_or("?"),
-                s["role"].as_str().unwrap_or("?"),
-                s["mode"].as_str().unwrap_or("?"),
-                s["term"].to_string(),
-                s["leader"].as_str().unwrap_or("-"),
-                s["commit_index"].to_string(),
-                s["applied_index"].to_string(),
-                s["health"].as_str().unwrap_or("?"),
-            ),
-            None => println!("{n:<22} (unreachable)"),
-        }
-    }
-    Ok(())
 }
 
 /// Streams a snapshot to `FILE.partial`, checks it, makes it durable and
@@ -474,32 +439,6 @@ async fn backup(ctl: &Ctl, file: &std::path::Path) -> anyhow::Result<()> {
         sum.keys,
         file.display(),
     );
-    Ok(())
-}
-
-async fn members(ctl: &Ctl) -> anyhow::Result<()> {
-    let v = ctl
-        .read("/v1/operator/raft/configuration")
-        .await?
-        .json()
-        .unwrap_or_default();
-    println!(
-        "{:<22} {:<22} {:<8} {:<6}",
-        "MEMBER", "ID", "VOTER", "LEADER"
-    );
-    for s in v["Servers"].as_array().cloned().unwrap_or_default() {
-        let flag = |v: &serde_json::Value| v.as_bool().unwrap_or(false).to_string();
-        println!(
-            "{:<22} {:<22} {:<8} {:<6}",
-            s["Address"].as_str().unwrap_or("?"),
-            s["ID"].as_str().unwrap_or("?"),
-            flag(&s["Voter"]),
-            flag(&s["Leader"])
-        );
-    }
-    if v["Joint"] == serde_json::Value::Bool(true) {
-        println!("a membership change is in progress: {}", v["Configuration"]);
-    }
     Ok(())
 }
 

@@ -121,6 +121,13 @@ impl ProcessCluster {
     /// unless the founders run in memory) that joins the cluster through
     /// node `via`'s command port. Returns its position.
     pub fn add_joiner(&mut self, mode: &str, via: usize) -> std::io::Result<usize> {
+        let i = self.describe_joiner(mode, via);
+        self.start(i)?;
+        Ok(i)
+    }
+
+    /// Describes a node as `add_joiner` does, without starting it.
+    pub fn describe_joiner(&mut self, mode: &str, via: usize) -> usize {
         let ports = free_ports(2);
         let i = self.nodes.len();
         let memory = self.nodes[0].file.is_none();
@@ -134,8 +141,7 @@ impl ProcessCluster {
             join: Some(self.nodes[via].api.clone()),
             extra: Vec::new(),
         });
-        self.start(i)?;
-        Ok(i)
+        i
     }
 
     pub fn start_all(&mut self) -> std::io::Result<()> {

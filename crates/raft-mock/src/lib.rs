@@ -311,20 +311,42 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
             .map_err(|e| storage_err(cfg.file.as_ref().expect("redb"), e))?,
         Store::Memory(_) => None,
     };
-    // A node being rebuilt keeps the id the cluster knows it by.
-    let id = match (recorded, &cfg.join) {
-        (Some(id), _) => id,
-        (None, Some(addr)) if rebuilding => member_id_at(&client, addr, &name).await?,
-        (None, Some(_)) => fresh_id(&name),
-        (None, None) if rebuilding => {
-            return Err(MockError::Settings(
-                "this node is being rebuilt (its .rebuilding marker is there) but its log has \
+    // A node being rebuilt keeps the id the cluster knows it by; so does a
+    // new one an operator added by its address before starting it
+    // (`raftctl add`). Were that member's storage lost instead, the
+    // cluster has recorded another storage id for it, and the node is
+    // told so and stops (raft-core's storage ids): never a second vote.
+    let id =
+        match (recorded, &cfg.join) {
+            (Some(id), _) => id,
+            (None, Some(addr)) if rebuilding => member_id_at(&client, addr, &name)
+                .await?
+                .ok_or_else(|| MockError::Join {
+                    addr: addr.to_string(),
+                    why: format!(
+                        "no member has the address {name}: nothing to rebuild (a new node joins \
+                     with --join alone)"
+                    ),
+                })?,
+            (None, Some(addr)) => match member_id_at(&client, addr, &name).await? {
+                Some(id) => {
+                    tracing::info!(
+                        id,
+                        "the cluster already has a member at this address: joining as it"
+                    );
+                    id
+                }
+                None => fresh_id(&name),
+            },
+            (None, None) if rebuilding => {
+                return Err(MockError::Settings(
+                    "this node is being rebuilt (its .rebuilding marker is there) but its log has \
                  no id yet: start it with --join <a member's command port>"
-                    .into(),
-            ));
-        }
-        (None, None) => node_id(&name),
-    };
+                        .into(),
+                ));
+            }
+            (None, None) => node_id(&name),
+        };
     if let (Store::Redb(s), None) = (&mut store, recorded) {
         s.set_node_id(id)
             .map_err(|e| storage_err(cfg.file.as_ref().expect("redb"), e))?;
@@ -575,19 +597,16 @@ fn check_rebuild(cfg: &MockConfig) -> Result<(), MockError> {
 
 /// The id of the member whose address is `name`, as the cluster reached
 /// through the command port `addr` knows it.
-async fn member_id_at(client: &HttpsClient, addr: &str, name: &str) -> Result<NodeId, MockError> {
+async fn member_id_at(
+    client: &HttpsClient,
+    addr: &str,
+    name: &str,
+) -> Result<Option<NodeId>, MockError> {
     let v = configuration(client, addr).await?;
     let servers = v["Servers"].as_array().into_iter().flatten();
-    servers
+    Ok(servers
         .filter(|s| s["Address"].as_str() == Some(name))
-        .find_map(|s| s["ID"].as_str().and_then(|i| i.parse().ok()))
-        .ok_or_else(|| MockError::Join {
-            addr: addr.to_string(),
-            why: format!(
-                "no member has the address {name}: nothing to rebuild (a new node joins \
-                 with --join alone)"
-            ),
-        })
+        .find_map(|s| s["ID"].as_str().and_then(|i| i.parse().ok())))
 }
 
 /// The cluster's configuration, as `GET /v1/operator/raft/configuration`

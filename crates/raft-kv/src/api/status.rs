@@ -90,6 +90,10 @@ pub fn node_status(ctx: &ApiContext) -> ApiResult {
         .map(|id| {
             let voter = conf.is_voter(id);
             let mut m = json!({ "id": ctx.name(id), "voter": voter, "self": id == me });
+            if id != me {
+                // Where it serves clients, as its peer handshake said.
+                m["command_port"] = (ctx.peer_client_addr)(id).into();
+            }
             if id == me {
                 m["mode"] = s.raft.mode.to_string().into();
                 m["match_index"] = s.raft.persisted.into();
