@@ -381,6 +381,18 @@ async fn the_log_can_be_appended_to_read_and_followed() {
             .request(f, Method::GET, &format!("/log/{index}"), "")
             .await;
         assert_eq!(r.unwrap().json().unwrap(), e);
+        // pyraftlog's `POST /`: 201 once applied (202 when committed but
+        // not applied within 3 s), through a follower too.
+        let r = c.request(f, Method::POST, "/", "hello root").await.unwrap();
+        assert_eq!(r.status, 201, "{:?}", r.json());
+        let root = r.json().unwrap()["index"].as_u64().unwrap();
+        assert!(root > index);
+        let r = c.request(l, Method::GET, &format!("/log/{root}"), "").await;
+        assert_eq!(r.unwrap().json().unwrap()["text"], "hello root");
+        let r = c.request(f, Method::POST, "/", "kv1forged").await.unwrap();
+        assert_eq!(r.status, 400);
+        let index = root;
+        c.wait_applied(f, index, Duration::from_secs(10)).await;
         let r = c.request(f, Method::GET, "/log?from=1", "").await.unwrap();
         assert_eq!(r.status, 200);
         let all = r.json().unwrap()["entries"].as_array().unwrap().clone();

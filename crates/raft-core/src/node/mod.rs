@@ -372,6 +372,29 @@ impl<O: Send + 'static> Node<O> {
         self.members.clone()
     }
 
+    /// Waits until the entry `append` answered (`index`, `term`) for is
+    /// committed: `Dropped` if another leader's entry took its index,
+    /// `Timeout` once `timeout` passes first.
+    pub async fn wait_committed(
+        &self,
+        index: Index,
+        term: Term,
+        timeout: Duration,
+    ) -> Result<(), NodeError> {
+        let mut rx = self.status.clone();
+        let r = tokio::time::timeout(timeout, rx.wait_for(|s| s.raft.commit >= index)).await;
+        match r.map(|r| r.is_ok()) {
+            Ok(true) => {}
+            Ok(false) => return Err(NodeError::ShuttingDown),
+            Err(_) => return Err(NodeError::Timeout(timeout)),
+        }
+        let e = self.entries(index, index + 1, usize::MAX).await?;
+        match e.first() {
+            Some(e) if e.term == term => Ok(()),
+            _ => Err(NodeError::Dropped),
+        }
+    }
+
     /// Waits until this node has applied `index`, or `timeout` passes.
     pub async fn wait_applied(&self, index: Index, timeout: Duration) -> Result<(), NodeError> {
         let mut rx = self.status.clone();

@@ -11,6 +11,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use raft_core::{Entry, Payload};
 use serde_json::json;
+use std::time::Duration;
 
 /// Entries answered per range request at most.
 const MAX_RANGE: u64 = 1000;
@@ -131,19 +132,49 @@ pub async fn one(ctx: &ApiContext, n: &str) -> ApiResult {
     }
 }
 
-/// `POST /v1/log` (and pyraftlog's `POST /`): appends the body as an
-/// opaque entry; answers 201 with its index once applied.
+/// `POST /v1/log`: appends the body as an opaque entry; answers 201 with
+/// its index once applied.
 pub async fn append(ctx: &ApiContext, _q: &Query, body: Bytes) -> ApiResult {
-    if body.starts_with(b"kv1") {
-        return Err(ApiError::bad_request(
-            "entries starting with \"kv1\" are reserved for the KV; use /v1/kv",
-        ));
-    }
+    refuse_kv(&body)?;
     let (index, _) = ctx.node.propose(body).await.map_err(ApiError::from_node)?;
     Ok(http::with_index(
         http::json(StatusCode::CREATED, &json!({ "index": index })),
         index,
     ))
+}
+
+/// How long pyraftlog's `POST /` waits for its entry to be applied.
+const PYRAFTLOG_WAIT: Duration = Duration::from_secs(3);
+
+/// pyraftlog's `POST /`, with its meanings: `201 {"index"}` once applied,
+/// `202 {"index"}` once committed but not applied within 3 s.
+pub async fn append_pyraftlog(ctx: &ApiContext, body: Bytes) -> ApiResult {
+    refuse_kv(&body)?;
+    let until = tokio::time::Instant::now() + PYRAFTLOG_WAIT;
+    let (index, term) = ctx.node.append(body).await.map_err(ApiError::from_node)?;
+    let node = &ctx.node;
+    node.wait_committed(index, term, PYRAFTLOG_WAIT)
+        .await
+        .map_err(ApiError::from_node)?;
+    let left = until.saturating_duration_since(tokio::time::Instant::now());
+    let code = match node.wait_applied(index, left).await {
+        Ok(()) => StatusCode::CREATED,
+        Err(_) => StatusCode::ACCEPTED,
+    };
+    Ok(http::with_index(
+        http::json(code, &json!({ "index": index })),
+        index,
+    ))
+}
+
+/// Entries starting with `kv1` are the KV's.
+fn refuse_kv(body: &Bytes) -> Result<(), ApiError> {
+    if body.starts_with(b"kv1") {
+        return Err(ApiError::bad_request(
+            "entries starting with \"kv1\" are reserved for the KV; use /v1/kv",
+        ));
+    }
+    Ok(())
 }
 
 /// `GET /v1/log/follow?from=N`: committed entries from N on, one JSON

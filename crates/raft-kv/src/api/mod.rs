@@ -251,7 +251,11 @@ async fn route(ctx: &ApiContext, method: &Method, path: &str, q: &Query, body: B
             status::set_mode(ctx, &body).await
         }
         (&Method::GET, ["v1", "mode"]) => q.allow(&[]).and_then(|()| status::get_mode(ctx)),
-        (&Method::POST, [""]) | (&Method::POST, ["v1", "log"]) => {
+        (&Method::POST, [""]) => {
+            q.allow(&[])?;
+            log::append_pyraftlog(ctx, body).await
+        }
+        (&Method::POST, ["v1", "log"]) => {
             q.allow(&[])?;
             log::append(ctx, q, body).await
         }
