@@ -42,6 +42,15 @@ enum ClientCerts {
     Optional,
 }
 
+/// The role of command-port clients without a certificate.
+#[derive(Clone, Copy, ValueEnum)]
+enum AnonymousRole {
+    None,
+    Readonly,
+    Readwrite,
+    Admin,
+}
+
 /// Run a raftstack node on mutual TLS (pyraftlog-mock's flags).
 #[derive(Parser)]
 #[command(name = "raft-mock", version)]
@@ -142,6 +151,10 @@ struct Args {
     /// Whether command-port clients must present a certificate of the CA.
     #[arg(long, value_enum, default_value = "required")]
     client_certs: ClientCerts,
+    /// With --client-certs optional: what clients without a certificate
+    /// may do (clients with one get the role it names).
+    #[arg(long, value_enum, default_value = "readonly")]
+    anonymous_role: AnonymousRole,
 }
 
 fn main() -> ExitCode {
@@ -223,6 +236,15 @@ async fn run(a: Args) -> anyhow::Result<Stopped> {
     cfg.heartbeat_ticks = a.heartbeat_ticks;
     cfg.max_inflight = a.max_inflight;
     cfg.require_client_cert = matches!(a.client_certs, ClientCerts::Required);
+    cfg.anonymous_role = {
+        use raft_kv::api::access::Role;
+        match a.anonymous_role {
+            AnonymousRole::None => None,
+            AnonymousRole::Readonly => Some(Role::ReadOnly),
+            AnonymousRole::Readwrite => Some(Role::ReadWrite),
+            AnonymousRole::Admin => Some(Role::Admin),
+        }
+    };
     cfg.join = a.join;
     cfg.restore = a.restore;
     cfg.solo = a.solo;

@@ -27,6 +27,16 @@ pub struct Args {
     /// it over the shared one when its `-n` address is that (repeatable).
     #[arg(long = "node", value_name = "HOST:PORT")]
     nodes: Vec<String>,
+    /// Also issue a command-port client certificate `client-NAME.crt` and
+    /// `.key` with the role `--role` (docs/operations.md, "Roles").
+    #[arg(long, value_name = "NAME", requires = "role")]
+    client: Option<String>,
+    /// The client certificate's role: admin, readwrite or readonly.
+    #[arg(long, value_parser = ["admin", "readwrite", "readonly"], requires = "client")]
+    role: Option<String>,
+    /// Limit the client certificate to this KV namespace (repeatable).
+    #[arg(long = "ns", value_name = "NAMESPACE", requires = "client")]
+    namespaces: Vec<String>,
 }
 
 pub const CA_KEY: &str = "transport-ca.key";
@@ -41,6 +51,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut made = make_certs(&args.out, args.force)?;
     for addr in &args.nodes {
         made.push(make_node_cert(&args.out, addr)?);
+    }
+    if let (Some(name), Some(role)) = (&args.client, &args.role) {
+        made.push(make_client_cert(&args.out, name, role, &args.namespaces)?);
     }
     for line in made {
         println!("{line}");
@@ -106,17 +119,79 @@ pub fn make_certs(dir: &Path, force: bool) -> anyhow::Result<Vec<String>> {
         dir.join(NODE_CERT).display()
     ));
 
-    // A client certificate for raftctl, curl and tests.
+    // A client certificate for raftctl, curl and tests: an admin.
     let client_key = key_once(dir, CLIENT_KEY, force)?;
+    let p = client_params("raftstack client", "admin", &[], now)?;
+    write(dir, CLIENT_CERT, &p.signed_by(&client_key, &issuer)?.pem())?;
+    said.push(format!(
+        "issued {} (role admin)",
+        dir.join(CLIENT_CERT).display()
+    ));
+    Ok(said)
+}
+
+/// A command-port client certificate's parameters: its role and the
+/// namespaces it is limited to (`raft_kv::api::access`).
+fn client_params(
+    cn: &str,
+    role: &str,
+    namespaces: &[String],
+    now: OffsetDateTime,
+) -> anyhow::Result<CertificateParams> {
     let mut p = CertificateParams::new(Vec::<String>::new())?;
-    p.distinguished_name = name("raftstack client");
+    p.distinguished_name = name(cn);
+    let uris = std::iter::once(format!("{}{role}", raft_net::identity::ROLE_URI_PREFIX)).chain(
+        namespaces
+            .iter()
+            .map(|n| format!("{}{n}", raft_net::identity::NS_URI_PREFIX)),
+    );
+    for u in uris {
+        p.subject_alt_names
+            .push(SanType::URI(u.try_into().context("a role URI")?));
+    }
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     p.not_before = now - Duration::days(1);
     p.not_after = now + Duration::days(500);
-    write(dir, CLIENT_CERT, &p.signed_by(&client_key, &issuer)?.pem())?;
-    said.push(format!("issued {}", dir.join(CLIENT_CERT).display()));
-    Ok(said)
+    Ok(p)
+}
+
+/// Issues `client-NAME.crt` (and its key, made once) in `dir`, from the CA
+/// there, with `role`, limited to `namespaces` if any.
+pub fn make_client_cert(
+    dir: &Path,
+    client: &str,
+    role: &str,
+    namespaces: &[String],
+) -> anyhow::Result<String> {
+    if client.is_empty()
+        || !client
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        bail!("--client {client:?}: use letters, digits, - _ and .");
+    }
+    let (Some(ca_key), Some(ca_pem)) = (read(dir, CA_KEY)?, read(dir, CA_CERT)?) else {
+        bail!(
+            "{} holds no CA: run `cargo xtask certs` first",
+            dir.display()
+        );
+    };
+    let ca_key = KeyPair::from_pem(&ca_key).context("reading the CA key")?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("reading the CA certificate")?;
+    let key = key_once(dir, &format!("client-{client}.key"), false)?;
+    let p = client_params(client, role, namespaces, OffsetDateTime::now_utc())?;
+    let file = format!("client-{client}.crt");
+    write(dir, &file, &p.signed_by(&key, &issuer)?.pem())?;
+    let limit = if namespaces.is_empty() {
+        String::new()
+    } else {
+        format!(", namespaces {}", namespaces.join(","))
+    };
+    Ok(format!(
+        "issued {} (role {role}{limit})",
+        dir.join(file).display()
+    ))
 }
 
 /// A node certificate's parameters: DNS or IP names it is reached by,

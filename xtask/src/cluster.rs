@@ -83,7 +83,7 @@ pub fn ensure_certs(dir: &Path) -> anyhow::Result<()> {
     ];
     let usable = || {
         let files = raft_net::TlsFiles::node_in(dir);
-        raft_net::tls::check_member_cert(&files, "127.0.0.1:7001").is_ok()
+        raft_net::tls::check_member_cert(&files, "127.0.0.1:7001").is_ok() && client_has_role(dir)
     };
     if all.iter().all(|f| dir.join(f).exists()) && usable() {
         return Ok(());
@@ -92,6 +92,19 @@ pub fn ensure_certs(dir: &Path) -> anyhow::Result<()> {
         println!("certs: {line}");
     }
     Ok(())
+}
+
+/// Whether the client certificate names a role (those made before roles
+/// did not, and the command port now refuses them).
+fn client_has_role(dir: &Path) -> bool {
+    let Ok(pem) = std::fs::read(dir.join(xtask::certs::CLIENT_CERT)) else {
+        return false;
+    };
+    let mut rd = pem.as_slice();
+    let Some(Ok(cert)) = rustls_pemfile::certs(&mut rd).next() else {
+        return false;
+    };
+    raft_net::identity::client_identity(&cert).is_ok_and(|id| !id.roles.is_empty())
 }
 
 fn check_free(port: u16) -> anyhow::Result<()> {

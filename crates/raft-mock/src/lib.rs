@@ -76,6 +76,9 @@ pub struct MockConfig {
     /// Appends in flight per follower (`raft_core::Config::max_inflight`).
     pub max_inflight: usize,
     pub require_client_cert: bool,
+    /// The role of command-port clients without a certificate (with
+    /// `require_client_cert` off); `None` refuses them.
+    pub anonymous_role: Option<raft_kv::api::access::Role>,
     /// The command port (`host:port`) of any member of an existing
     /// cluster to join; the node asks to be added and is promoted to voter
     /// once caught up.
@@ -116,6 +119,7 @@ impl MockConfig {
             heartbeat_ticks: 1,
             max_inflight: DEFAULT_MAX_INFLIGHT,
             require_client_cert: true,
+            anonymous_role: Some(raft_kv::api::access::Role::ReadOnly),
             join: None,
             snapshot_entries: 100_000,
             snapshot_bytes: 64 << 20,
@@ -508,6 +512,7 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         limits: raft_kv::api::Limits::default(),
         max_body: 4 << 20,
         log_reduction: cfg.log_reduction,
+        anonymous: cfg.anonymous_role,
     });
     let api = tokio::spawn(raft_kv::api::serve(api_listener, api_tls, ctx));
     tracing::info!(

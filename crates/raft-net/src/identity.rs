@@ -88,6 +88,56 @@ pub fn node_identity(cert: &CertificateDer<'_>) -> Result<NodeIdentity, NetError
     Ok(NodeIdentity { addrs })
 }
 
+/// The subjectAltName URI prefix naming a command-port client's role
+/// (`raftstack://role/admin`, `readwrite` or `readonly`).
+pub const ROLE_URI_PREFIX: &str = "raftstack://role/";
+/// The subjectAltName URI prefix limiting a client to a KV namespace
+/// (`raftstack://ns/NAME`, repeatable).
+pub const NS_URI_PREFIX: &str = "raftstack://ns/";
+
+/// What a command-port client's certificate says about it: the role and
+/// namespaces its URIs name, and the node identity if it is a node's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// The certificate's subject, for messages.
+    pub subject: String,
+    /// Every role URI's role (more than one is the caller's to refuse).
+    pub roles: Vec<String>,
+    pub namespaces: Vec<String>,
+    /// Set for a node certificate (`node_identity`).
+    pub node: Option<NodeIdentity>,
+}
+
+/// Reads a command-port client's identity from its end-entity certificate.
+pub fn client_identity(cert: &CertificateDer<'_>) -> Result<ClientIdentity, NetError> {
+    let bad = |why: &str| NetError::Handshake(format!("client certificate: {why}"));
+    let (_, x509) =
+        X509Certificate::from_der(cert.as_ref()).map_err(|_| bad("it does not parse as X.509"))?;
+    let san = x509
+        .subject_alternative_name()
+        .map_err(|_| bad("its subjectAltName does not parse"))?;
+    let uris: Vec<&str> = san
+        .iter()
+        .flat_map(|s| s.value.general_names.iter())
+        .filter_map(|n| match n {
+            GeneralName::URI(u) => Some(*u),
+            _ => None,
+        })
+        .collect();
+    let under = |prefix: &str| -> Vec<String> {
+        uris.iter()
+            .filter_map(|u| u.strip_prefix(prefix))
+            .map(str::to_string)
+            .collect()
+    };
+    Ok(ClientIdentity {
+        subject: x509.subject().to_string(),
+        roles: under(ROLE_URI_PREFIX),
+        namespaces: under(NS_URI_PREFIX),
+        node: node_identity(cert).ok(),
+    })
+}
+
 /// The identity of the peer at the other end of a handshake: its
 /// end-entity certificate is the first one it presented.
 pub(crate) fn of_peer(certs: Option<&[CertificateDer<'_>]>) -> Result<NodeIdentity, NetError> {
@@ -117,6 +167,24 @@ mod tests {
 
     fn both() -> Vec<Eku> {
         vec![Eku::ServerAuth, Eku::ClientAuth]
+    }
+
+    #[test]
+    fn a_client_certificate_names_its_role_and_namespaces() {
+        let c = cert(
+            &[
+                "raftstack://role/readwrite",
+                "raftstack://ns/a",
+                "raftstack://ns/b",
+            ],
+            vec![Eku::ClientAuth],
+        );
+        let id = client_identity(&c).unwrap();
+        assert_eq!(id.roles, ["readwrite"]);
+        assert_eq!(id.namespaces, ["a", "b"]);
+        assert!(id.node.is_none());
+        let n = client_identity(&cert(&["raftstack://node/h:1"], both())).unwrap();
+        assert!(n.roles.is_empty() && n.node.is_some_and(|n| n.allows("h:1")));
     }
 
     #[test]

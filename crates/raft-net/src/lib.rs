@@ -12,6 +12,6 @@ mod transport;
 pub mod wire;
 
 pub use error::NetError;
-pub use identity::NodeIdentity;
+pub use identity::{ClientIdentity, NodeIdentity};
 pub use tls::{TlsFiles, TlsSetup};
 pub use transport::{ConfigStamp, NetConfig, Refusal, Transport};

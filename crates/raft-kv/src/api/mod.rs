@@ -6,6 +6,7 @@
 //! to the leader when asked to with `?redirect`); reads are served by any
 //! node, linearizable by default (a ReadIndex barrier), local with `?stale`.
 
+pub mod access;
 mod backup;
 pub mod client;
 mod http;
@@ -65,6 +66,9 @@ pub struct ApiContext {
     pub max_body: usize,
     /// Whether log reduction was asked for (reported in status).
     pub log_reduction: bool,
+    /// The role of clients without a certificate (`--client-certs
+    /// optional`); `None` refuses them.
+    pub anonymous: Option<access::Role>,
 }
 
 /// What the peer transport dropped (Raft retransmits; a growing count
@@ -155,9 +159,13 @@ async fn serve_connection(
             return;
         }
     };
+    let who = Arc::new(access::Principal::of(
+        tls.get_ref().1.peer_certificates(),
+        ctx.anonymous,
+    ));
     let svc = hyper::service::service_fn(move |req| {
-        let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
+        let (ctx, who) = (ctx.clone(), who.clone());
+        async move { Ok::<_, Infallible>(handle(&ctx, &who, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -177,7 +185,39 @@ fn get_for_head(method: &Method) -> &Method {
     }
 }
 
-async fn handle(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
+/// Whether `who` may make this request: 404 for no route, 405 for a route
+/// with other methods, 403 outside its role.
+fn admit(
+    who: &access::Principal,
+    method: &Method,
+    path: &str,
+    q: &Query,
+    forwarded: bool,
+) -> Result<(), ApiError> {
+    let Some(need) = access::need(method, path) else {
+        let allowed = access::methods_for(path);
+        if allowed.is_empty() {
+            return Err(ApiError::not_found(format!("no endpoint {method} {path}")));
+        }
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{path} takes {}", allowed.join(", ")),
+        ));
+    };
+    let ask = access::Ask {
+        need,
+        namespace: q.get("ns").unwrap_or(crate::store::DEFAULT_NAMESPACE),
+        address: q.get("address"),
+        forwarded,
+    };
+    access::authorize(who, &ask)
+}
+
+async fn handle(
+    ctx: &ApiContext,
+    who: &access::Principal,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -187,7 +227,9 @@ async fn handle(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
         .map_or(path.clone(), |p| p.to_string());
     let forwarded = req.headers().contains_key(FORWARDED_HEADER);
     let content_type = req.headers().get(CONTENT_TYPE).cloned();
-    let resp = match Query::parse(req.uri().query()) {
+    let parsed = Query::parse(req.uri().query())
+        .and_then(|q| admit(who, &method, &path, &q, forwarded).map(|()| q));
+    let resp = match parsed {
         Err(e) => e.into_response(),
         Ok(q) => {
             let body = if method == Method::GET || method == Method::HEAD {
@@ -208,7 +250,8 @@ async fn handle(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
                 Err(e) => e.into_response(),
                 // HEAD is GET without the body (hyper leaves it out).
                 Ok(body) => {
-                    match route(ctx, get_for_head(&method), &path, &q, body.clone()).await {
+                    let req = (get_for_head(&method), path.as_str(), &q);
+                    match route(ctx, who, req, body.clone()).await {
                         Ok(r) => r,
                         Err(e) if e.not_leader && !forwarded => {
                             let fwd = Forward {
@@ -239,12 +282,17 @@ async fn handle(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
     resp
 }
 
-async fn route(ctx: &ApiContext, method: &Method, path: &str, q: &Query, body: Bytes) -> ApiResult {
+async fn route(
+    ctx: &ApiContext,
+    who: &access::Principal,
+    (method, path, q): (&Method, &str, &Query),
+    body: Bytes,
+) -> ApiResult {
     let segs: Vec<&str> = path.trim_start_matches('/').splitn(3, '/').collect();
     match (method, segs.as_slice()) {
         (&Method::GET, [""]) | (&Method::GET, ["v1", "status"]) => {
             q.allow(&[])?;
-            status::node_status(ctx)
+            status::node_status(ctx, who)
         }
         (&Method::PATCH, [""]) | (&Method::PUT, ["v1", "mode"]) => {
             q.allow(&[])?;

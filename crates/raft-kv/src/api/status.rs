@@ -72,7 +72,7 @@ fn role(r: Role) -> &'static str {
     }
 }
 
-pub fn node_status(ctx: &ApiContext) -> ApiResult {
+pub fn node_status(ctx: &ApiContext, who: &super::access::Principal) -> ApiResult {
     let s = ctx.node.status();
     let (colour, reasons) = health(&s);
     let mut reasons = reasons;
@@ -141,6 +141,8 @@ pub fn node_status(ctx: &ApiContext) -> ApiResult {
         "storage_failed": s.failed,
         "rebuilding": s.raft.rebuilding,
         "storage_damage": s.damage,
+        "client_role": who.describe(),
+        "anonymous_role": ctx.anonymous.map(|r| r.name()),
     });
     Ok(http::with_index(
         http::json(StatusCode::OK, &v),
