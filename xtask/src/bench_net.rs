@@ -148,7 +148,7 @@ async fn transport_bench(tls: &TlsSetup, size: usize, seconds: f64) -> anyhow::R
 
 /// Frames of 256 messages, written as fast as the connection takes them:
 /// over plain TCP, or over a TLS session the way the transport runs one
-/// (rustls handshake, then the transport's own record layer).
+/// (a rustls stream, frames written as the transport writes them).
 async fn stream_bench(
     tls: Option<&TlsSetup>,
     size: usize,
@@ -173,8 +173,9 @@ async fn stream_bench(
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let batch: Vec<Message> = (0..256).map(|i| message(size, i)).collect();
+    let body = wire::to_body(&Frame::Messages(batch));
     let mut out = BytesMut::new();
-    frame::encode(&wire::to_body(&Frame::Messages(batch)), &mut out);
+    frame::encode(&body, &mut out);
     let frame_bytes = out.freeze();
     let start = Instant::now();
     match tls {
@@ -184,7 +185,7 @@ async fn stream_bench(
             let (_rd, mut wr, _) =
                 session::connect(&connector, name, tcp, Duration::from_secs(5)).await?;
             while start.elapsed().as_secs_f64() < seconds {
-                wr.write_plain(&frame_bytes).await?;
+                wr.write_body(&body).await?;
             }
         }
         None => {

@@ -89,7 +89,7 @@ pub fn ensure_certs(dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     for line in make_certs(dir, false)? {
-        println!("certs: {line}");
+        eprintln!("certs: {line}");
     }
     Ok(())
 }

@@ -5,7 +5,6 @@
 mod error;
 pub mod frame;
 pub mod identity;
-mod records;
 pub mod session;
 pub mod tls;
 mod transport;

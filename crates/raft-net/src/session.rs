@@ -1,66 +1,63 @@
-//! A peer connection: a rustls handshake (mutual TLS 1.3), then frames in
-//! TLS records the transport seals and opens itself (`records.rs`).
+//! A peer connection: a rustls handshake (mutual TLS 1.3), then frames
+//! over the rustls stream (tokio-rustls): rustls seals and opens every
+//! record, and does the key updates; nothing here touches cryptography.
 //!
-//! The hand-off from rustls must not strand bytes inside it, so neither
-//! side sends application data until it knows the other has taken its
-//! keys: the accepting side takes them as soon as its handshake is done
-//! and sends `Ready`; the dialling side takes them when its handshake is
-//! done (nothing from the server can be in flight then: its server sends
-//! no session tickets) and waits for `Ready` before its `Hello`.
+//! The accepting side sends `Ready` as its first frame, then only a
+//! refusal; the dialling side waits for `Ready` before its `Hello`. (Up to
+//! version 5 the transport took the keys from rustls and protected
+//! records itself, and `Ready` marked the hand-off; it stays for the
+//! nodes of those versions, which wait for it.)
 
 use crate::NetError;
 use crate::frame;
 use crate::identity::{self, NodeIdentity};
-use crate::records::{self, Opener, Sealer};
 use crate::wire::{self, Frame};
 use bytes::{Bytes, BytesMut};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufStream, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
-/// Socket reads ask for at least this much room. Large, so the incomplete
-/// record moved to the buffer's front before a read is a small share of
-/// what is read.
+/// Reads ask for at least this much room, so a large frame arrives in few
+/// reads.
 const READ_CHUNK: usize = 256 * 1024;
 
-/// Large writes are sealed and sent this much at a time. Each write to a
-/// loopback or LAN socket costs a push through the TCP stack and a wake-up
-/// of the reader, so pieces must be large: 4 KiB messages in 1 MiB frames
-/// went at 0.46-0.50 of plain TCP's rate with 64 KiB pieces, 0.71-0.72
-/// with 128 KiB and 0.81-0.84 with 256 or 512 KiB (`cargo xtask bench
-/// net`). Larger pieces only hold more memory.
-const WRITE_PIECE: usize = 256 * 1024;
+/// The socket is buffered below rustls, this much each way: rustls reads
+/// its input 4 KiB at a time and writes each record as it seals it. In
+/// `cargo xtask bench net`, 4 KiB messages over one stream went at 0.48-0.50
+/// of plain TCP's rate unbuffered, 0.40-0.44 with reads buffered alone and
+/// 0.54-0.55 with both; flushing once a frame keeps the records of one
+/// frame in few writes.
+const SOCKET_BUFFER: usize = 256 * 1024;
+
+/// What rustls runs over: the socket, buffered.
+type Socket = BufStream<TcpStream>;
+
+fn buffered(tcp: TcpStream) -> Socket {
+    BufStream::with_capacity(SOCKET_BUFFER, SOCKET_BUFFER, tcp)
+}
 
 pub struct SecureReader {
-    tcp: OwnedReadHalf,
-    opener: Opener,
-    /// Bytes read but not yet opened (an incomplete record).
-    records: BytesMut,
+    tls: ReadHalf<TlsStream<Socket>>,
 }
 
-/// The write half. Dropping it shuts the connection's sending side, so
-/// the accepting side keeps its (unused) one for as long as it reads.
+/// The write half. Dropping it does not close the connection: the
+/// accepting side keeps its (unused) one for as long as it reads.
 pub struct SecureWriter {
-    tcp: OwnedWriteHalf,
-    sealer: Sealer,
-    sealed: Vec<u8>,
+    tls: WriteHalf<TlsStream<Socket>>,
+    /// One frame's length prefix and body, so rustls seals them as full
+    /// records rather than a 4-byte record and then the body's.
+    frame: Vec<u8>,
 }
 
-fn halves(tcp: TcpStream, (sealer, opener): (Sealer, Opener)) -> (SecureReader, SecureWriter) {
-    let (r, w) = tcp.into_split();
+fn halves(tls: TlsStream<Socket>) -> (SecureReader, SecureWriter) {
+    let (r, w) = tokio::io::split(tls);
     (
-        SecureReader {
-            tcp: r,
-            opener,
-            records: BytesMut::with_capacity(READ_CHUNK),
-        },
+        SecureReader { tls: r },
         SecureWriter {
-            tcp: w,
-            sealer,
-            sealed: Vec::new(),
+            tls: w,
+            frame: Vec::new(),
         },
     )
 }
@@ -70,30 +67,26 @@ fn halves(tcp: TcpStream, (sealer, opener): (Sealer, Opener)) -> (SecureReader, 
 pub type Session = (SecureReader, SecureWriter, NodeIdentity);
 
 /// The accepting side: handshake, check the peer holds a node certificate,
-/// take the keys, send `Ready`.
+/// send `Ready`.
 pub async fn accept(acceptor: &TlsAcceptor, tcp: TcpStream) -> Result<Session, NetError> {
-    let tls = acceptor.accept(tcp).await?;
-    let (tcp, conn) = tls.into_inner();
-    let who = identity::of_peer(conn.peer_certificates())?;
-    let keys = records::from_secrets(conn.dangerous_extract_secrets()?)?;
-    let (r, mut w) = halves(tcp, keys);
+    let tls = acceptor.accept(buffered(tcp)).await?;
+    let who = identity::of_peer(tls.get_ref().1.peer_certificates())?;
+    let (r, mut w) = halves(TlsStream::Server(tls));
     w.write_frame(&Frame::Ready).await?;
     Ok((r, w, who))
 }
 
 /// The dialling side: handshake, check the peer holds a node certificate,
-/// take the keys, wait for `Ready` (within `limit`).
+/// wait for `Ready` (within `limit`).
 pub async fn connect(
     connector: &TlsConnector,
     name: ServerName<'static>,
     tcp: TcpStream,
     limit: Duration,
 ) -> Result<Session, NetError> {
-    let tls = connector.connect(name, tcp).await?;
-    let (tcp, conn) = tls.into_inner();
-    let who = identity::of_peer(conn.peer_certificates())?;
-    let keys = records::from_secrets(conn.dangerous_extract_secrets()?)?;
-    let (mut r, w) = halves(tcp, keys);
+    let tls = connector.connect(name, buffered(tcp)).await?;
+    let who = identity::of_peer(tls.get_ref().1.peer_certificates())?;
+    let (mut r, w) = halves(TlsStream::Client(tls));
     let mut buf = BytesMut::new();
     match r.read_frame(&mut buf, 1024, limit, limit).await? {
         Frame::Ready if buf.is_empty() => Ok((r, w, who)),
@@ -102,23 +95,11 @@ pub async fn connect(
 }
 
 impl SecureReader {
-    /// Reads the socket until at least one record is opened, appending its
-    /// plaintext to `plain`; `Ok(0)` when the peer closed the connection.
+    /// Reads what has arrived, appending its plaintext to `plain`; `Ok(0)`
+    /// when the peer closed the connection. Cancel-safe.
     pub async fn read_plain(&mut self, plain: &mut BytesMut) -> Result<usize, NetError> {
-        let before = plain.len();
-        loop {
-            self.opener.open(&mut self.records, plain)?;
-            if plain.len() > before {
-                return Ok(plain.len() - before);
-            }
-            self.records.reserve(READ_CHUNK);
-            if self.tcp.read_buf(&mut self.records).await? == 0 {
-                if !self.records.is_empty() {
-                    return Err(NetError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-                }
-                return Ok(0);
-            }
-        }
+        plain.reserve(READ_CHUNK);
+        Ok(self.tls.read_buf(plain).await?)
     }
 
     /// Reads one frame: waits up to `idle` for it to begin, then at most
@@ -163,12 +144,7 @@ impl SecureReader {
 }
 
 impl SecureWriter {
-    /// Seals and writes `plain` (already framed).
-    pub async fn write_plain(&mut self, plain: &[u8]) -> Result<(), NetError> {
-        self.write_parts(&[], plain).await
-    }
-
-    /// Encodes, frames, seals and writes `f`.
+    /// Writes one frame and flushes it.
     pub async fn write_frame(&mut self, f: &Frame) -> Result<(), NetError> {
         self.write_body(&wire::to_body(f)).await
     }
@@ -179,21 +155,16 @@ impl SecureWriter {
             len: body.len(),
             max: u32::MAX as usize,
         })?;
-        self.write_parts(&len.to_be_bytes(), body).await
-    }
-
-    /// Seals `prefix` then `rest` as one stream of records, and writes them
-    /// a piece at a time.
-    async fn write_parts(&mut self, mut prefix: &[u8], mut rest: &[u8]) -> Result<(), NetError> {
-        loop {
-            let (piece, tail) = rest.split_at(rest.len().min(WRITE_PIECE));
-            self.sealed.clear();
-            self.sealer.seal_parts(&[prefix, piece], &mut self.sealed)?;
-            self.tcp.write_all(&self.sealed).await?;
-            if tail.is_empty() {
-                return Ok(());
-            }
-            (prefix, rest) = (&[], tail);
+        self.frame.clear();
+        self.frame.extend_from_slice(&len.to_be_bytes());
+        self.frame.extend_from_slice(body);
+        self.tls.write_all(&self.frame).await?;
+        self.tls.flush().await?;
+        if self.frame.capacity() > 4 * READ_CHUNK {
+            // A rare huge frame (a snapshot chunk is 256 KiB) keeps no
+            // memory afterwards.
+            self.frame = Vec::new();
         }
+        Ok(())
     }
 }

@@ -227,12 +227,8 @@ impl TlsSetup {
             .with_root_certificates(roots)
             .with_client_auth_cert(chain, key)
             .map_err(mismatch)?;
-        // The transport protects records itself after the handshake
-        // (`records.rs`): it takes the keys from rustls, and nothing may
-        // follow the handshake that only rustls would understand.
-        server.enable_secret_extraction = true;
+        // Every connection is a full handshake: no tickets, no resumption.
         server.send_tls13_tickets = 0;
-        client.enable_secret_extraction = true;
         client.resumption = tokio_rustls::rustls::client::Resumption::disabled();
         Ok(TlsSetup {
             server: Arc::new(server),
