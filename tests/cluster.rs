@@ -578,3 +578,43 @@ async fn sigterm_shuts_a_node_down_cleanly() {
     })
     .await;
 }
+
+/// Issue 13: health that load balancers and probes read by status code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_live_and_ready_answer_by_status_code() {
+    let mut c = cluster(&["active"; 3], true);
+    deadline(60, async {
+        let l = c.leader(&[]).await;
+        let f = (l + 1) % 3;
+        c.put(l, "k", "v").await.unwrap();
+        let code = |r: Result<raft_kv::api::client::Reply, _>| r.map(|r| r.status.as_u16());
+        for path in ["/v1/health", "/livez", "/readyz"] {
+            assert_eq!(
+                code(c.request(f, Method::GET, path, "").await).ok(),
+                Some(200),
+                "{path}"
+            );
+        }
+        // A follower alone has no leader: red, not ready, still live.
+        c.kill(l);
+        c.kill((l + 2) % 3);
+        let until = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = c.request(f, Method::GET, "/v1/health", "").await.unwrap();
+            if r.status == 503 {
+                assert_eq!(r.json().unwrap()["health"], "red");
+                break;
+            }
+            assert!(tokio::time::Instant::now() < until, "still {}", r.status);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let r = c.request(f, Method::GET, "/readyz", "").await.unwrap();
+        assert_eq!(r.status, 503);
+        assert_eq!(r.json().unwrap()["ready"], false);
+        assert_eq!(
+            code(c.request(f, Method::GET, "/livez", "").await).ok(),
+            Some(200)
+        );
+    })
+    .await;
+}

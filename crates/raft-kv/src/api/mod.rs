@@ -14,6 +14,7 @@ mod kv;
 pub mod limits;
 mod log;
 mod metrics;
+mod probes;
 mod status;
 
 pub use client::{ClientError, HttpsClient};
@@ -353,6 +354,9 @@ async fn route(
             log::one(ctx, n).await
         }
         (&Method::GET, ["metrics"]) => q.allow(&[]).map(|()| metrics::render(ctx)),
+        (&Method::GET, ["v1", "health"]) => q.allow(&[]).and_then(|()| probes::health(ctx)),
+        (&Method::GET, ["livez"]) => q.allow(&[]).and_then(|()| probes::livez(ctx)),
+        (&Method::GET, ["readyz"]) => q.allow(&[]).and_then(|()| probes::readyz(ctx)),
         (&Method::GET, ["v1", "snapshot"]) => {
             q.allow(&["stale", "consistent"])?;
             backup::snapshot(ctx, q).await

@@ -72,17 +72,21 @@ fn role(r: Role) -> &'static str {
     }
 }
 
-pub fn node_status(ctx: &ApiContext, who: &super::access::Principal) -> ApiResult {
-    let s = ctx.node.status();
-    let (colour, reasons) = health(&s);
-    let mut reasons = reasons;
-    let conf = &s.raft.membership;
-    // Reasons name members by address, not id.
+/// `health`, its reasons naming members by address, not id.
+pub fn health_named(s: &NodeStatus) -> (&'static str, Vec<String>) {
+    let (colour, mut reasons) = health(s);
     for r in reasons.iter_mut() {
-        for (id, name) in &conf.addresses {
+        for (id, name) in &s.raft.membership.addresses {
             *r = r.replace(&format!("member {id} "), &format!("member {name} "));
         }
     }
+    (colour, reasons)
+}
+
+pub fn node_status(ctx: &ApiContext, who: &super::access::Principal) -> ApiResult {
+    let s = ctx.node.status();
+    let (colour, reasons) = health_named(&s);
+    let conf = &s.raft.membership;
     let me = s.raft.id;
     let members: Vec<_> = conf
         .members()
