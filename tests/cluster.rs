@@ -618,3 +618,44 @@ async fn health_live_and_ready_answer_by_status_code() {
     })
     .await;
 }
+
+/// Issue 13: SIGTERM drains the command port. A write waiting for a
+/// leader (the rest of the cluster is down) gets its answer, then the
+/// node exits by itself; it used to be cut off with the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_requests_in_flight_finish() {
+    let mut c = cluster(&["active"; 3], true);
+    deadline(60, async {
+        let l = c.leader(&[]).await;
+        let f = (l + 1) % 3;
+        c.kill(l);
+        c.kill((l + 2) % 3);
+        // Once it knows no leader, a write waits for one (up to 5 s).
+        loop {
+            let r = c.request(f, Method::GET, "/v1/health", "").await.unwrap();
+            if r.json().unwrap()["reasons"].to_string().contains("no leader") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (client, api) = (c.client.clone(), c.nodes[f].api.clone());
+        let waiting = tokio::spawn(async move {
+            client
+                .request(&api, Method::PUT, "/v1/kv/k", &[], bytes::Bytes::from("v"))
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the write should be waiting for a leader"
+        );
+        let stopped = tokio::task::block_in_place(|| c.stop(f, Duration::from_secs(20)));
+        let r = waiting
+            .await
+            .unwrap()
+            .expect("an answer, not a cut connection");
+        assert_eq!(r.status, 503, "{:?}", r.json());
+        assert!(stopped, "the node exits by itself once drained");
+    })
+    .await;
+}

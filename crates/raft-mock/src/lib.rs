@@ -181,6 +181,8 @@ pub struct RunningNode {
     pub peer_addr: SocketAddr,
     pub api_addr: SocketAddr,
     api: JoinHandle<()>,
+    /// Set to drain the command port (`shutdown`).
+    drain: tokio::sync::watch::Sender<bool>,
     background: Vec<JoinHandle<()>>,
     /// Set (once) with the reason when this node learns that the cluster
     /// removed it, or that its storage is not the one the cluster knows
@@ -190,13 +192,19 @@ pub struct RunningNode {
 }
 
 impl RunningNode {
-    /// Stops serving clients, then stops the node (its log closes cleanly).
+    /// Drains the command port (no new connections; requests in flight
+    /// finish, for up to `raft_kv::api::DRAIN`), then stops the node (its
+    /// log closes cleanly).
     pub async fn shutdown(self) {
+        self.drain.send_replace(true);
+        let mut api = self.api;
+        let limit = raft_kv::api::DRAIN + Duration::from_secs(1);
+        if tokio::time::timeout(limit, &mut api).await.is_err() {
+            api.abort();
+        }
         for t in &self.background {
             t.abort();
         }
-        self.api.abort();
-        let _ = self.api.await;
         self.node.shutdown().await;
     }
 }
@@ -514,7 +522,8 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         log_reduction: cfg.log_reduction,
         anonymous: cfg.anonymous_role,
     });
-    let api = tokio::spawn(raft_kv::api::serve(api_listener, api_tls, ctx));
+    let (drain, draining) = tokio::sync::watch::channel(false);
+    let api = tokio::spawn(raft_kv::api::serve(api_listener, api_tls, ctx, draining));
     tracing::info!(
         node = %name, id, mode = %cfg.mode, command_port = %api_addr,
         storage = %cfg.file.as_ref().map_or("memory".into(), |p| p.display().to_string()),
@@ -527,6 +536,7 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         peer_addr: transport.local_addr(),
         api_addr,
         api,
+        drain,
         background: [Some(peers), Some(removal), joiner]
             .into_iter()
             .flatten()

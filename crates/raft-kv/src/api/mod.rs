@@ -103,15 +103,34 @@ impl ApiContext {
     }
 }
 
-/// Serves the command port until the listener task is dropped.
-pub async fn serve(listener: TcpListener, tls: Arc<ServerConfig>, ctx: Arc<ApiContext>) {
+/// Once `drain` turns true (or its sender is gone).
+async fn drained(drain: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = drain.wait_for(|d| *d).await;
+}
+
+/// How long a drain waits for requests in flight before it cuts them.
+pub const DRAIN: Duration = Duration::from_secs(10);
+
+/// Serves the command port until `drain` turns true, then drains: stops
+/// accepting, lets the requests in flight finish (up to `DRAIN`; idle
+/// keep-alive connections close at once) and returns.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    ctx: Arc<ApiContext>,
+    mut drain: tokio::sync::watch::Receiver<bool>,
+) {
     let acceptor = TlsAcceptor::from(tls);
     let open = Arc::new(limits::Open::default());
     let mut conns = tokio::task::JoinSet::new();
     let mut refused_logged = Instant::now() - Duration::from_secs(60);
     loop {
         while conns.try_join_next().is_some() {}
-        let (tcp, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = drained(&mut drain) => break,
+        };
+        let (tcp, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 // EMFILE and the like: wait for connections to close.
@@ -132,11 +151,21 @@ pub async fn serve(listener: TcpListener, tls: Arc<ServerConfig>, ctx: Arc<ApiCo
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, ctx) = (acceptor.clone(), ctx.clone());
+        let (acceptor, ctx, drain) = (acceptor.clone(), ctx.clone(), drain.clone());
         conns.spawn(async move {
             let _slot = slot;
-            serve_connection(acceptor, tcp, peer, ctx).await;
+            serve_connection(acceptor, tcp, peer, ctx, drain).await;
         });
+    }
+    drop(listener);
+    let open = conns.len();
+    if open > 0 {
+        tracing::info!("draining {open} command-port connections");
+    }
+    let finished = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN, finished).await.is_err() {
+        tracing::warn!("requests still in flight after {DRAIN:?}: cut off");
+        conns.abort_all();
     }
 }
 
@@ -147,6 +176,7 @@ async fn serve_connection(
     tcp: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
     ctx: Arc<ApiContext>,
+    mut drain: tokio::sync::watch::Receiver<bool>,
 ) {
     let limits = ctx.limits.clone();
     let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
@@ -172,7 +202,16 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read)
         .serve_connection(TokioIo::new(tls), svc);
-    if let Err(e) = conn.await {
+    let mut conn = std::pin::pin!(conn);
+    let r = tokio::select! {
+        r = conn.as_mut() => r,
+        () = drained(&mut drain) => {
+            // The request in flight finishes; then the connection closes.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = r {
         tracing::debug!(%peer, "command port connection: {e}");
     }
 }
