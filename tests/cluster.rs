@@ -633,7 +633,10 @@ async fn sigterm_lets_requests_in_flight_finish() {
         // Once it knows no leader, a write waits for one (up to 5 s).
         loop {
             let r = c.request(f, Method::GET, "/v1/health", "").await.unwrap();
-            if r.json().unwrap()["reasons"].to_string().contains("no leader") {
+            if r.json().unwrap()["reasons"]
+                .to_string()
+                .contains("no leader")
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
