@@ -156,6 +156,18 @@ fn client_params(
     Ok(p)
 }
 
+/// The CA in `dir`, made by an earlier `cargo xtask certs`.
+fn existing_issuer(dir: &Path) -> anyhow::Result<Issuer<'static, KeyPair>> {
+    let (Some(ca_key), Some(ca_pem)) = (read(dir, CA_KEY)?, read(dir, CA_CERT)?) else {
+        bail!(
+            "{} holds no CA: run `cargo xtask certs` first",
+            dir.display()
+        );
+    };
+    let ca_key = KeyPair::from_pem(&ca_key).context("reading the CA key")?;
+    Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("reading the CA certificate")
+}
+
 /// Issues `client-NAME.crt` (and its key, made once) in `dir`, from the CA
 /// there, with `role`, limited to `namespaces` if any.
 pub fn make_client_cert(
@@ -171,14 +183,7 @@ pub fn make_client_cert(
     {
         bail!("--client {client:?}: use letters, digits, - _ and .");
     }
-    let (Some(ca_key), Some(ca_pem)) = (read(dir, CA_KEY)?, read(dir, CA_CERT)?) else {
-        bail!(
-            "{} holds no CA: run `cargo xtask certs` first",
-            dir.display()
-        );
-    };
-    let ca_key = KeyPair::from_pem(&ca_key).context("reading the CA key")?;
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("reading the CA certificate")?;
+    let issuer = existing_issuer(dir)?;
     let key = key_once(dir, &format!("client-{client}.key"), false)?;
     let p = client_params(client, role, namespaces, OffsetDateTime::now_utc())?;
     let file = format!("client-{client}.crt");
@@ -226,14 +231,7 @@ pub fn make_node_cert(dir: &Path, addr: &str) -> anyhow::Result<String> {
     };
     port.parse::<u16>()
         .with_context(|| format!("{addr:?}: the port is not a number"))?;
-    let (Some(ca_key), Some(ca_pem)) = (read(dir, CA_KEY)?, read(dir, CA_CERT)?) else {
-        bail!(
-            "{} holds no CA: run `cargo xtask certs` first",
-            dir.display()
-        );
-    };
-    let ca_key = KeyPair::from_pem(&ca_key).context("reading the CA key")?;
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("reading the CA certificate")?;
+    let issuer = existing_issuer(dir)?;
     let files = raft_net::TlsFiles::bound_to(dir, addr);
     let key_file = file_name(&files.key);
     let key = key_once(dir, &key_file, false)?;
