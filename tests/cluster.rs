@@ -662,3 +662,60 @@ async fn sigterm_lets_requests_in_flight_finish() {
     })
     .await;
 }
+
+/// Issue 14: Consul's blocking queries. A read with `?index=` of an
+/// earlier answer waits on a follower until the key changes through
+/// another node (a write, then a delete), or until `wait` passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_queries_wake_on_change_or_after_wait() {
+    let c = cluster(&["active"; 3], true);
+    deadline(60, async {
+        let l = c.leader(&[]).await;
+        let f = (l + 1) % 3;
+        c.put(l, "watched", "1").await.unwrap();
+        c.put(l, "other", "x").await.unwrap();
+        let r = c
+            .request(f, Method::GET, "/v1/kv/watched", "")
+            .await
+            .unwrap();
+        let seen = common::index(&r);
+        let block = |since: u64, wait: &str| {
+            let (client, api) = (c.client.clone(), c.nodes[f].api.clone());
+            let path = format!("/v1/kv/watched?raw&index={since}&wait={wait}");
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let r = client.request(&api, Method::GET, &path, &[], bytes::Bytes::new());
+                (r.await.expect("an answer"), started.elapsed())
+            })
+        };
+        // Nothing changes: it answers after the wait, with the value.
+        let (r, took) = block(seen, "1s").await.unwrap();
+        assert_eq!((r.status.as_u16(), r.body.as_ref()), (200, &b"1"[..]));
+        assert!(took >= Duration::from_millis(900), "{took:?}");
+        // A write elsewhere in the namespace is not a change of this key.
+        let waiting = block(seen, "30s");
+        c.put(l, "unrelated", "y").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished());
+        // A write to it through another node wakes it with the new value.
+        c.put((l + 2) % 3, "watched", "2").await.unwrap();
+        let (r, took) = waiting.await.unwrap();
+        assert_eq!((r.status.as_u16(), r.body.as_ref()), (200, &b"2"[..]));
+        assert!(took < Duration::from_secs(20), "{took:?}");
+        let seen = common::index(&r);
+        // So does deleting it: the answer is then 404.
+        let waiting = block(seen, "30s");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = c
+            .request(l, Method::DELETE, "/v1/kv/watched", "")
+            .await
+            .unwrap();
+        assert!(r.status.is_success());
+        let (r, _) = waiting.await.unwrap();
+        assert_eq!(r.status, 404);
+        // A bad wait is refused.
+        let r = c.request(f, Method::GET, "/v1/kv/other?index=1&wait=soon", "");
+        assert_eq!(r.await.unwrap().status, 400);
+    })
+    .await;
+}

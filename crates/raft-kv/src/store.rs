@@ -37,7 +37,29 @@ pub struct KvState {
     pub(crate) sessions: Sessions,
     /// Invariant: every applied entry's index is <= applied.
     pub(crate) applied: Index,
+    pub(crate) deletes: DeleteMarks,
 }
+
+/// When each namespace last lost keys (a delete, a prefix delete, the
+/// namespace dropped), for blocking queries: what changed under a key
+/// includes what was deleted there (`KvState::changed_at`).
+///
+/// Not replicated state, and so equal whatever it holds: a replica
+/// restored from a snapshot starts with none and a `floor` at the
+/// snapshot's index, so a watcher from before that wakes at once rather
+/// than miss a delete it did not see.
+#[derive(Clone, Default, Debug)]
+pub(crate) struct DeleteMarks {
+    by_ns: OrdMap<String, Index>,
+    pub(crate) floor: Index,
+}
+
+impl PartialEq for DeleteMarks {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for DeleteMarks {}
 
 impl KvState {
     pub fn get(&self, ns: &str, key: &str) -> Option<&Value> {
@@ -64,6 +86,21 @@ impl KvState {
 
     pub fn applied(&self) -> Index {
         self.applied
+    }
+
+    /// An index at or after the last write that changed `key` in `ns` (or,
+    /// with `prefix`, any key under it), deletes included; 0 if none did.
+    /// It may be later than that write (a delete elsewhere in the
+    /// namespace, or a restore from a snapshot, moves it): a blocking
+    /// query may wake with nothing changed, never sleep through a change.
+    pub fn changed_at(&self, ns: &str, key: &str, prefix: bool) -> Index {
+        let modified = if prefix {
+            self.scan(ns, key).map(|(_, v)| v.modify_index).max()
+        } else {
+            self.get(ns, key).map(|v| v.modify_index)
+        };
+        let deleted = self.deletes.by_ns.get(ns).copied().unwrap_or(0);
+        modified.unwrap_or(0).max(deleted).max(self.deletes.floor)
     }
 
     pub fn keys(&self) -> usize {
@@ -145,7 +182,7 @@ impl KvState {
                         Output::Removed(0)
                     };
                 };
-                if prefix {
+                let removed = if prefix {
                     let doomed: Vec<Key> = m
                         .range(Key::from(key.as_str())..)
                         .take_while(|(k, _)| k.starts_with(&key))
@@ -154,17 +191,24 @@ impl KvState {
                     for k in &doomed {
                         m.remove(k);
                     }
-                    return Output::Removed(doomed.len() as u64);
-                }
-                if let Some(expect) = cas {
-                    if m.get(key.as_str()).map_or(0, |v| v.modify_index) != expect {
-                        return Output::Done(false);
+                    doomed.len() as u64
+                } else {
+                    if let Some(expect) = cas {
+                        if m.get(key.as_str()).map_or(0, |v| v.modify_index) != expect {
+                            return Output::Done(false);
+                        }
                     }
+                    u64::from(m.remove(key.as_str()).is_some())
+                };
+                if removed > 0 {
+                    self.deletes.by_ns.insert(ns, index);
                 }
-                Output::Removed(u64::from(m.remove(key.as_str()).is_some()))
+                Output::Removed(removed)
             }
             Op::DropNamespace { ns } => {
-                Output::Removed(self.namespaces.remove(&ns).map_or(0, |m| m.len() as u64))
+                let removed = self.namespaces.remove(&ns).map_or(0, |m| m.len() as u64);
+                self.deletes.by_ns.insert(ns, index);
+                Output::Removed(removed)
             }
         }
     }
@@ -172,14 +216,36 @@ impl KvState {
 
 /// The KV as the driver's state machine; clones share one state, so the
 /// command port reads what the driver applies.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct KvStore {
     state: Arc<RwLock<KvState>>,
+    /// The applied index, for whoever waits for a change.
+    applied: Arc<tokio::sync::watch::Sender<Index>>,
+}
+
+impl Default for KvStore {
+    fn default() -> Self {
+        KvStore {
+            state: Arc::default(),
+            applied: Arc::new(tokio::sync::watch::channel(0).0),
+        }
+    }
 }
 
 impl KvStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A receiver that sees every apply (its index) from now on.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Index> {
+        self.applied.subscribe()
+    }
+
+    fn tell_waiters(&self, index: Index) {
+        if self.applied.receiver_count() > 0 {
+            self.applied.send_replace(index);
+        }
     }
 
     /// Reads the current state. Hold the guard briefly: applying waits
@@ -196,8 +262,12 @@ impl StateMachine for KvStore {
     type Snapshot = KvState;
 
     fn apply(&mut self, index: Index, data: &Bytes) -> Output {
-        let mut g = self.state.write().unwrap_or_else(|p| p.into_inner());
-        g.apply(index, data)
+        let out = {
+            let mut g = self.state.write().unwrap_or_else(|p| p.into_inner());
+            g.apply(index, data)
+        };
+        self.tell_waiters(index);
+        out
     }
 
     fn snapshot(&mut self) -> KvState {
@@ -212,11 +282,14 @@ impl StateMachine for KvStore {
         crate::snapshot::read(r)
     }
 
-    fn restore(&mut self, view: KvState) {
+    fn restore(&mut self, mut view: KvState) {
+        view.deletes.floor = view.applied;
+        let applied = view.applied;
         let old = {
             let mut g = self.state.write().unwrap_or_else(|p| p.into_inner());
             std::mem::replace(&mut *g, view)
         };
+        self.tell_waiters(applied);
         // Freeing a large state takes a while: not on the protocol task.
         let _ = std::thread::Builder::new()
             .name("kv-free".into())
@@ -240,6 +313,41 @@ mod tests {
 
     fn apply(s: &mut KvState, index: Index, session: Option<(u64, u64)>, op: Op) -> Output {
         s.apply(index, &encode(&Request { session, op }))
+    }
+
+    #[test]
+    fn changes_under_a_key_count_its_deletes() {
+        let mut s = KvState::default();
+        apply(&mut s, 1, None, put("a", "x/1", "1", None));
+        apply(&mut s, 2, None, put("a", "x/2", "2", None));
+        apply(&mut s, 3, None, put("b", "y", "3", None));
+        assert_eq!(s.changed_at("a", "x/1", false), 1);
+        assert_eq!(s.changed_at("a", "x/", true), 2);
+        assert_eq!(s.changed_at("a", "nothing", false), 0);
+        let del = |key: &str, prefix| Op::Delete {
+            ns: "a".into(),
+            key: key.into(),
+            prefix,
+            cas: None,
+        };
+        apply(&mut s, 4, None, del("x/1", false));
+        // The deleted key changed at 4, and so (over-reporting) does the
+        // rest of its namespace; other namespaces did not.
+        assert_eq!(s.changed_at("a", "x/1", false), 4);
+        assert_eq!(s.changed_at("a", "x/", true), 4);
+        assert_eq!(s.changed_at("b", "y", false), 3);
+        // Deleting nothing changes nothing.
+        apply(&mut s, 5, None, del("gone", false));
+        assert_eq!(s.changed_at("a", "x/", true), 4);
+        apply(&mut s, 6, None, Op::DropNamespace { ns: "b".into() });
+        assert_eq!(s.changed_at("b", "y", false), 6);
+        // A replica restored from a snapshot cannot tell what was deleted
+        // before it: everything changed at the snapshot, as far as it knows.
+        let mut kv = KvStore::new();
+        kv.restore(s.clone());
+        assert_eq!(kv.read().changed_at("b", "y", false), 6);
+        assert_eq!(kv.read().changed_at("a", "x/2", false), 6);
+        assert_eq!(*kv.read(), s, "the marks are not replicated state");
     }
 
     #[test]

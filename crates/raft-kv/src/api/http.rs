@@ -17,6 +17,9 @@ pub type Body = BoxBody<Bytes, Infallible>;
 /// The header every reply carries: the log index the answer reflects
 /// (Consul's X-Consul-Index).
 pub const INDEX_HEADER: &str = "x-raft-index";
+/// The same index under Consul's name, for Consul's clients and tools
+/// (they pass it back as `?index=` of a blocking query).
+pub const CONSUL_INDEX_HEADER: &str = "x-consul-index";
 
 pub fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).boxed()
@@ -35,6 +38,8 @@ pub fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
 pub fn with_index(mut r: Response<Body>, index: u64) -> Response<Body> {
     r.headers_mut()
         .insert(INDEX_HEADER, HeaderValue::from(index));
+    r.headers_mut()
+        .insert(CONSUL_INDEX_HEADER, HeaderValue::from(index));
     r
 }
 
@@ -98,11 +103,11 @@ pub type ApiResult = Result<Response<Body>, ApiError>;
 #[derive(Debug)]
 pub struct Query(BTreeMap<String, String>);
 
-/// The query parameters that are flags: present (or `true`, `1`) or not
-/// (or `false`, `0`); any other value is refused.
-const FLAGS: &[&str] = &[
-    "learner", "raw", "rebuild", "recurse", "redirect", "stale", "wait",
-];
+/// The query parameters that are flags everywhere: present (or `true`,
+/// `1`) or not (or `false`, `0`); any other value is refused. (`wait` is
+/// a flag on `PUT /v1/operator/raft/peer` and a duration on KV reads:
+/// each checks its own, `Query::strict_flag`.)
+const FLAGS: &[&str] = &["learner", "raw", "rebuild", "recurse", "redirect", "stale"];
 
 impl Query {
     /// Parses a query string; a parameter given twice, or a flag with a
@@ -145,6 +150,17 @@ impl Query {
                     .map(|k| format!("?{k}"))
                     .collect::<Vec<_>>()
                     .join(", ")
+            ))),
+        }
+    }
+
+    /// A flag that is not one everywhere (not in `FLAGS`), checked here.
+    pub fn strict_flag(&self, k: &str) -> Result<bool, ApiError> {
+        match self.get(k) {
+            None | Some("false" | "0") => Ok(false),
+            Some("" | "true" | "1") => Ok(true),
+            Some(v) => Err(ApiError::bad_request(format!(
+                "?{k} is a flag here: give it no value, true, false, 1 or 0, not {v:?}"
             ))),
         }
     }

@@ -78,6 +78,8 @@ pub async fn handle(
             "raw",
             "stale",
             "consistent",
+            "index",
+            "wait",
         ],
         Method::PUT => &["ns", "cas", "client", "seq"],
         Method::DELETE => &["ns", "recurse", "cas", "client", "seq"],
@@ -167,6 +169,15 @@ fn entry_json(ns: &str, key: &str, v: &Value) -> serde_json::Value {
 
 async fn get(ctx: &ApiContext, ns: &str, key: &str, q: &Query) -> ApiResult {
     let index = read_barrier(ctx, q).await?;
+    if let Some(since) = q.u64("index")? {
+        let prefix = q.flag("recurse") || q.get("keys").is_some();
+        let wait = super::blocking::wait(q)?;
+        super::blocking::until_changed(ctx, (ns, key, prefix), since, wait).await;
+    } else if q.get("wait").is_some() {
+        return Err(ApiError::bad_request(
+            "?wait= goes with ?index=<X-Consul-Index>",
+        ));
+    }
     let kv = ctx.kv.read();
     let index = index.max(kv.applied());
     if q.get("keys").is_some() {

@@ -8,6 +8,7 @@
 
 pub mod access;
 mod backup;
+mod blocking;
 pub mod client;
 mod http;
 mod kv;

@@ -266,6 +266,7 @@ pub async fn add_peer(ctx: &ApiContext, q: &Query) -> ApiResult {
         ),
         None => None,
     };
+    let wait = q.strict_flag("wait")?;
     leader_only(ctx)?;
     let conf = ctx.node.status().raft.membership;
     // One address is one member: asking again for a member's address is
@@ -297,7 +298,7 @@ pub async fn add_peer(ctx: &ApiContext, q: &Query) -> ApiResult {
         let index = add_learner(ctx, id, &address).await?;
         return answer(StatusCode::OK, "learner", index);
     }
-    if q.flag("wait") {
+    if wait {
         let index = ctx
             .node
             .add_voter(id, address.clone(), CATCH_UP)
