@@ -60,7 +60,9 @@ impl Raft {
                 false
             }
             _ => {
-                self.peer_storage.insert(m.from, m.storage);
+                if self.peer_storage.get(&m.from) != Some(&m.storage) {
+                    self.peer_storage.insert(m.from, m.storage);
+                }
                 true
             }
         }
