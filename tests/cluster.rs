@@ -105,6 +105,31 @@ async fn raftctl_finds_the_leader_and_speaks_kv() {
         assert!(listed(&one), "{one}");
         assert_eq!(one.matches(" leader ").count(), 1, "{one}");
         assert!(ctl(&["log", "--last", "2"]).contains("\"kind\":\"kv\""));
+        // -o json: one JSON document per command (issue 13).
+        let json = |args: &[&str]| -> serde_json::Value {
+            let out = ctl(&[&["-o", "json"], args].concat());
+            serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+        };
+        let put = json(&["put", "shade", "dark"]);
+        assert_eq!(put["ok"], true, "{put}");
+        assert!(put["index"].as_u64().unwrap() > 0, "{put}");
+        let got = json(&["get", "shade"]);
+        assert_eq!(
+            (got["Key"].as_str(), got["Value"].as_str()),
+            (Some("shade"), Some("ZGFyaw=="))
+        );
+        assert_eq!(json(&["list", "sh"]), serde_json::json!(["shade"]));
+        let st = json(&["status"]);
+        assert_eq!(st.as_array().unwrap().len(), 3, "{st}");
+        assert!(
+            st.as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["status"]["role"] == "leader")
+        );
+        let members = json(&["members"]);
+        assert_eq!(members["Servers"].as_array().unwrap().len(), 3, "{members}");
+        assert_eq!(json(&["delete", "shade"])["ok"], true);
     })
     .await;
 }

@@ -5,12 +5,12 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use raft_kv::api::HttpsClient;
-use raft_kv::api::client::{ClientError, Method, Reply, StatusCode};
-use std::io::Write;
+use raft_kv::api::client::{ClientError, Method, Reply};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod kv;
 mod members;
 mod status;
 
@@ -35,6 +35,10 @@ struct Args {
     /// Namespace for KV commands.
     #[arg(long, default_value = "default")]
     ns: String,
+    /// What to print: text (tables and lines) or JSON, one document per
+    /// command (`log` prints JSON lines either way).
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    output: Output,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -121,10 +125,41 @@ fn main() -> ExitCode {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
 struct Ctl {
     client: HttpsClient,
     nodes: Vec<String>,
     ns: String,
+    /// `-o json`.
+    json: bool,
+}
+
+impl Ctl {
+    /// Prints a command's result: `v` with `-o json`, else `text()`.
+    fn say(&self, v: serde_json::Value, text: impl FnOnce() -> String) {
+        if self.json {
+            println!("{v}");
+        } else {
+            let t = text();
+            if !t.is_empty() {
+                println!("{t}");
+            }
+        }
+    }
+}
+
+/// An answer's `X-Raft-Index` (0 if it has none).
+fn index_of(r: &Reply) -> u64 {
+    r.headers
+        .get(raft_kv::api::INDEX_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 fn enc(s: &str) -> String {
@@ -268,71 +303,16 @@ async fn run(a: Args) -> anyhow::Result<()> {
         client,
         nodes: a.nodes,
         ns: enc(&a.ns),
+        json: a.output == Output::Json,
     };
-    let ns = ctl.ns.clone();
 
     match a.cmd {
         Cmd::Status => status(&ctl).await,
-        Cmd::Get { key, stale } => {
-            let q = if stale { "&stale" } else { "" };
-            let r = ctl
-                .read(&format!("/v1/kv/{}?raw&ns={ns}{q}", enc(&key)))
-                .await?;
-            std::io::stdout().write_all(&r.body)?;
-            println!();
-            Ok(())
-        }
-        Cmd::Put { key, value, cas } => {
-            let q = cas.map(|c| format!("&cas={c}")).unwrap_or_default();
-            let path = format!("/v1/kv/{}?ns={ns}{q}", enc(&key));
-            let r = ctl.write(Method::PUT, &path, Bytes::from(value)).await?;
-            let index = r
-                .headers
-                .get(raft_kv::api::INDEX_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("?");
-            match r.json() {
-                Some(serde_json::Value::Bool(true)) => println!("ok (index {index})"),
-                _ => bail!("not written: the compare-and-set index did not match"),
-            }
-            Ok(())
-        }
-        Cmd::Delete { key, recurse } => {
-            let q = if recurse { "&recurse" } else { "" };
-            let path = format!("/v1/kv/{}?ns={ns}{q}", enc(&key));
-            ctl.write(Method::DELETE, &path, Bytes::new()).await?;
-            println!("ok");
-            Ok(())
-        }
-        Cmd::List { prefix } => {
-            let r = ctl
-                .call(
-                    Method::GET,
-                    &format!("/v1/kv/{}?keys&ns={ns}", enc(&prefix)),
-                    Bytes::new(),
-                    false,
-                )
-                .await?;
-            if r.status == StatusCode::NOT_FOUND {
-                return Ok(());
-            }
-            check(&r)?;
-            for k in array(&r) {
-                println!("{}", k.as_str().unwrap_or_default());
-            }
-            Ok(())
-        }
-        Cmd::Namespaces => {
-            let r = ctl.read("/v1/namespaces").await?;
-            for n in array(&r) {
-                println!(
-                    "{}\t{} keys",
-                    n["Namespace"].as_str().unwrap_or(""),
-                    n["Keys"]
-                );
-            }
-            Ok(())
-        }
+        Cmd::Get { key, stale } => kv::get(&ctl, &key, stale).await,
+        Cmd::Put { key, value, cas } => kv::put(&ctl, &key, value, cas).await,
+        Cmd::Delete { key, recurse } => kv::delete(&ctl, &key, recurse).await,
+        Cmd::List { prefix } => kv::list(&ctl, &prefix).await,
+        Cmd::Namespaces => kv::namespaces(&ctl).await,
         Cmd::Log { last, follow } => log(&ctl, last, follow).await,
         Cmd::Mode { node, mode } => {
             let body = serde_json::json!({ "mode": mode }).to_string();
@@ -341,7 +321,8 @@ async fn run(a: Args) -> anyhow::Result<()> {
                 .request(&node, Method::PUT, "/v1/mode", &[], Bytes::from(body))
                 .await?;
             check(&r)?;
-            println!("{node} is now {mode}");
+            let v = serde_json::json!({ "node": node, "mode": mode });
+            ctl.say(v, || format!("{node} is now {mode}"));
             Ok(())
         }
         Cmd::Members => members(&ctl).await,
@@ -354,21 +335,26 @@ async fn run(a: Args) -> anyhow::Result<()> {
         Cmd::Detach { address } => {
             let path = format!("/v1/operator/raft/peer?address={}", enc(&address));
             ctl.write(Method::DELETE, &path, Bytes::new()).await?;
-            println!(
-                "{address} left its cluster; stop it, then start it with --detach --confirm \
-                 (and --join <command port> to join another cluster)"
-            );
+            ctl.say(serde_json::json!({ "detached": address }), || {
+                format!(
+                    "{address} left its cluster; stop it, then start it with --detach --confirm \
+                     (and --join <command port> to join another cluster)"
+                )
+            });
             Ok(())
         }
         Cmd::Remove { address } => {
             let path = format!("/v1/operator/raft/peer?address={}", enc(&address));
             let r = ctl.write(Method::DELETE, &path, Bytes::new()).await?;
             let v = r.json().unwrap_or_default();
-            println!(
-                "removed {} (configuration index {})",
-                v["removed"].as_str().unwrap_or(&address),
-                v["index"]
-            );
+            let text = || {
+                format!(
+                    "removed {} (configuration index {})",
+                    v["removed"].as_str().unwrap_or(&address),
+                    v["index"]
+                )
+            };
+            ctl.say(v.clone(), text);
             Ok(())
         }
         Cmd::Transfer { to } => {
@@ -382,7 +368,9 @@ async fn run(a: Args) -> anyhow::Result<()> {
                     "leadership did not move (the leader is {leader}); a passive node never takes it"
                 );
             }
-            println!("leader: {leader}");
+            ctl.say(serde_json::json!({ "leader": leader }), || {
+                format!("leader: {leader}")
+            });
             Ok(())
         }
     }
@@ -409,12 +397,7 @@ async fn backup(ctl: &Ctl, file: &std::path::Path) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    let index = r
-        .headers
-        .get(raft_kv::api::INDEX_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("?")
-        .to_string();
+    let index = index_of(&r);
     let checked = std::fs::File::open(&tmp)
         .map_err(anyhow::Error::from)
         .and_then(|mut f| Ok(raft_kv::snapshot::verify(&mut f)?));
@@ -434,11 +417,19 @@ async fn backup(ctl: &Ctl, file: &std::path::Path) -> anyhow::Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("syncing {}", dir.display()))?;
-    println!(
-        "saved {} keys as of index {index} to {} ({bytes} bytes)",
-        sum.keys,
-        file.display(),
-    );
+    let v = serde_json::json!({
+        "file": file.display().to_string(),
+        "keys": sum.keys,
+        "index": index,
+        "bytes": bytes,
+    });
+    ctl.say(v, || {
+        format!(
+            "saved {} keys as of index {index} to {} ({bytes} bytes)",
+            sum.keys,
+            file.display(),
+        )
+    });
     Ok(())
 }
 

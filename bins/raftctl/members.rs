@@ -27,11 +27,11 @@ pub(crate) async fn add(
     let v = ctl.write(Method::PUT, &path, Bytes::new()).await?.json();
     let v = v.unwrap_or_default();
     let state = v["state"].as_str().unwrap_or("?");
-    println!(
-        "{address} is a {state} (configuration index {})",
-        v["index"]
-    );
-    if learner || state == "voter" {
+    let done = learner || state == "voter";
+    if done || !ctl.json {
+        ctl.say(v.clone(), || is_a(address, &v));
+    }
+    if done {
         return Ok(());
     }
     eprintln!(
@@ -42,12 +42,17 @@ pub(crate) async fn add(
     let path = format!("/v1/operator/raft/peer?{q}&wait");
     let v = ctl.write(Method::PUT, &path, Bytes::new()).await?.json();
     let v = v.unwrap_or_default();
-    println!(
+    ctl.say(v.clone(), || is_a(address, &v));
+    Ok(())
+}
+
+/// "ADDR is a STATE (configuration index N)", from a peer answer.
+fn is_a(address: &str, v: &serde_json::Value) -> String {
+    format!(
         "{address} is a {} (configuration index {})",
         v["state"].as_str().unwrap_or("?"),
         v["index"]
-    );
-    Ok(())
+    )
 }
 
 /// Prints a learner's progress (as the leader reports it) until its log
@@ -107,6 +112,10 @@ pub(crate) async fn members(ctl: &Ctl) -> anyhow::Result<()> {
         .await?
         .json()
         .unwrap_or_default();
+    if ctl.json {
+        ctl.say(v, String::new);
+        return Ok(());
+    }
     println!(
         "{:<22} {:<22} {:<8} {:<6}",
         "MEMBER", "ID", "VOTER", "LEADER"

@@ -30,6 +30,16 @@ pub(crate) async fn status(ctl: &Ctl) -> anyhow::Result<()> {
         };
         seen.insert(member, (port.unwrap_or_else(|| "?".into()), s));
     }
+    if ctl.json {
+        let rows: Vec<_> = seen
+            .into_iter()
+            .map(|(member, (port, s))| {
+                serde_json::json!({ "member": member, "command_port": port, "status": s })
+            })
+            .collect();
+        ctl.say(serde_json::json!(rows), String::new);
+        return Ok(());
+    }
     let mut t = Table::new();
     t.load_preset(NOTHING).set_header([
         "COMMAND PORT",
