@@ -21,6 +21,10 @@ pub struct Args {
     /// Membership churn (up to five nodes joining and leaving).
     #[arg(long)]
     churn: bool,
+    /// Wiped disks: a down node loses its storage and starts again as it
+    /// was (a minority of the nodes; without --churn).
+    #[arg(long, conflicts_with = "churn")]
+    wipes: bool,
     /// Print every event of a single replayed seed to stderr.
     #[arg(long)]
     trace: bool,
@@ -33,6 +37,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let configure = |seed| {
         let mut cfg = if args.churn {
             SimConfig::with_churn(seed, args.nodes as usize)
+        } else if args.wipes {
+            SimConfig::with_wipes(seed, args.nodes as usize)
         } else {
             SimConfig::new(seed, args.nodes as usize)
         };
@@ -68,13 +74,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let t = &sum.total;
     let ops = t.ops_checked + t.ops_indeterminate;
     println!(
-        "sim: {} seeds run ({} nodes, from seed {first}), {} operations checked ({} of unknown outcome), {} configurations committed, {} snapshots installed, {} violations found; {:.0} simulated ops/s, {:.0} ticks/s, {:.1}s",
+        "sim: {} seeds run ({} nodes, from seed {first}), {} operations checked ({} of unknown outcome), {} configurations committed, {} snapshots installed, {}{} violations found; {:.0} simulated ops/s, {:.0} ticks/s, {:.1}s",
         sum.passed + sum.failures.len() as u64,
         args.nodes,
         ops,
         t.ops_indeterminate,
         t.configs,
         t.installs,
+        if args.wipes {
+            format!(
+                "{} disks wiped ({} nodes told they were replaced), ",
+                t.wiped, t.replaced
+            )
+        } else {
+            String::new()
+        },
         sum.failures.len(),
         ops as f64 / secs,
         t.ticks as f64 / secs,

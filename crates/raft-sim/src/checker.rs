@@ -126,6 +126,15 @@ impl Checker {
         Ok(())
     }
 
+    /// A node's disk was wiped: its durable state is gone, and what it
+    /// does from now on is checked as a new node's (whether the cluster
+    /// lets it vote is what log matching, state machine safety and the
+    /// linearizability check then judge).
+    pub fn on_wipe(&mut self, node: NodeId) {
+        let seen = self.nodes.entry(node).or_default();
+        seen.durable = HardState::default();
+    }
+
     /// A node restarted: its in-memory indexes start again from storage.
     pub fn on_restart(&mut self, node: NodeId) {
         let seen = self.nodes.entry(node).or_default();

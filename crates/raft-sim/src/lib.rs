@@ -56,6 +56,15 @@ pub struct SimConfig {
     /// to five; the leader adds learners, promotes, demotes and removes
     /// members (itself included) at random, between three and five voters.
     pub churn: bool,
+    /// Disks are wiped: a down node loses its whole storage (a new storage
+    /// id) and is started again as it was, under its old id, at most a
+    /// minority of the nodes (so the cluster can go on without them). The
+    /// cluster must recognise it (raft-core's storage ids) and never count
+    /// it; once it learns it was replaced, it is retired as an operator
+    /// would retire the machine. Wipes come only once every other node's
+    /// log records the node's storage (a wipe before that is the window
+    /// docs/architecture.md names).
+    pub wipes: bool,
 }
 
 impl SimConfig {
@@ -69,6 +78,15 @@ impl SimConfig {
             trace: false,
             snapshots: true,
             churn: false,
+            wipes: false,
+        }
+    }
+
+    /// With wiped disks (`wipes`).
+    pub fn with_wipes(seed: u64, nodes: usize) -> Self {
+        SimConfig {
+            wipes: true,
+            ..SimConfig::new(seed, nodes)
         }
     }
 
@@ -101,6 +119,10 @@ pub struct Report {
     pub configs: usize,
     /// Snapshots followers installed from a leader.
     pub installs: u64,
+    /// Disks wiped (`SimConfig::wipes`), and wiped nodes the cluster told
+    /// they were replaced.
+    pub wiped: u64,
+    pub replaced: u64,
 }
 
 /// A failing run: what broke, and how to replay it.
@@ -109,6 +131,7 @@ pub struct Failure {
     pub seed: u64,
     pub nodes: usize,
     pub churn: bool,
+    pub wipes: bool,
     pub tick: u64,
     pub what: String,
 }
@@ -117,13 +140,14 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {} failed at tick {}: {}\n  replay: cargo xtask sim --seed {} --nodes {}{}",
+            "seed {} failed at tick {}: {}\n  replay: cargo xtask sim --seed {} --nodes {}{}{}",
             self.seed,
             self.tick,
             self.what,
             self.seed,
             self.nodes,
-            if self.churn { " --churn" } else { "" }
+            if self.churn { " --churn" } else { "" },
+            if self.wipes { " --wipes" } else { "" }
         )
     }
 }
@@ -186,6 +210,8 @@ impl Report {
         self.committed += r.committed;
         self.configs += r.configs;
         self.installs += r.installs;
+        self.wiped += r.wiped;
+        self.replaced += r.replaced;
     }
 }
 
@@ -198,6 +224,7 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
             seed: cfg.seed,
             nodes: cfg.nodes,
             churn: cfg.churn,
+            wipes: cfg.wipes,
             tick: sim.tick,
             what,
         }),
@@ -290,6 +317,11 @@ struct Sim {
     /// rules (Raft figure 8) matter.
     doomed: Vec<(NodeId, u64)>,
     max_disk_delay: Time,
+    /// Disks still to wipe (`SimConfig::wipes`).
+    wipes_left: usize,
+    /// Disks wiped, and wiped nodes that learnt they were replaced.
+    wiped: u64,
+    replaced: u64,
 }
 
 impl Sim {
@@ -342,6 +374,9 @@ impl Sim {
             crashes: 0,
             intensity,
             max_disk_delay,
+            wipes_left: if cfg.wipes { (cfg.nodes - 1) / 2 } else { 0 },
+            wiped: 0,
+            replaced: 0,
             led: BTreeMap::new(),
             doomed: Vec::new(),
             ids: ids.clone(),
@@ -454,6 +489,7 @@ impl Sim {
         if !self.healing {
             self.inject_faults()?;
         }
+        self.retire_replaced();
         for id in self.ids.clone() {
             if let Some(r) = self.raft_mut(id) {
                 r.tick();
@@ -851,7 +887,62 @@ impl Sim {
                 self.change_membership()?;
             }
         }
+        if self.wipes_left > 0 && self.rng.chance(k, 200) {
+            let id = pick(&mut self.rng);
+            self.wipe(id);
+        }
         Ok(())
+    }
+
+    /// Wipes a down node's disk, if every other node's log records its
+    /// storage (`SimConfig::wipes`).
+    fn wipe(&mut self, id: NodeId) {
+        let storage = self.nodes[&id].storage;
+        let down = self.nodes[&id].raft.is_none() && !self.retired.contains(&id);
+        let recorded = self.nodes.iter().filter(|(o, _)| **o != id).all(|(_, n)| {
+            let logged = n.durable_log.iter().rev().find_map(|e| match &e.payload {
+                Payload::Config(m) => Some(&**m),
+                _ => None,
+            });
+            let base = match &n.snap {
+                Some((meta, _)) if meta.index > n.base.0 => &meta.membership,
+                _ => &n.base.1,
+            };
+            logged.unwrap_or(base).storage.get(&id) == Some(&storage)
+        });
+        if !down || !recorded {
+            return;
+        }
+        let fresh = self.rng.next_u64() | 1;
+        let n = self.nodes.get_mut(&id).expect("node exists");
+        n.durable_log.clear();
+        n.durable_hs = HardState::default();
+        n.log_prev = (0, 0);
+        n.snap = None;
+        n.base = (0, self.initial.clone());
+        n.storage = fresh;
+        if self.cfg.trace {
+            eprintln!("t={} WIPE node {id} (new storage {fresh})", self.now);
+        }
+        self.wipes_left -= 1;
+        self.wiped += 1;
+        self.checker.on_wipe(id);
+    }
+
+    /// Retires the live nodes that learnt their storage is not the one the
+    /// cluster knows (they take no more input; an operator would rebuild
+    /// or remove them).
+    fn retire_replaced(&mut self) {
+        let gone: Vec<NodeId> = self
+            .live()
+            .filter(|r| r.status().replaced.is_some())
+            .map(|r| r.id())
+            .collect();
+        for id in gone {
+            self.crash(id);
+            self.retired.insert(id);
+            self.replaced += 1;
+        }
     }
 
     fn set_mode(&mut self, id: NodeId, mode: Mode) -> Result<(), String> {
@@ -1005,6 +1096,8 @@ impl Sim {
             committed: self.checker.committed_len(),
             configs: self.checker.committed_configs(),
             installs: self.installs,
+            wiped: self.wiped,
+            replaced: self.replaced,
         }
     }
 
@@ -1025,7 +1118,9 @@ impl Sim {
         let leader = self.nodes[&l].raft.as_ref().expect("leader is live");
         let last = leader.log().last_index();
         let members = leader.membership().1.members();
-        members.iter().all(|id| {
+        // A retired node (removed, or wiped and told so) is not waited for.
+        let waited = members.iter().filter(|id| !self.retired.contains(id));
+        waited.into_iter().all(|id| {
             self.nodes[id]
                 .raft
                 .as_ref()

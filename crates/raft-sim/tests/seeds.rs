@@ -55,6 +55,19 @@ fn churn_300_seeds() {
     );
 }
 
+/// Wiped disks: a down node loses its storage and starts again under its
+/// old id; the cluster must never count it (issue 24, item 4).
+#[test]
+fn wiped_disks_300_seeds() {
+    let total = check(3_000_000, 300, |seed| SimConfig::with_wipes(seed, 3));
+    assert!(
+        total.wiped > 30 && total.replaced > 0,
+        "only {} disks wiped ({} nodes told) over 300 seeds",
+        total.wiped,
+        total.replaced
+    );
+}
+
 /// Seeds that once failed, kept so the bug they found stays fixed.
 #[test]
 fn regression_seeds() {
