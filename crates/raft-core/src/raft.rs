@@ -215,6 +215,11 @@ impl Raft {
     pub fn storage(&self) -> u64 {
         self.storage
     }
+    /// Set once this node learnt its storage is not the one the cluster
+    /// knows for its id (`Status::replaced`).
+    pub fn replaced(&self) -> Option<Replaced> {
+        self.replaced
+    }
     pub fn role(&self) -> Role {
         self.role
     }

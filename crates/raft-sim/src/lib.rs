@@ -935,7 +935,7 @@ impl Sim {
     fn retire_replaced(&mut self) {
         let gone: Vec<NodeId> = self
             .live()
-            .filter(|r| r.status().replaced.is_some())
+            .filter(|r| r.replaced().is_some())
             .map(|r| r.id())
             .collect();
         for id in gone {
