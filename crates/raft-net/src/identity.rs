@@ -68,24 +68,29 @@ pub fn node_identity(cert: &CertificateDer<'_>) -> Result<NodeIdentity, NetError
             "{subject} is not for both TLS server and client auth"
         )));
     }
-    let san = x509
-        .subject_alternative_name()
+    let addrs = uris_under(&x509, NODE_URI_PREFIX)
         .map_err(|_| refuse("its subjectAltName does not parse"))?;
-    let addrs: Vec<String> = san
-        .iter()
-        .flat_map(|s| s.value.general_names.iter())
-        .filter_map(|n| match n {
-            GeneralName::URI(u) => u.strip_prefix(NODE_URI_PREFIX),
-            _ => None,
-        })
-        .map(str::to_string)
-        .collect();
     if addrs.is_empty() {
         return Err(refuse(&format!(
             "{subject} has no subjectAltName URI {NODE_URI_PREFIX}HOST:PORT"
         )));
     }
     Ok(NodeIdentity { addrs })
+}
+
+/// What follows `prefix` in each of a certificate's subjectAltName URIs
+/// that starts with it; `Err` if its subjectAltName does not parse.
+fn uris_under(x509: &X509Certificate<'_>, prefix: &str) -> Result<Vec<String>, ()> {
+    let san = x509.subject_alternative_name().map_err(|_| ())?;
+    Ok(san
+        .iter()
+        .flat_map(|s| s.value.general_names.iter())
+        .filter_map(|n| match n {
+            GeneralName::URI(u) => u.strip_prefix(prefix),
+            _ => None,
+        })
+        .map(str::to_string)
+        .collect())
 }
 
 /// The subjectAltName URI prefix naming a command-port client's role
@@ -113,27 +118,12 @@ pub fn client_identity(cert: &CertificateDer<'_>) -> Result<ClientIdentity, NetE
     let bad = |why: &str| NetError::Handshake(format!("client certificate: {why}"));
     let (_, x509) =
         X509Certificate::from_der(cert.as_ref()).map_err(|_| bad("it does not parse as X.509"))?;
-    let san = x509
-        .subject_alternative_name()
-        .map_err(|_| bad("its subjectAltName does not parse"))?;
-    let uris: Vec<&str> = san
-        .iter()
-        .flat_map(|s| s.value.general_names.iter())
-        .filter_map(|n| match n {
-            GeneralName::URI(u) => Some(*u),
-            _ => None,
-        })
-        .collect();
-    let under = |prefix: &str| -> Vec<String> {
-        uris.iter()
-            .filter_map(|u| u.strip_prefix(prefix))
-            .map(str::to_string)
-            .collect()
-    };
+    let under =
+        |prefix| uris_under(&x509, prefix).map_err(|()| bad("its subjectAltName does not parse"));
     Ok(ClientIdentity {
         subject: x509.subject().to_string(),
-        roles: under(ROLE_URI_PREFIX),
-        namespaces: under(NS_URI_PREFIX),
+        roles: under(ROLE_URI_PREFIX)?,
+        namespaces: under(NS_URI_PREFIX)?,
         node: node_identity(cert).ok(),
     })
 }
