@@ -366,6 +366,39 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_with_no_one_known_role_is_refused_saying_why() {
+        let id = |roles: &[&str]| ClientIdentity {
+            subject: "CN=app".into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            namespaces: vec![],
+            node: None,
+        };
+        for (roles, why) in [
+            (&[][..], "names no role"),
+            (&["root"][..], "unknown role \"root\""),
+            (&["admin", "readonly"][..], "more than one role"),
+        ] {
+            match Principal::of_identity(id(roles)) {
+                Principal::Refused(m) => assert!(m.contains(why), "{m}"),
+                other => panic!("{roles:?}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            Principal::of_identity(id(&["readonly"])),
+            Principal::Client {
+                role: Role::ReadOnly,
+                ..
+            }
+        ));
+        // No certificate: the anonymous role, or refused without one.
+        assert!(matches!(Principal::of(None, None), Principal::Refused(_)));
+        assert!(matches!(
+            Principal::of(None, Some(Role::ReadOnly)),
+            Principal::Client { .. }
+        ));
+    }
+
+    #[test]
     fn no_role_is_refused_everything() {
         let p = Principal::Refused("no role".into());
         assert!(authorize(&p, &ask(Need::Status, "default")).is_err());
