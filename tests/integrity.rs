@@ -99,11 +99,11 @@ async fn a_damaged_node_refuses_to_start_and_is_rebuilt_from_its_peers() {
         assert!(c.stop(f, Duration::from_secs(10)), "a clean stop");
 
         // The last record of its write-ahead log (acknowledged: a durable
-        // mark follows it) with a flipped byte: not a torn write.
+        // mark of 25 bytes follows it) with a flipped byte: not a torn write.
         let seg = files_ending(&raft_log::wal_dir(&file), ".seg")
             .pop()
             .expect("a segment");
-        let whole = flip(&seg, 21 + 10);
+        let whole = flip(&seg, 25 + 10);
         refused(&mut c, f, "durable mark").await;
         std::fs::write(&seg, whole).expect("restore");
 

@@ -16,7 +16,10 @@ use std::path::Path;
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 pub(crate) const FORMAT_KEY: &str = "format";
-pub(crate) const FORMAT: &[u8] = b"raftstack-log/4";
+pub(crate) const FORMAT: &[u8] = b"raftstack-log/5";
+/// Format 4: the same database, write-ahead log records without a
+/// checksum over their headers.
+pub(crate) const FORMAT_4: &[u8] = b"raftstack-log/4";
 /// Present once the write-ahead log exists.
 pub(crate) const WAL_READY: &str = "wal";
 /// Where replay starts: the first segment kept (u64 LE), and the purge
@@ -50,8 +53,17 @@ pub(crate) enum Format {
     Two,
     /// Entries in the write-ahead log, meta values unsealed.
     Three,
+    /// Meta values sealed; write-ahead log headers not checksummed.
+    Four,
     /// This one.
     Current,
+}
+
+impl Format {
+    /// Its meta values are sealed.
+    fn sealed(self) -> bool {
+        matches!(self, Format::Four | Format::Current)
+    }
 }
 
 /// What the database says about the log.
@@ -94,6 +106,10 @@ pub(crate) fn read_header(db: &Database, path: &Path) -> Result<Header, Error> {
             unseal_in(path, FORMAT_KEY, v)?;
             Format::Current
         }
+        Some(v) if v.starts_with(FORMAT_4) => {
+            unseal_in(path, FORMAT_KEY, v)?;
+            Format::Four
+        }
         Some(other) => {
             let reason = format!("unknown format {:?}", String::from_utf8_lossy(other));
             return Err(Error::NotALog {
@@ -102,7 +118,7 @@ pub(crate) fn read_header(db: &Database, path: &Path) -> Result<Header, Error> {
             });
         }
     };
-    if format == Format::Current {
+    if format.sealed() {
         // A flipped byte in a key's name leaves a key no writer writes (and
         // the named key missing): damage, not a log without that key.
         if let Some(key) =
@@ -113,7 +129,7 @@ pub(crate) fn read_header(db: &Database, path: &Path) -> Result<Header, Error> {
     }
     let get = |key| -> Result<Option<Vec<u8>>, Error> {
         match get_raw(&t, key)? {
-            Some(v) if format == Format::Current => Ok(Some(unseal_in(path, key, &v)?)),
+            Some(v) if format.sealed() => Ok(Some(unseal_in(path, key, &v)?)),
             other => Ok(other),
         }
     };

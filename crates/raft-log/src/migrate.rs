@@ -129,6 +129,18 @@ pub(crate) fn from_format_3(db: &Database) -> Result<(), Error> {
     wtx.commit().map_err(redb_err)
 }
 
+/// Marks a format 4 log as format 5 (its older segments are still read;
+/// the store rolls past them before it appends), so an older version
+/// refuses it by name rather than as damage.
+pub(crate) fn from_format_4(db: &Database) -> Result<(), Error> {
+    let wtx = db.begin_write().map_err(redb_err)?;
+    {
+        let mut t = wtx.open_table(META).map_err(redb_err)?;
+        meta::put(&mut t, FORMAT_KEY, FORMAT)?;
+    }
+    wtx.commit().map_err(redb_err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -195,7 +195,8 @@ impl RedbLogStore {
         match header.format {
             Format::Current if header.ready => {}
             Format::Three if header.ready => contained(&path, || migrate::from_format_3(&db))?,
-            Format::Current | Format::Three | Format::New => {
+            Format::Four if header.ready => contained(&path, || migrate::from_format_4(&db))?,
+            Format::Current | Format::Four | Format::Three | Format::New => {
                 if header.format == Format::New && dir.exists() {
                     return Err(Error::NotALog {
                         path,
@@ -239,7 +240,8 @@ impl RedbLogStore {
                 reason: "no segment starting with a checkpoint".into(),
             });
         }
-        RedbLogStore {
+        let legacy = wal.active_is_legacy();
+        let mut store = RedbLogStore {
             db: Some(db),
             path,
             wal,
@@ -253,8 +255,12 @@ impl RedbLogStore {
             segment_bytes: SEGMENT_BYTES,
             record_bytes: RECORD_BYTES,
             storage: 0,
+        };
+        if legacy {
+            // A segment holds one framing: new records go to a new segment.
+            store.roll(false, store.purged)?;
         }
-        .with_storage_id()
+        store.with_storage_id()
     }
 
     /// Reads the storage id, or draws and records one.
@@ -458,7 +464,7 @@ impl Replay {
             path: dir.to_path_buf(),
             reason: format!("segment {}, byte {}: {reason}", pos.seg, pos.offset),
         };
-        let first_in_segment = pos.offset == HEADER as u64;
+        let first_in_segment = pos.first;
         let rec = record::decode(body).map_err(&corrupt)?;
         let last = self.purged.0 + self.locs.len() as Index;
         match rec {

@@ -92,9 +92,9 @@ fn an_acknowledged_last_record_with_a_flipped_byte_is_corruption_not_a_torn_writ
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, seg) = log_of_50(dir.path());
     let whole = std::fs::read(&seg).expect("read");
-    // The last batch's body starts 21 (its mark) + its length before the end.
+    // The last batch's body ends where its mark starts.
     let mut b = whole.clone();
-    let at = b.len() - 21 - 30;
+    let at = b.len() - common::MARK - 30;
     b[at] ^= 0x10;
     std::fs::write(&seg, &b).expect("write");
     let err = RedbLogStore::open(&path).expect_err("the last batch was acknowledged");
@@ -102,7 +102,7 @@ fn an_acknowledged_last_record_with_a_flipped_byte_is_corruption_not_a_torn_writ
     assert!(err.to_string().contains("durable mark"), "{err}");
     // The same damage with the mark gone (the crash came before it was
     // written: that batch was never acknowledged) is a torn write.
-    b.truncate(b.len() - 21);
+    b.truncate(b.len() - common::MARK);
     std::fs::write(&seg, &b).expect("write");
     let s = RedbLogStore::open(&path).expect("a torn write is cut");
     assert_eq!(s.state().expect("state").last_index, 40);
@@ -113,15 +113,55 @@ fn a_power_cut_that_tears_the_mark_and_the_next_record_is_a_torn_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, seg) = log_of_50(dir.path());
     let whole = std::fs::read(&seg).expect("read");
-    // The last mark's page is lost (garbage where it was) and the next
-    // record, never synced, reached the disk in part.
+    // The last mark's page is lost (zeroes where it was, as an extent
+    // never written reads) and the next record, never synced, reached the
+    // disk in part: its header whole, its body not.
     let mut b = whole.clone();
     let n = b.len();
-    b[n - 21..].fill(0x77);
-    b.extend_from_slice(&[&90u32.to_le_bytes()[..], &[1u8; 4], &[2u8; 40]].concat());
+    b[n - common::MARK..].fill(0);
+    b.extend_from_slice(&common::framed(&[2u8; 90])[..52]);
     std::fs::write(&seg, &b).expect("write");
     let s = RedbLogStore::open(&path).expect("nothing acknowledged is damaged");
     assert_eq!(s.state().expect("state").last_index, 50);
+    drop(s);
+    // Garbage where the mark was is no torn write: no write leaves a
+    // header that does not check.
+    let mut b = whole.clone();
+    b[n - common::MARK..].fill(0x77);
+    b.extend_from_slice(&common::framed(&[2u8; 90])[..52]);
+    std::fs::write(&seg, &b).expect("write");
+    let err = RedbLogStore::open(&path).expect_err("a damaged header");
+    assert!(err.to_string().contains("header"), "{err}");
+}
+
+#[test]
+fn a_damaged_length_in_the_last_record_is_corruption_even_with_its_mark_lost() {
+    // The case format 4 could not tell from a torn write: the last
+    // acknowledged record's length field damaged so that it reaches past
+    // the end of the file, and its mark lost (a power cut right after the
+    // acknowledgement, or a torn write after it).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, seg) = log_of_50(dir.path());
+    let whole = std::fs::read(&seg).expect("read");
+    let recs = common::records(&whole);
+    let last = &recs[recs.len() - 2];
+    assert!(!common::is_mark(last) && common::is_mark(&recs[recs.len() - 1]));
+    let at = whole.len() - common::MARK - last.len();
+    let mut b = whole[..whole.len() - common::MARK].to_vec();
+    b[at + 2] ^= 0x01;
+    std::fs::write(&seg, &b).expect("write");
+    let err = RedbLogStore::open(&path).expect_err("an acknowledged record's header");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("not a torn write"), "{err}");
+    // Format 4 framed the same segment without the header's checksum: there
+    // the same damage is indistinguishable from a torn write, and is cut.
+    let mut old = common::as_format_4(&whole, |_| true);
+    old.truncate(old.len() - 21);
+    let at = old.len() - (last.len() - 4);
+    old[at + 2] ^= 0x01;
+    std::fs::write(&seg, &old).expect("write");
+    let s = RedbLogStore::open(&path).expect("cut as torn, as format 4 must");
+    assert_eq!(s.state().expect("state").last_index, 40);
 }
 
 #[test]
@@ -151,54 +191,26 @@ fn a_flipped_byte_in_the_database_is_refused_or_harmless() {
     }
 }
 
-/// The segment's records as (header + body) byte strings.
-fn records(seg: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < seg.len() {
-        let len = u32::from_le_bytes(seg[at..at + 4].try_into().unwrap()) as usize;
-        out.push(seg[at..at + 8 + len].to_vec());
-        at += 8 + len;
-    }
-    out
-}
-
-fn is_mark(r: &[u8]) -> bool {
-    r.len() == 21 && r[8] == 0xD0
-}
-
 #[test]
 fn a_damaged_length_in_records_older_than_the_marks_is_still_caught_by_the_last_mark() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, seg) = log_of_50(dir.path());
-    // As a format 3 segment that this version went on writing to: no
-    // marks after the first three records, marks (at their new offsets)
-    // after that.
-    let mut out: Vec<u8> = Vec::new();
-    for (k, r) in records(&std::fs::read(&seg).expect("read"))
-        .into_iter()
-        .enumerate()
-    {
-        if is_mark(&r) && k < 6 {
-            continue;
-        }
-        let mut r = r;
-        if is_mark(&r) {
-            r[13..21].copy_from_slice(&(out.len() as u64).to_le_bytes());
-            let crc = crc32fast::hash(&r[8..]);
-            r[4..8].copy_from_slice(&crc.to_le_bytes());
-        }
-        out.extend_from_slice(&r);
-    }
-    std::fs::write(&seg, &out).expect("write");
-    refused_or_whole(&path, "marks only after the third record");
+    // As a format 3 segment that format 4 went on writing to: no marks
+    // after the first three records, marks (at their new offsets) after
+    // that.
+    let out = common::as_format_4(&std::fs::read(&seg).expect("read"), |k| k >= 6);
     // The second record's length now reaches past the end of the file, as
     // a torn write's would: the mark at the end says it was not one.
+    let mut bad = out.clone();
     let first = u32::from_le_bytes(out[..4].try_into().unwrap()) as usize;
-    out[8 + first..8 + first + 4].copy_from_slice(&(1u32 << 30).to_le_bytes());
-    std::fs::write(&seg, &out).expect("write");
+    bad[8 + first..8 + first + 4].copy_from_slice(&(1u32 << 30).to_le_bytes());
+    std::fs::write(&seg, &bad).expect("write");
     let err = RedbLogStore::open(&path).expect_err("acknowledged records follow");
     assert!(err.to_string().contains("durable mark"), "{err}");
+    // Undamaged, it opens whole (and new records go to a new segment).
+    std::fs::write(&seg, &out).expect("write");
+    refused_or_whole(&path, "marks only after the third record");
+    refused_or_whole(&path, "reopened after rolling past it");
 }
 
 #[test]

@@ -169,7 +169,7 @@ fn a_torn_last_record_is_cut_off_and_the_log_goes_on() {
     // A power cut during the sixth batch's write: its header and part of
     // its body reached the disk; or the file grew but holds zeroes.
     for tail in [
-        [&60u32.to_le_bytes()[..], &[7u8; 4], &[1u8; 20]].concat(),
+        common::framed(&[1u8; 60])[..32].to_vec(),
         vec![0u8; 100],
         vec![3u8; 5],
     ] {
@@ -208,20 +208,30 @@ fn damage_before_the_last_record_is_corruption_not_silent_loss() {
 }
 
 #[test]
-fn a_length_no_writer_writes_is_corruption_even_in_the_last_segment() {
+fn a_damaged_record_header_is_corruption_even_in_the_last_segment() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, seg) = common::closed_log(dir.path(), 5, None);
     let whole = std::fs::read(&seg).expect("read");
-    // The second record's length field gets its top bit: over the WAL's
-    // record limit, so no torn write left it (a torn write's header is
-    // whole, or the file ends inside it). Cutting there would silently
-    // drop the acknowledged records after it.
-    let first_len = u32::from_le_bytes(whole[..4].try_into().unwrap()) as usize;
-    let mut b = whole.clone();
-    b[8 + first_len + 3] |= 0x80;
-    std::fs::write(&seg, &b).expect("write");
+    // Any bit of the second record's header flipped: its checksum fails,
+    // so no torn write left it (a torn write's header is whole, or the
+    // file ends inside it). Cutting there would silently drop the
+    // acknowledged records after it.
+    let second = common::records(&whole)[0].len();
+    for bit in 0..12 * 8 {
+        let mut b = whole.clone();
+        b[second + bit / 8] ^= 1 << (bit % 8);
+        std::fs::write(&seg, &b).expect("write");
+        let err = RedbLogStore::open(&path).expect_err("a damaged header");
+        assert!(matches!(err, Error::Corrupt { .. }), "bit {bit}: {err}");
+    }
+    // Format 4 had no checksum over the header; a length no writer writes
+    // (its top bit) was the one damage it could name there.
+    let mut old = common::as_format_4(&whole, |_| true);
+    let first_len = u32::from_le_bytes(old[..4].try_into().unwrap()) as usize;
+    old[8 + first_len + 3] |= 0x80;
+    std::fs::write(&seg, &old).expect("write");
     let err = RedbLogStore::open(&path).expect_err("an impossible length");
-    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("over the limit"), "{err}");
     std::fs::write(&seg, &whole).expect("restore");
     assert_eq!(
         RedbLogStore::open(&path)
@@ -313,4 +323,63 @@ fn a_crash_between_segment_steps_is_finished_on_open() {
     let st = s.state().expect("state");
     assert_eq!((st.purged.0, st.last_index), (190, 200));
     assert_eq!(s.entries(191, 201, usize::MAX).expect("read"), e[190..]);
+}
+
+/// Rewrites the database's format key, sealed as the log seals it.
+fn set_format(path: &std::path::Path, format: &[u8]) {
+    let db = redb::Database::open(path).expect("db");
+    let tx = db.begin_write().expect("tx");
+    {
+        let def: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+        let mut t = tx.open_table(def).expect("meta");
+        let mut h = crc32fast::Hasher::new();
+        h.update(b"format");
+        h.update(format);
+        let sealed = [format, &h.finalize().to_le_bytes()].concat();
+        t.insert("format", sealed.as_slice()).expect("insert");
+    }
+    tx.commit().expect("commit");
+}
+
+fn format_of(path: &std::path::Path) -> Vec<u8> {
+    let db = redb::Database::open(path).expect("db");
+    let tx = redb::ReadableDatabase::begin_read(&db).expect("tx");
+    let def: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+    let t = tx.open_table(def).expect("meta");
+    let v = redb::ReadableTable::get(&t, "format")
+        .expect("get")
+        .expect("a format");
+    v.value()[..v.value().len() - 4].to_vec()
+}
+
+#[test]
+fn a_format_4_log_opens_whole_and_goes_on_in_a_format_5_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, seg) = common::closed_log(dir.path(), 5, None);
+    let whole = std::fs::read(&seg).expect("read");
+    std::fs::write(&seg, common::as_format_4(&whole, |_| true)).expect("write");
+    set_format(&path, b"raftstack-log/4");
+    let mut s = RedbLogStore::open(&path).expect("a format 4 log opens");
+    let want: Vec<_> = (1..=50).map(|i| entry(i, 1)).collect();
+    assert_eq!(s.entries(1, 51, usize::MAX).expect("read"), want);
+    let more: Vec<_> = (51..=60).map(|i| entry(i, 2)).collect();
+    s.write(WriteBatch {
+        entries: &more,
+        ..Default::default()
+    })
+    .expect("writes go on");
+    drop(s);
+    assert_eq!(format_of(&path), b"raftstack-log/5");
+    let mut segs: Vec<_> = std::fs::read_dir(raft_log::wal_dir(&path))
+        .expect("wal dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    segs.sort();
+    assert_eq!(segs.len(), 2, "{segs:?}");
+    assert_eq!(segs[0], seg, "the old segment is kept as it was");
+    let new = std::fs::read(&segs[1]).expect("read");
+    assert!(new[3] & 0x80 != 0, "the new segment is format 5");
+    let s = RedbLogStore::open(&path).expect("reopen");
+    assert_eq!(s.entries(1, 61, usize::MAX).expect("read")[50..], more[..]);
+    assert_eq!(s.state().expect("state").last_index, 60);
 }

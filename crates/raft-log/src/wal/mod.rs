@@ -2,8 +2,8 @@
 //! segment files of checksummed records, each appended with one `write`
 //! and made durable with one `fdatasync`, replayed at open.
 //!
-//! A record is `len` (u32 LE), `crc` (CRC-32 of the body, u32 LE), then
-//! `len` bytes of body. What a body means is the store's business
+//! A record is a checksummed header saying the body's length and CRC-32,
+//! then the body (`frame.rs`). What a body means is the store's business
 //! (`record.rs`); this module only frames, checks, and places them, and
 //! writes one record of its own: a durable mark after every `fdatasync`,
 //! saying that every byte of the segment before it was on disk. Only bytes
@@ -14,41 +14,14 @@ use crate::Error;
 use crate::fault::FaultSwitch;
 use raft_core::Index;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-pub(crate) const HEADER: usize = 8;
-/// `append` refuses records this large, so a length field at or over it
-/// is damage, never a torn write (stores split writes far below it).
-const MAX_RECORD: usize = 1 << 31;
+mod frame;
 
-/// The kind byte of a durable mark (the store's record kinds are 1..=4).
-const MARK: u8 = 0xD0;
-/// A mark's body: the kind, the segment id (u32), and the offset the mark
-/// itself starts at (u64): every byte before it was durable.
-const MARK_BODY: usize = 13;
-const MARK_LEN: u64 = (HEADER + MARK_BODY) as u64;
-
-fn mark_record(seg: u32, end: u64) -> [u8; MARK_LEN as usize] {
-    let mut r = [0u8; MARK_LEN as usize];
-    r[HEADER] = MARK;
-    r[HEADER + 1..HEADER + 5].copy_from_slice(&seg.to_le_bytes());
-    r[HEADER + 5..].copy_from_slice(&end.to_le_bytes());
-    let crc = crc32fast::hash(&r[HEADER..]);
-    r[..4].copy_from_slice(&(MARK_BODY as u32).to_le_bytes());
-    r[4..HEADER].copy_from_slice(&crc.to_le_bytes());
-    r
-}
-
-/// Whether `body` (a record whose checksum matched, found at `at`) is the
-/// durable mark segment `seg` writes there.
-fn is_mark(body: &[u8], seg: u32, at: u64) -> bool {
-    body.len() == MARK_BODY
-        && body[0] == MARK
-        && body[1..5] == seg.to_le_bytes()
-        && body[5..] == at.to_le_bytes()
-}
+pub(crate) use frame::HEADER;
+use frame::{Bad, Framing, Next, is_mark, is_whole_mark, mark_record, read_record};
 
 /// One segment file, `<id>.seg` (id in 20 decimal digits, so names sort).
 #[derive(Debug)]
@@ -62,6 +35,8 @@ pub(crate) struct Segment {
     /// Its checkpoint starts a new log (after `reset_to`), so nothing in an
     /// earlier segment matters.
     pub fresh: bool,
+    /// How its records are framed (read from its first bytes).
+    framing: Framing,
 }
 
 /// Where a record's body is: the segment id and the offset of its body.
@@ -69,6 +44,8 @@ pub(crate) struct Segment {
 pub(crate) struct Pos {
     pub seg: u32,
     pub offset: u64,
+    /// The record is its segment's first.
+    pub first: bool,
 }
 
 #[derive(Debug)]
@@ -157,12 +134,15 @@ impl Wal {
         for (i, id) in ids.into_iter().enumerate() {
             let path = dir.join(seg_name(id));
             let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let mut first = [0u8; 4];
+            let n = file.read_at(&mut first, 0)?;
             let mut seg = Segment {
                 id,
                 file,
                 len: 0,
                 max_index: 0,
                 fresh: false,
+                framing: Framing::of(&first[..n]),
             };
             let torn = scan(&mut seg, &mut body, &mut visit)?;
             if let Some(torn) = torn {
@@ -173,6 +153,13 @@ impl Wal {
                 };
                 if i + 1 != count {
                     return fail(format!("{} in a sealed segment", torn.bad.why));
+                }
+                if torn.bad.damage {
+                    return fail(format!(
+                        "{}: damage, not a torn write (a torn write leaves a record's \
+                         header whole, or the file ends inside it)",
+                        torn.bad.why
+                    ));
                 }
                 if let Some(evidence) = durable_after(&seg, &torn)? {
                     return fail(format!(
@@ -211,23 +198,30 @@ impl Wal {
         }
     }
 
+    /// Whether the segment appended to is of an older format: the store
+    /// must `roll` before it appends (a segment holds one framing).
+    pub fn active_is_legacy(&self) -> bool {
+        self.segments
+            .last()
+            .is_some_and(|s| s.framing == Framing::Legacy)
+    }
+
     /// Appends one framed record: `buf` holds `HEADER` bytes of room, then
     /// the body. Not durable until `sync`. Returns where the body went.
     pub fn append(&mut self, buf: &mut [u8], max_index: Index) -> io::Result<Pos> {
-        let body_len = buf.len() - HEADER;
-        let len = u32::try_from(body_len)
-            .ok()
-            .filter(|&l| (l as usize) < MAX_RECORD)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "record too large"))?;
-        let crc = crc32fast::hash(&buf[HEADER..]);
-        buf[..4].copy_from_slice(&len.to_le_bytes());
-        buf[4..HEADER].copy_from_slice(&crc.to_le_bytes());
+        frame::seal(buf)?;
         self.fail_point()?;
         let seg = self.segments.last_mut().expect("a wal has a segment");
+        assert_eq!(
+            seg.framing,
+            Framing::Checked,
+            "invariant: the store rolls past an older segment before appending"
+        );
         seg.file.write_all_at(buf, seg.len)?;
         let pos = Pos {
             seg: seg.id,
             offset: seg.len + HEADER as u64,
+            first: seg.len == 0,
         };
         seg.len += buf.len() as u64;
         seg.max_index = seg.max_index.max(max_index);
@@ -266,6 +260,7 @@ impl Wal {
             len: 0,
             max_index: 0,
             fresh,
+            framing: Framing::Checked,
         });
         self.append(checkpoint, 0)?;
         let seg = self.segments.last_mut().expect("just pushed");
@@ -317,7 +312,7 @@ impl Segment {
     fn write_mark(&mut self) -> io::Result<()> {
         self.file
             .write_all_at(&mark_record(self.id, self.len), self.len)?;
-        self.len += MARK_LEN;
+        self.len += self.framing.mark_len();
         Ok(())
     }
 }
@@ -344,26 +339,28 @@ fn scan(
     let size = seg.file.metadata()?.len();
     let mut reader = io::BufReader::with_capacity(1 << 20, &seg.file);
     let (mut marked, mut mark_due) = (false, false);
+    let header = seg.framing.header() as u64;
     loop {
-        let bad = match read_record(&mut reader, body, size - seg.len)? {
+        let bad = match read_record(&mut reader, body, size - seg.len, seg.framing)? {
             Next::End => return Ok(None),
             Next::Bad(bad) => bad,
             Next::Record if is_mark(body, seg.id, seg.len) => {
                 (marked, mark_due) = (true, false);
-                seg.len += MARK_LEN;
+                seg.len += seg.framing.mark_len();
                 continue;
             }
             Next::Record => {
                 let pos = Pos {
                     seg: seg.id,
-                    offset: seg.len + HEADER as u64,
+                    offset: seg.len + header,
+                    first: seg.len == 0,
                 };
                 let v = visit(pos, body)?;
                 if let Some(max) = v.max_index {
                     seg.max_index = seg.max_index.max(max);
                 }
                 seg.fresh |= v.fresh;
-                seg.len += (HEADER + body.len()) as u64;
+                seg.len += header + body.len() as u64;
                 mark_due = true;
                 continue;
             }
@@ -396,7 +393,7 @@ fn durable_after(seg: &Segment, torn: &Torn) -> Result<Option<String>, Error> {
     }
     let resume = [
         torn.bad.skip.map(|n| at + n),
-        torn.mark_due.then_some(at + MARK_LEN),
+        torn.mark_due.then_some(at + seg.framing.mark_len()),
     ];
     for from in resume.into_iter().flatten() {
         if let Some(end) = mark_from(seg, from, torn.size)? {
@@ -408,15 +405,13 @@ fn durable_after(seg: &Segment, torn: &Torn) -> Result<Option<String>, Error> {
 
 /// The durable mark that ends the file, if it lies beyond `at`.
 fn tail_mark(seg: &Segment, size: u64, at: u64) -> io::Result<Option<u64>> {
-    let Some(start) = size.checked_sub(MARK_LEN).filter(|&s| s > at) else {
+    let len = seg.framing.mark_len();
+    let Some(start) = size.checked_sub(len).filter(|&s| s > at) else {
         return Ok(None);
     };
-    let mut r = [0u8; MARK_LEN as usize];
+    let mut r = vec![0u8; len as usize];
     seg.file.read_exact_at(&mut r, start)?;
-    let found = r[..4] == (MARK_BODY as u32).to_le_bytes()
-        && r[4..HEADER] == crc32fast::hash(&r[HEADER..]).to_le_bytes()
-        && is_mark(&r[HEADER..], seg.id, start);
-    Ok(found.then_some(start))
+    Ok(is_whole_mark(&r, seg.framing, seg.id, start).then_some(start))
 }
 
 /// The first durable mark reached reading records from `from`.
@@ -427,80 +422,12 @@ fn mark_from(seg: &Segment, mut from: u64, size: u64) -> io::Result<Option<u64>>
     let mut reader = io::BufReader::new(&seg.file);
     io::Seek::seek(&mut reader, io::SeekFrom::Start(from))?;
     let mut body = Vec::new();
-    while let Next::Record = read_record(&mut reader, &mut body, size - from)? {
+    let header = seg.framing.header() as u64;
+    while let Next::Record = read_record(&mut reader, &mut body, size - from, seg.framing)? {
         if is_mark(&body, seg.id, from) {
             return Ok(Some(from));
         }
-        from += (HEADER + body.len()) as u64;
+        from += header + body.len() as u64;
     }
     Ok(None)
-}
-
-enum Next {
-    Record,
-    End,
-    Bad(Bad),
-}
-
-struct Bad {
-    why: String,
-    /// The bad record reaches the end of the file, as a torn last write does.
-    at_end: bool,
-    /// The record's whole length, when its header is plausible and the file
-    /// holds all of it (only its checksum failed).
-    skip: Option<u64>,
-}
-
-fn bad(why: impl Into<String>, at_end: bool) -> io::Result<Next> {
-    Ok(Next::Bad(Bad {
-        why: why.into(),
-        at_end,
-        skip: None,
-    }))
-}
-
-/// Reads the next record's body into `body`; `left` is how many bytes the
-/// file holds from here.
-fn read_record(r: &mut impl Read, body: &mut Vec<u8>, left: u64) -> io::Result<Next> {
-    if left == 0 {
-        return Ok(Next::End);
-    }
-    if left < HEADER as u64 {
-        return bad("a partial record header", true);
-    }
-    let mut h = [0u8; HEADER];
-    r.read_exact(&mut h)?;
-    let len = u32::from_le_bytes(h[..4].try_into().expect("4 bytes")) as u64;
-    let crc = u32::from_le_bytes(h[4..].try_into().expect("4 bytes"));
-    let room = left - HEADER as u64;
-    if len == 0 && crc == 0 {
-        // A file extended but not written: zeroes up to its end.
-        let mut rest = Vec::new();
-        r.read_to_end(&mut rest)?;
-        return bad(
-            "zeroes where a record should start",
-            rest.iter().all(|&b| b == 0),
-        );
-    }
-    if len as usize >= MAX_RECORD {
-        // `append` never writes such a length, and a torn write leaves its
-        // header whole: this is damage, whatever follows.
-        return bad(
-            format!("a record length of {len} bytes, over the limit"),
-            false,
-        );
-    }
-    if len > room {
-        return bad(format!("a record of {len} bytes with {room} left"), true);
-    }
-    body.resize(len as usize, 0);
-    r.read_exact(body)?;
-    if crc32fast::hash(body) != crc {
-        return Ok(Next::Bad(Bad {
-            why: "a record whose checksum does not match".into(),
-            at_end: len == room,
-            skip: Some(HEADER as u64 + len),
-        }));
-    }
-    Ok(Next::Record)
 }
