@@ -42,10 +42,12 @@ async fn wait_voters(c: &TestCluster, i: usize, voters: &[usize]) {
     let mut last = None;
     while tokio::time::Instant::now() < deadline {
         last = configuration(c, i).await;
-        if let Some((v, l, joint)) = &last {
-            if *v == want && l.is_empty() && !joint {
-                return;
-            }
+        if let Some((v, l, joint)) = &last
+            && *v == want
+            && l.is_empty()
+            && !joint
+        {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

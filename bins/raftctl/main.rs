@@ -185,10 +185,8 @@ impl Ctl {
         prefer_leader: bool,
     ) -> anyhow::Result<Reply> {
         let mut targets = self.nodes.clone();
-        if prefer_leader {
-            if let Some(l) = self.leader().await {
-                targets.insert(0, l);
-            }
+        if prefer_leader && let Some(l) = self.leader().await {
+            targets.insert(0, l);
         }
         let mut last = None;
         for n in &targets {

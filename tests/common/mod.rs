@@ -166,10 +166,10 @@ impl TestCluster {
     pub async fn wait_applied(&self, i: usize, index: u64, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            if let Some(s) = self.status(i).await {
-                if s["applied_index"].as_u64().unwrap_or(0) >= index {
-                    return;
-                }
+            if let Some(s) = self.status(i).await
+                && s["applied_index"].as_u64().unwrap_or(0) >= index
+            {
+                return;
             }
             if tokio::time::Instant::now() > deadline {
                 self.dump_logs();

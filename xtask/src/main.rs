@@ -6,6 +6,7 @@ mod bench_core;
 mod bench_net;
 use xtask::certs;
 mod cluster;
+mod fuzz;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,9 @@ enum Task {
     Cluster(cluster::Args),
     /// Benchmarks; each prints one JSON document.
     Bench(bench::Args),
+    /// Fuzz the parsers of untrusted bytes with AFL++ (cargo-afl); prints
+    /// one JSON document.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,5 +40,6 @@ fn main() -> anyhow::Result<()> {
         Task::Bench(args) => bench::run(args),
         Task::Certs(args) => certs::run(args),
         Task::Cluster(args) => cluster::run(args),
+        Task::Fuzz(args) => fuzz::run(args),
     }
 }

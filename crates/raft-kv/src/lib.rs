@@ -6,6 +6,8 @@
 
 pub mod api;
 pub mod command;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod sessions;
 pub mod snapshot;
 mod store;

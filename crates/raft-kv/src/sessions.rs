@@ -51,10 +51,10 @@ impl Sessions {
             self.by_age.remove(&(old.last_index, client));
         }
         self.by_age.insert(age);
-        if self.by_client.len() > MAX_SESSIONS {
-            if let Some((_, oldest)) = self.by_age.remove_min() {
-                self.by_client.remove(&oldest);
-            }
+        if self.by_client.len() > MAX_SESSIONS
+            && let Some((_, oldest)) = self.by_age.remove_min()
+        {
+            self.by_client.remove(&oldest);
         }
     }
 }

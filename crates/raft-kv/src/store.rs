@@ -107,7 +107,7 @@ impl KvState {
         self.namespaces.values().map(|m| m.len()).sum()
     }
 
-    fn apply(&mut self, index: Index, data: &[u8]) -> Output {
+    pub(crate) fn apply(&mut self, index: Index, data: &[u8]) -> Output {
         self.applied = index;
         let Decoded::Kv(Request { session, op }) = command::decode(data) else {
             return Output::Opaque;
@@ -193,10 +193,10 @@ impl KvState {
                     }
                     doomed.len() as u64
                 } else {
-                    if let Some(expect) = cas {
-                        if m.get(key.as_str()).map_or(0, |v| v.modify_index) != expect {
-                            return Output::Done(false);
-                        }
+                    if let Some(expect) = cas
+                        && m.get(key.as_str()).map_or(0, |v| v.modify_index) != expect
+                    {
+                        return Output::Done(false);
                     }
                     u64::from(m.remove(key.as_str()).is_some())
                 };

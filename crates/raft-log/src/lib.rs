@@ -12,6 +12,8 @@ pub mod conformance;
 mod contain;
 mod error;
 mod fault;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod mem;
 mod meta;
 mod migrate;

@@ -715,6 +715,31 @@ impl LogStore for RedbLogStore {
     }
 }
 
+/// Replays the write-ahead log in `dir` as `open` does, without a
+/// database (replay starting at segment 0), and reads back every entry it
+/// holds: the fuzz target for the WAL's readers (`crate::fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn replay_wal(dir: &Path) -> Result<Vec<Entry>, Error> {
+    let mut replay = Replay::default();
+    let wal = Wal::open(dir, 0, None, |pos, body| replay.visit(pos, body, dir))?;
+    let store = RedbLogStore {
+        db: None,
+        path: dir.to_path_buf(),
+        wal,
+        poisoned: None,
+        hard_state: replay.hard_state,
+        membership: replay.membership,
+        purged: replay.purged,
+        locs: replay.locs,
+        buf: Vec::new(),
+        spans: Vec::new(),
+        segment_bytes: SEGMENT_BYTES,
+        record_bytes: RECORD_BYTES,
+        storage: 0,
+    };
+    store.entries(store.purged.0 + 1, store.last_index() + 1, usize::MAX)
+}
+
 /// Writes a first segment holding `hs`, `purged` and `membership` into
 /// `dir`, replacing whatever was there.
 pub(crate) fn create_wal(

@@ -32,7 +32,7 @@ fn child(path: &str) {
     let term = st.hard_state.term + 1;
     // Now and then, start by replacing a suffix, as a new leader would.
     let mut next = st.last_index + 1;
-    if st.last_index > 10 && term % 3 == 0 {
+    if st.last_index > 10 && term.is_multiple_of(3) {
         next = st.last_index - 5;
     }
     let mut batch = 1;

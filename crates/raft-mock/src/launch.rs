@@ -292,14 +292,12 @@ impl ProcessCluster {
                     _ => {}
                 }
             }
-            if agree {
-                if let Some(l) = leader {
-                    if let Some(i) = self.nodes.iter().position(|n| n.name == l) {
-                        if !except.contains(&i) {
-                            return Some(i);
-                        }
-                    }
-                }
+            if agree
+                && let Some(l) = leader
+                && let Some(i) = self.nodes.iter().position(|n| n.name == l)
+                && !except.contains(&i)
+            {
+                return Some(i);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -239,12 +239,11 @@ impl Store {
 /// descriptors (the usual soft limit, 1,024, left little room).
 pub fn raise_fd_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-                tracing::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}");
-            }
-        }
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}");
     }
 }
 
@@ -559,10 +558,10 @@ async fn follow_membership(node: Node<Output>, transport: Arc<Transport>) {
             let conf = &s.membership;
             known.extend(conf.addresses.iter().map(|(&id, a)| (id, a.clone())));
             let mut want = conf.addresses.clone();
-            if let Some(l) = s.leader {
-                if let Some(a) = known.get(&l) {
-                    want.insert(l, a.clone());
-                }
+            if let Some(l) = s.leader
+                && let Some(a) = known.get(&l)
+            {
+                want.insert(l, a.clone());
             }
             want
         };
@@ -708,10 +707,10 @@ async fn join(node: Node<Output>, client: HttpsClient, addr: String, me: String)
             Err(e) => tracing::warn!(via = %addr, "cannot ask to join: {e}"),
         }
         let wait = rx.wait_for(is_voter);
-        if let Ok(r) = tokio::time::timeout(Duration::from_secs(2), wait).await {
-            if r.is_err() {
-                return;
-            }
+        if let Ok(r) = tokio::time::timeout(Duration::from_secs(2), wait).await
+            && r.is_err()
+        {
+            return;
         }
     }
 }

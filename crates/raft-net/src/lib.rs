@@ -4,6 +4,8 @@
 
 mod error;
 pub mod frame;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod identity;
 pub mod session;
 pub mod tls;

@@ -214,10 +214,10 @@ impl Transport {
     /// retransmits what matters.
     pub fn send(&self, m: Message) {
         let peers = self.peers.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = peers.get(&m.to) {
-            if p.tx.try_send(m).is_err() {
-                p.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(p) = peers.get(&m.to)
+            && p.tx.try_send(m).is_err()
+        {
+            p.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 

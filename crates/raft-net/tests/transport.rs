@@ -529,10 +529,10 @@ async fn a_refused_node_is_told_which_configuration_it_is_not_in() {
     let told = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             c.send(msg(3, 1, 1));
-            if let Some(r) = *refusals.borrow_and_update() {
-                if r.peer == 1 {
-                    return r;
-                }
+            if let Some(r) = *refusals.borrow_and_update()
+                && r.peer == 1
+            {
+                return r;
             }
             let _ = tokio::time::timeout(Duration::from_millis(50), refusals.changed()).await;
         }

@@ -203,12 +203,12 @@ impl Checker {
         seen.commit = commit;
         if r.role() == Role::Leader {
             seen.was_leader_in = Some(term);
-            if let Some(&other) = self.leaders.get(&term) {
-                if other != id {
-                    return Err(format!(
-                        "election safety: nodes {other} and {id} both lead term {term}"
-                    ));
-                }
+            if let Some(&other) = self.leaders.get(&term)
+                && other != id
+            {
+                return Err(format!(
+                    "election safety: nodes {other} and {id} both lead term {term}"
+                ));
             }
             self.leaders.insert(term, id);
         }

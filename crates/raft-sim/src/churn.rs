@@ -57,17 +57,16 @@ impl Sim {
         if self.cfg.trace {
             eprintln!("t={} node {l} proposes {change:?}: {proposed:?}", self.now);
         }
-        if proposed.is_ok() {
-            if let ConfChange::AddLearner { id, .. } = change {
-                if id == fresh {
-                    // A new machine joining: it starts from the cluster's
-                    // configuration as the leader has it now.
-                    let (index, conf) = self.nodes[&l].raft.as_ref().expect("leader").membership();
-                    let base = (index, conf.clone());
-                    self.add_node(id, base);
-                    self.process(id)?;
-                }
-            }
+        if proposed.is_ok()
+            && let ConfChange::AddLearner { id, .. } = change
+            && id == fresh
+        {
+            // A new machine joining: it starts from the cluster's
+            // configuration as the leader has it now.
+            let (index, conf) = self.nodes[&l].raft.as_ref().expect("leader").membership();
+            let base = (index, conf.clone());
+            self.add_node(id, base);
+            self.process(id)?;
         }
         self.process(l)
     }

@@ -759,14 +759,15 @@ impl Sim {
                 index,
                 term,
             }) = self.clients[c].state
+                && node == id
+                && g == generation
+                && index == e.index
             {
-                if node == id && g == generation && index == e.index {
-                    if term == e.term {
-                        self.complete(c, None);
-                    } else {
-                        // (index, term) lost: the entry can never commit.
-                        self.abandon(c, true);
-                    }
+                if term == e.term {
+                    self.complete(c, None);
+                } else {
+                    // (index, term) lost: the entry can never commit.
+                    self.abandon(c, true);
                 }
             }
         }
@@ -857,15 +858,15 @@ impl Sim {
                 [Mode::Active, Mode::Reluctant, Mode::Passive][self.rng.range(0, 3) as usize];
             self.set_mode(id, mode)?;
         }
-        if self.rng.chance(3 * k, 1000) {
-            if let Some(l) = self.leader() {
-                let to = pick(&mut self.rng);
-                let _ = self
-                    .raft_mut(l)
-                    .expect("leader is live")
-                    .transfer_leader(to);
-                self.process(l)?;
-            }
+        if self.rng.chance(3 * k, 1000)
+            && let Some(l) = self.leader()
+        {
+            let to = pick(&mut self.rng);
+            let _ = self
+                .raft_mut(l)
+                .expect("leader is live")
+                .transfer_leader(to);
+            self.process(l)?;
         }
         if self.rng.chance(k, 1000) {
             let id = pick(&mut self.rng);

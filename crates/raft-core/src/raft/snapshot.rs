@@ -98,10 +98,10 @@ impl Raft {
         if ok || self.role != Role::Leader {
             return;
         }
-        if let Some(p) = self.tracker.progress.get_mut(&to) {
-            if p.state == ProgressState::Snapshot {
-                p.become_probe();
-            }
+        if let Some(p) = self.tracker.progress.get_mut(&to)
+            && p.state == ProgressState::Snapshot
+        {
+            p.become_probe();
         }
     }
 

@@ -33,7 +33,7 @@ fn check_namespace(ns: &str) -> Result<(), ApiError> {
     }
 }
 
-fn check_key(key: &str, may_be_empty: bool) -> Result<(), ApiError> {
+pub(super) fn check_key(key: &str, may_be_empty: bool) -> Result<(), ApiError> {
     if key.is_empty() && !may_be_empty {
         return Err(ApiError::bad_request("a key is needed: /v1/kv/<key>"));
     }
@@ -52,7 +52,7 @@ fn check_key(key: &str, may_be_empty: bool) -> Result<(), ApiError> {
 }
 
 /// The session of a write: `?client=<id>&seq=<n>`, both or neither.
-fn session(q: &Query) -> Result<Option<(u64, u64)>, ApiError> {
+pub(super) fn session(q: &Query) -> Result<Option<(u64, u64)>, ApiError> {
     match (q.u64("client")?, q.u64("seq")?) {
         (Some(c), Some(s)) if s > 0 => Ok(Some((c, s))),
         (None, None) => Ok(None),

@@ -10,6 +10,8 @@ pub mod access;
 mod backup;
 mod blocking;
 pub mod client;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 mod http;
 mod kv;
 pub mod limits;

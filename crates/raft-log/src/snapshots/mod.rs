@@ -134,6 +134,16 @@ impl FileSnapshots {
     }
 }
 
+/// Reads `data` as a data file to its end and as a meta file; for
+/// `crate::fuzzing`.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_read(data: &[u8]) {
+    if let Ok(mut r) = BlockReader::new(data, "fuzz".into(), None) {
+        let _ = r.read_to_end(&mut Vec::new());
+    }
+    let _ = decode_meta(Path::new("fuzz"), data);
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }

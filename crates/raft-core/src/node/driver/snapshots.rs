@@ -247,10 +247,10 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
     pub(super) fn on_snapshot_msg(&mut self, m: Message) {
         match m.body {
             Body::SnapshotAck { index, offset } => {
-                if let Some(s) = self.senders.get(&m.from) {
-                    if s.meta.index == index {
-                        s.ack(offset);
-                    }
+                if let Some(s) = self.senders.get(&m.from)
+                    && s.meta.index == index
+                {
+                    s.ack(offset);
                 }
             }
             Body::SnapshotChunk {

@@ -1,0 +1,152 @@
+//! Entry points for fuzzing the KV's decoders (`cargo xtask fuzz`; the
+//! targets are in `fuzz/`). Each takes arbitrary bytes and must neither
+//! panic nor hang; each also checks what it can of what it read. Built with
+//! the `fuzzing` feature only: not part of the API. `tests/fuzz_corpus.rs`
+//! runs the kept corpus and every regression through them.
+
+use crate::snapshot;
+use crate::store::KvState;
+
+/// `data` as a log entry, applied to the state machine twice (the second
+/// time a session's retry, if it names one); then the state goes through
+/// a snapshot and must come back the same.
+pub fn command(data: &[u8]) {
+    let mut st = KvState::default();
+    st.apply(1, data);
+    st.apply(2, data);
+    let mut out = Vec::new();
+    snapshot::write(&st, &mut out).expect("invariant: a state writes to memory");
+    let back = snapshot::read(&mut &out[..]).expect("invariant: a state's snapshot reads back");
+    assert_eq!(
+        back, st,
+        "invariant: a snapshot restores the state it was taken of"
+    );
+}
+
+/// `data` as a KV snapshot: read whole and verified record by record
+/// (which must agree); what reads back, written again, reads the same.
+pub fn snapshot(data: &[u8]) {
+    let read = snapshot::read(&mut &data[..]);
+    let verified = snapshot::verify(&mut &data[..]);
+    assert_eq!(
+        read.is_ok(),
+        verified.is_ok(),
+        "invariant: verify accepts what read accepts: {:?} / {:?}",
+        read.as_ref().err(),
+        verified.as_ref().err()
+    );
+    if let Ok(st) = read {
+        let mut out = Vec::new();
+        snapshot::write(&st, &mut out).expect("invariant: a state writes to memory");
+        let back = snapshot::read(&mut &out[..]).expect("invariant: a written snapshot reads");
+        assert_eq!(
+            back, st,
+            "invariant: a snapshot restores the state it was taken of"
+        );
+    }
+}
+
+/// `data` as a command-port request: a method (the first byte) and a
+/// request target (the rest), parsed as the port parses it.
+pub fn request(data: &[u8]) {
+    crate::api::fuzz::request(data);
+}
+
+/// Inputs the real encoders made: a command of every kind (with and
+/// without a session), the snapshot of a state they built, and a request
+/// for every route with the parameters its endpoint takes. Each is
+/// (target, name, bytes).
+pub fn seeds() -> Vec<(String, String, Vec<u8>)> {
+    use crate::command::{Op, Request, encode};
+    let ops = [
+        Op::Put {
+            ns: "default".into(),
+            key: "a/b".into(),
+            value: bytes::Bytes::from_static(b"value"),
+            cas: None,
+        },
+        Op::Put {
+            ns: "other".into(),
+            key: "k".into(),
+            value: bytes::Bytes::new(),
+            cas: Some(0),
+        },
+        Op::Delete {
+            ns: "default".into(),
+            key: "a/".into(),
+            prefix: true,
+            cas: None,
+        },
+        Op::Delete {
+            ns: "other".into(),
+            key: "k".into(),
+            prefix: false,
+            cas: Some(3),
+        },
+        Op::DropNamespace { ns: "other".into() },
+    ];
+    let mut out = Vec::new();
+    let mut st = KvState::default();
+    for (k, op) in ops.into_iter().enumerate() {
+        for session in [None, Some((7, k as u64 + 1))] {
+            let data = encode(&Request {
+                session,
+                op: op.clone(),
+            });
+            st.apply(2 * k as u64 + 1 + session.is_some() as u64, &data);
+            let name = format!(
+                "op-{k}-{}",
+                if session.is_some() {
+                    "session"
+                } else {
+                    "plain"
+                }
+            );
+            out.push(("kv_command".into(), name, data.to_vec()));
+        }
+    }
+    st.apply(
+        20,
+        &encode(&Request {
+            session: Some((9, 1)),
+            op: Op::Put {
+                ns: "kept".into(),
+                key: "x".into(),
+                value: bytes::Bytes::from_static(b"y"),
+                cas: None,
+            },
+        }),
+    );
+    let mut snap = Vec::new();
+    snapshot::write(&st, &mut snap).expect("in memory");
+    out.push(("kv_snapshot".into(), "state".into(), snap));
+    let methods = ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"];
+    let queries = [
+        "",
+        "?ns=a&cas=3&client=1&seq=2",
+        "?recurse&keys&index=5&wait=10s",
+        "?raw&stale&consistent=false",
+        "?from=1&to=9",
+        "?address=127.0.0.1:7004&id=4&learner&wait",
+        "?id=2&redirect=true",
+        "?ns=%61%62&x=%zz",
+    ];
+    for (k, (method, pattern, _)) in crate::api::access::ROUTES.iter().enumerate() {
+        let m = methods
+            .iter()
+            .position(|x| x == method)
+            .expect("a known method") as u8;
+        let path = pattern
+            .replace("{*key}", "dir/a%20key")
+            .replace("{n}", "7")
+            .replace("{ns}", "a");
+        let q = queries[k % queries.len()];
+        let name = format!("route-{k}");
+        out.push((
+            "http_request".into(),
+            name,
+            [&[m][..], path.as_bytes(), q.as_bytes()].concat(),
+        ));
+    }
+    out
+}
