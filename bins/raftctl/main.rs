@@ -13,6 +13,7 @@ use std::time::Duration;
 mod kv;
 mod members;
 mod status;
+mod txn;
 
 use members::{add, members};
 use status::status;
@@ -75,6 +76,15 @@ enum Cmd {
     },
     /// Lists namespaces.
     Namespaces,
+    /// Applies operations all or none, one per argument: `set KEY VALUE`,
+    /// `cas KEY INDEX VALUE`, `get KEY`, `get-tree PREFIX`, `check-index
+    /// KEY INDEX`, `check-not-exists KEY`, `delete KEY`, `delete-tree
+    /// PREFIX`, `delete-cas KEY INDEX`. Exits 1, naming each failing
+    /// operation, if any fails (then none applied).
+    Txn {
+        #[arg(required = true)]
+        ops: Vec<String>,
+    },
     /// Prints the last committed log entries; with --follow, keeps
     /// printing new ones.
     Log {
@@ -266,9 +276,12 @@ impl Ctl {
 
 /// The elements of a JSON array answer (none for anything else).
 fn array(r: &Reply) -> Vec<serde_json::Value> {
-    r.json()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
+    r.json().as_ref().map(array_of).unwrap_or_default()
+}
+
+/// The items of a JSON array (none if it is not one).
+fn array_of(v: &serde_json::Value) -> Vec<serde_json::Value> {
+    v.as_array().cloned().unwrap_or_default()
 }
 
 fn check(r: &Reply) -> anyhow::Result<()> {
@@ -311,6 +324,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
         Cmd::Delete { key, recurse } => kv::delete(&ctl, &key, recurse).await,
         Cmd::List { prefix } => kv::list(&ctl, &prefix).await,
         Cmd::Namespaces => kv::namespaces(&ctl).await,
+        Cmd::Txn { ops } => txn::run(&ctl, &ops).await,
         Cmd::Log { last, follow } => log(&ctl, last, follow).await,
         Cmd::Mode { node, mode } => {
             let body = serde_json::json!({ "mode": mode }).to_string();

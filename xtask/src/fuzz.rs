@@ -235,7 +235,8 @@ fn keep_failures(target: &str, found: &Path) -> anyhow::Result<usize> {
 }
 
 /// Replaces fuzz/corpus/<target> with a minimized union of it and `queue`
-/// (inputs over 16 KiB left out: a kept corpus stays small).
+/// (inputs over 16 KiB left out: a kept corpus stays small), unless that
+/// comes out empty.
 fn save_corpus(target: &str, queue: &Path) -> anyhow::Result<()> {
     let corpus = fuzz_dir().join("corpus").join(target);
     let union = out_dir(target).join("union");
@@ -251,24 +252,50 @@ fn save_corpus(target: &str, queue: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    let status = cargo_afl()?
-        .arg("cmin")
+    // afl-cmin.bash, not `cargo afl cmin`: the Python afl-cmin of AFL++
+    // 4.40 finds no coverage in cargo-afl's persistent-mode targets (and
+    // would leave an empty corpus).
+    // -e: by edges, not hit counts, or nearly every input is kept.
+    let status = Command::new(cmin_script()?)
+        .arg("-e")
         .arg("-i")
         .arg(&union)
         .arg("-o")
         .arg(&min)
         .arg("--")
         .arg(fuzz_dir().join("target/release").join(target))
-        .env("AFL_SKIP_BIN_CHECK", "1")
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .status()
-        .context("cargo afl cmin")?;
-    if !status.success() {
-        bail!("minimizing the corpus of {target} failed");
+        .context("afl-cmin.bash")?;
+    let kept = std::fs::read_dir(&min).map_or(0, |d| d.count());
+    if !status.success() || kept == 0 {
+        bail!("minimizing the corpus of {target} failed; fuzz/corpus/{target} is unchanged");
     }
     std::fs::remove_dir_all(&corpus)?;
     std::fs::rename(&min, &corpus)?;
     Ok(())
+}
+
+/// AFL++'s afl-cmin.bash, as `cargo afl config --build` installed it.
+fn cmin_script() -> anyhow::Result<PathBuf> {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .context("no HOME")?;
+    let root = data.join("afl.rs");
+    for toolchain in std::fs::read_dir(&root).with_context(|| format!("{}", root.display()))? {
+        for afl in std::fs::read_dir(toolchain?.path())? {
+            let script = afl?.path().join("afl/bin/afl-cmin.bash");
+            if script.exists() {
+                return Ok(script);
+            }
+        }
+    }
+    bail!(
+        "afl-cmin.bash is not under {}: run cargo afl config --build",
+        root.display()
+    )
 }
 
 /// The WAL target's scratch directories (one per fuzzer process).

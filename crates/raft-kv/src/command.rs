@@ -2,6 +2,7 @@
 //! MessagePack; anything else in the log (an opaque entry appended through
 //! the log API) is left alone by the KV.
 
+use crate::txn::{TxnEntry, TxnError, TxnOp};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,8 @@ pub enum Op {
     DropNamespace {
         ns: String,
     },
+    /// Operations applied all or none, in one entry (`crate::txn`).
+    Txn(Vec<TxnOp>),
 }
 
 /// The result of applying one entry.
@@ -47,6 +50,9 @@ pub enum Output {
     StaleSession { latest: u64 },
     /// Not a KV entry (an opaque log entry).
     Opaque,
+    /// A transaction: what its operations touched, or every failing one
+    /// (then nothing changed).
+    Txn(Result<Vec<TxnEntry>, Vec<TxnError>>),
 }
 
 /// A log entry as the KV reads it.

@@ -58,6 +58,7 @@ pub fn request(data: &[u8]) {
 /// (target, name, bytes).
 pub fn seeds() -> Vec<(String, String, Vec<u8>)> {
     use crate::command::{Op, Request, encode};
+    use crate::txn::{TxnOp, Verb};
     let ops = [
         Op::Put {
             ns: "default".into(),
@@ -84,6 +85,31 @@ pub fn seeds() -> Vec<(String, String, Vec<u8>)> {
             cas: Some(3),
         },
         Op::DropNamespace { ns: "other".into() },
+        Op::Txn(vec![
+            TxnOp {
+                ns: "default".into(),
+                key: "t/a".into(),
+                verb: Verb::Cas {
+                    value: bytes::Bytes::from_static(b"1"),
+                    index: 0,
+                },
+            },
+            TxnOp {
+                ns: "default".into(),
+                key: "t/".into(),
+                verb: Verb::GetTree,
+            },
+            TxnOp {
+                ns: "other".into(),
+                key: "k".into(),
+                verb: Verb::CheckIndex(3),
+            },
+            TxnOp {
+                ns: "default".into(),
+                key: "t/".into(),
+                verb: Verb::DeleteTree,
+            },
+        ]),
     ];
     let mut out = Vec::new();
     let mut st = KvState::default();

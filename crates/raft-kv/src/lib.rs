@@ -11,6 +11,7 @@ pub mod fuzzing;
 mod sessions;
 pub mod snapshot;
 mod store;
+pub mod txn;
 
 pub use command::{Op, Output, Request};
 pub use store::{DEFAULT_NAMESPACE, KvState, KvStore, Value};

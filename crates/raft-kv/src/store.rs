@@ -54,6 +54,13 @@ pub(crate) struct DeleteMarks {
     pub(crate) floor: Index,
 }
 
+impl DeleteMarks {
+    /// Namespace `ns` lost keys at `index`.
+    pub(crate) fn note(&mut self, ns: String, index: Index) {
+        self.by_ns.insert(ns, index);
+    }
+}
+
 impl PartialEq for DeleteMarks {
     fn eq(&self, _: &Self) -> bool {
         true
@@ -201,15 +208,16 @@ impl KvState {
                     u64::from(m.remove(key.as_str()).is_some())
                 };
                 if removed > 0 {
-                    self.deletes.by_ns.insert(ns, index);
+                    self.deletes.note(ns, index);
                 }
                 Output::Removed(removed)
             }
             Op::DropNamespace { ns } => {
                 let removed = self.namespaces.remove(&ns).map_or(0, |m| m.len() as u64);
-                self.deletes.by_ns.insert(ns, index);
+                self.deletes.note(ns, index);
                 Output::Removed(removed)
             }
+            Op::Txn(ops) => Output::Txn(crate::txn::apply(self, index, &ops)),
         }
     }
 }

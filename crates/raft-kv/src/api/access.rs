@@ -104,6 +104,8 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("PUT", "/v1/kv/{*key}", Need::Write(Scope::Namespace)),
     ("DELETE", "/v1/kv", Need::Write(Scope::Namespace)),
     ("DELETE", "/v1/kv/{*key}", Need::Write(Scope::Namespace)),
+    // Each operation's namespace is checked too, once the body is read.
+    ("PUT", "/v1/txn", Need::Write(Scope::Namespace)),
 ];
 
 /// The methods some route serves `path` with (for a 405's `Allow`).

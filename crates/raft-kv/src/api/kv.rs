@@ -18,7 +18,7 @@ pub fn namespace(q: &Query) -> Result<String, ApiError> {
     Ok(ns.to_string())
 }
 
-fn check_namespace(ns: &str) -> Result<(), ApiError> {
+pub(super) fn check_namespace(ns: &str) -> Result<(), ApiError> {
     let ok = !ns.is_empty()
         && ns.len() <= 64
         && ns
@@ -142,7 +142,9 @@ async fn write(ctx: &ApiContext, op: Op, q: &Query) -> ApiResult {
                 format!("stale session sequence number; the latest applied is {latest}"),
             ));
         }
-        Output::Opaque => unreachable!("invariant broken: an encoded KV request decoded as opaque"),
+        Output::Opaque | Output::Txn(_) => {
+            unreachable!("invariant broken: a KV write applied as {out:?}")
+        }
     };
     Ok(http::with_index(r, index))
 }

@@ -51,6 +51,10 @@ pub fn entry_json(e: &Entry) -> serde_json::Value {
                         json!({ "delete": { "ns": ns, "key": key, "recurse": prefix, "cas": cas } })
                     }
                     Op::DropNamespace { ns } => json!({ "drop_namespace": { "ns": ns } }),
+                    Op::Txn(ops) => {
+                        let ops: Vec<_> = ops.iter().map(super::txn::op_json).collect();
+                        json!({ "txn": ops })
+                    }
                 };
                 if let Some((client, seq)) = r.session {
                     v["session"] = json!({ "client": client, "seq": seq });

@@ -19,6 +19,7 @@ mod log;
 mod metrics;
 mod probes;
 mod status;
+mod txn;
 
 pub use client::{ClientError, HttpsClient};
 pub use http::INDEX_HEADER;
@@ -371,6 +372,7 @@ async fn route(
         }
         (_, ["v1", "kv"]) => kv::handle(ctx, method, "", q, body).await,
         (_, ["v1", "kv", key]) => kv::handle(ctx, method, &http::decode(key)?, q, body).await,
+        (&Method::PUT, ["v1", "txn"]) => txn::handle(ctx, who, q, body).await,
         (&Method::GET, ["v1", "namespaces"]) => {
             q.allow(&["stale", "consistent"])?;
             kv::namespaces(ctx, q).await
