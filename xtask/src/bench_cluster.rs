@@ -1,7 +1,8 @@
 //! `cargo xtask bench cluster`: a 3-node mutual-TLS cluster of raft-mock
 //! processes on redb (fsync on), loaded over persistent HTTPS connections:
 //! writes (8-byte keys, 256-byte values) at 1, 16, 64 and 256 concurrent
-//! clients, then linearizable reads at 64.
+//! clients, then linearizable reads at 64, then transactions of four sets
+//! at 64.
 
 use crate::cluster::{build_binaries, ensure_certs};
 use bytes::Bytes;
@@ -48,13 +49,16 @@ pub fn run(dir: &Path, seconds: f64, clients: &[usize], memory: bool) -> anyhow:
         let mut writes = Vec::new();
         for &n in clients {
             let cpu = Cpu::start(&c);
-            let mut w = load(&c.client, &api, n, seconds, true, None).await?;
+            let mut w = load(&c.client, &api, n, seconds, Kind::Put, None).await?;
             cpu.report(&mut w);
             writes.push(w);
         }
         let cpu = Cpu::start(&c);
-        let mut reads = load(&c.client, &api, 64, seconds, false, None).await?;
+        let mut reads = load(&c.client, &api, 64, seconds, Kind::Read, None).await?;
         cpu.report(&mut reads);
+        let cpu = Cpu::start(&c);
+        let mut txns = load(&c.client, &api, 64, seconds, Kind::Txn, None).await?;
+        cpu.report(&mut txns);
         let keys = status_of(&c, leader).await["keys"].as_u64().unwrap_or(0);
         Ok(json!({
             "cluster": { "nodes": 3, "storage": if memory { "memory" } else { "redb + write-ahead log, fsync per batch" }, "transport": "mutual TLS 1.3", "client": "HTTPS/1.1 keep-alive" },
@@ -62,6 +66,7 @@ pub fn run(dir: &Path, seconds: f64, clients: &[usize], memory: bool) -> anyhow:
             "key_bytes": 8,
             "writes": writes,
             "linearizable_reads": reads,
+            "transactions_of_4_sets": txns,
             "memory": {
                 "keys_in_store": keys,
                 "nodes_peak_rss_mb": c.nodes.iter().filter_map(|n| n.pid()).map(peak_rss_mb).collect::<Vec<_>>(),
@@ -171,7 +176,7 @@ pub fn catch_up(dir: &Path, keys: u64, memory: bool) -> anyhow::Result<Value> {
         let n = c.add_joiner("active", leader)?;
         let during = {
             let (client, api, stop) = (c.client.clone(), api.clone(), stop.clone());
-            tokio::spawn(async move { load(&client, &api, 64, 600.0, true, Some(stop)).await })
+            tokio::spawn(async move { load(&client, &api, 64, 600.0, Kind::Put, Some(stop)).await })
         };
         loop {
             let s = status_of(&c, n).await;
@@ -187,7 +192,7 @@ pub fn catch_up(dir: &Path, keys: u64, memory: bool) -> anyhow::Result<Value> {
         stop.store(true, Ordering::Relaxed);
         let during = during.await??;
         let got = status_of(&c, n).await;
-        let baseline = load(&c.client, &api, 64, catch_up_s.clamp(2.0, 30.0), true, None).await?;
+        let baseline = load(&c.client, &api, 64, catch_up_s.clamp(2.0, 30.0), Kind::Put, None).await?;
         let snap_bytes = snapshot_bytes(&c, leader);
         Ok(json!({
             "cluster": { "nodes": "3, then a 4th joins", "storage": if memory { "memory" } else { "redb + write-ahead log, fsync per batch" }, "transport": "mutual TLS 1.3" },
@@ -249,12 +254,46 @@ async fn fill(client: &HttpsClient, api: &str, n: u64, clients: u64) -> anyhow::
     Ok(())
 }
 
+/// What a load run sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `PUT /v1/kv/<key>`, a new key each time.
+    Put,
+    /// Linearizable `GET /v1/kv/<key>?raw`.
+    Read,
+    /// `PUT /v1/txn` of four `set`s of new keys.
+    Txn,
+}
+
+impl Kind {
+    /// Client `t`'s `n`th request: method, path, body.
+    fn request(self, t: usize, n: u64, value: &Bytes) -> (Method, String, Bytes) {
+        let key = |k: u64| format!("{:08x}", (t as u64) << 20 | (k & 0xfffff));
+        match self {
+            Kind::Put => (Method::PUT, format!("/v1/kv/{}", key(n)), value.clone()),
+            Kind::Read => (Method::GET, format!("/v1/kv/{}?raw", key(0)), Bytes::new()),
+            Kind::Txn => {
+                use base64::Engine;
+                let v = base64::engine::general_purpose::STANDARD.encode(value);
+                let ops: Vec<Value> = (0..4)
+                    .map(|k| json!({ "KV": { "Verb": "set", "Key": format!("t{}", key(n * 4 + k)), "Value": v } }))
+                    .collect();
+                (
+                    Method::PUT,
+                    "/v1/txn".into(),
+                    Bytes::from(Value::from(ops).to_string()),
+                )
+            }
+        }
+    }
+}
+
 async fn load(
     client: &HttpsClient,
     api: &str,
     clients: usize,
     seconds: f64,
-    write: bool,
+    kind: Kind,
     stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 ) -> anyhow::Result<Value> {
     let value = Bytes::from(vec![b'v'; 256]);
@@ -275,20 +314,10 @@ async fn load(
             let mut n = 0u64;
             let stopped = || stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
             while Instant::now() < until && !stopped() {
-                let key = format!("{:08x}", (t as u64) << 20 | (n & 0xfffff));
-                let (method, body) = if write {
-                    (Method::PUT, value.clone())
-                } else {
-                    (Method::GET, Bytes::new())
-                };
-                let path = if write {
-                    format!("/v1/kv/{key}")
-                } else {
-                    format!("/v1/kv/{:08x}?raw", (t as u64) << 20)
-                };
+                let (method, path, body) = kind.request(t, n, &value);
                 let t0 = Instant::now();
                 match client.request(&api, method, &path, &[], body).await {
-                    Ok(r) if r.status.is_success() || (!write && r.status == 404) => {
+                    Ok(r) if r.status.is_success() || (kind == Kind::Read && r.status == 404) => {
                         lat.push(t0.elapsed())
                     }
                     _ => {
