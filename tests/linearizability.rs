@@ -1,4 +1,5 @@
-//! Whole-stack linearizability: clients read and write a few keys through
+//! Whole-stack linearizability: clients read, write and compare-and-set
+//! (read a value and its index, then `?cas=`) a few keys through
 //! any node of a real `raft-mock` cluster (followers forward writes and
 //! serve reads by ReadIndex) while nodes are killed with SIGKILL and
 //! restarted, or paused with SIGSTOP; the history is then checked with the simulator's checker
@@ -55,7 +56,27 @@ async fn reads_and_writes_through_any_node_are_linearizable_under_kills_and_paus
                     let api = &apis[rng.range(0, apis.len() as u64) as usize];
                     let path = format!("/v1/kv/lin{key}");
                     let call = now();
-                    let op = if rng.range(0, 2) == 0 {
+                    let pick = rng.range(0, 3);
+                    if pick == 2 {
+                        // Compare-and-set: read the value and its index,
+                        // then swap it for a new one (both operations go
+                        // into the history).
+                        let v = next_value.fetch_add(1, Ordering::Relaxed);
+                        let ops = swap(&client, api, &path, v, &now).await;
+                        let mut h = history.lock().unwrap();
+                        for (kind, call, ret) in ops {
+                            h.push(Op {
+                                client: id,
+                                key,
+                                kind,
+                                call,
+                                ret,
+                            });
+                        }
+                        drop(h);
+                        continue;
+                    }
+                    let op = if pick == 0 {
                         let v = next_value.fetch_add(1, Ordering::Relaxed);
                         let body = bytes::Bytes::from(v.to_string());
                         let r = client.request(api, Method::PUT, &path, &[], body).await;
@@ -136,11 +157,18 @@ async fn reads_and_writes_through_any_node_are_linearizable_under_kills_and_paus
             done(|k| matches!(k, OpKind::Put(_))),
             done(|k| matches!(k, OpKind::Get(_))),
         );
+        let swaps = done(|k| matches!(k, OpKind::Cas { swapped: true, .. }));
+        let refused = history
+            .iter()
+            .filter(|o| matches!(o.kind, OpKind::Cas { swapped: false, .. }))
+            .count();
         eprintln!(
-            "{} operations: {writes} writes and {reads} reads completed",
+            "{} operations: {writes} writes, {reads} reads and {swaps} swaps completed; \
+             {refused} swaps refused or of unknown outcome",
             history.len()
         );
         assert!(writes > 50 && reads > 50, "too little got through");
+        assert!(swaps > 10 && refused > 0, "too few swaps got through");
         match linearizability::check(&history) {
             Ok(()) => {}
             Err((key, Verdict::Unknown, _)) => {
@@ -153,4 +181,66 @@ async fn reads_and_writes_through_any_node_are_linearizable_under_kills_and_paus
         }
     })
     .await;
+}
+
+/// A read of `path` (its value and modify index), then `PUT ?cas=<index>`
+/// of `new`: the operations as the history records them, (kind, call,
+/// return). A failed read leaves both out; a swap of unknown outcome has
+/// no return.
+async fn swap(
+    client: &raft_kv::api::HttpsClient,
+    api: &str,
+    path: &str,
+    new: u64,
+    now: &impl Fn() -> u64,
+) -> Vec<(OpKind, u64, Option<u64>)> {
+    use base64::Engine;
+    let call = now();
+    let r = client.request(api, Method::GET, path, &[], "".into()).await;
+    let (seen, index) = match r {
+        Ok(r) if r.status == 200 => {
+            let v = r.json().expect("JSON");
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(v[0]["Value"].as_str().expect("a value"))
+                .expect("base64");
+            let seen: u64 = String::from_utf8(raw)
+                .unwrap()
+                .parse()
+                .expect("a value this test wrote");
+            (Some(seen), v[0]["ModifyIndex"].as_u64().expect("an index"))
+        }
+        Ok(r) if r.status == 404 => (None, 0),
+        _ => {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            return Vec::new();
+        }
+    };
+    let mut ops = vec![(OpKind::Get(seen), call, Some(now()))];
+    let call = now();
+    let body = bytes::Bytes::from(new.to_string());
+    let r = client
+        .request(api, Method::PUT, &format!("{path}?cas={index}"), &[], body)
+        .await;
+    let answer = r.ok().filter(|r| r.status == 200).and_then(|r| r.json());
+    let refused = answer.as_ref().and_then(|v| v.as_bool()) == Some(false);
+    let swapped = answer.as_ref().and_then(|v| v.as_bool()).unwrap_or(false);
+    // A refused swap is recorded as of unknown outcome: that claims less
+    // (it may not constrain the order), but a failed compare could be
+    // explained by any write of unknown outcome, which the checker could
+    // then no longer leave out, and the search outgrows its budget.
+    // Successful swaps are what is checked: no two from one value.
+    let ret = answer.filter(|_| swapped).map(|_| now());
+    if ret.is_none() && !refused {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ops.push((
+        OpKind::Cas {
+            expect: seen,
+            new,
+            swapped,
+        },
+        call,
+        ret,
+    ));
+    ops
 }

@@ -1,6 +1,6 @@
-//! A linearizability checker for a history of register operations
-//! (Wing & Gong's search with Lowe's memoization, as in Porcupine), run per
-//! key since keys are independent registers.
+//! A linearizability checker for a history of register operations (put,
+//! get, compare-and-set; Wing & Gong's search with Lowe's memoization, as
+//! in Porcupine), run per key since keys are independent registers.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -14,6 +14,14 @@ pub enum OpKind {
     Put(Value),
     /// A read and what it returned.
     Get(Option<Value>),
+    /// Writes `new` if the register holds `expect` (`None`: if it is
+    /// empty); `swapped` says whether it did (meaningless when the outcome
+    /// is unknown: then it took effect, if its condition held, or never).
+    Cas {
+        expect: Option<Value>,
+        new: Value,
+        swapped: bool,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -40,33 +48,59 @@ pub enum Verdict {
     Unknown,
 }
 
-/// Checks every key's history. Returns the first key whose history is not
-/// proven linearizable, with the verdict and its operations.
+/// Checks every key's history. Returns a key whose history is not
+/// linearizable (or, failing that, the first whose search ran out of
+/// budget), with the verdict and its operations.
 pub fn check(history: &[Op]) -> Result<(), (Key, Verdict, Vec<Op>)> {
     let mut by_key: BTreeMap<Key, Vec<Op>> = BTreeMap::new();
+    // Values some completed operation saw: a read, or a swap's compare.
     let observed: HashSet<Value> = history
         .iter()
+        .filter(|o| o.ret.is_some())
         .filter_map(|o| match o.kind {
             OpKind::Get(Some(v)) => Some(v),
+            OpKind::Cas {
+                expect: Some(v),
+                swapped: true,
+                ..
+            } => Some(v),
             _ => None,
         })
         .collect();
+    // A failed compare sees only that the value differs, which any write
+    // could explain: on such a key nothing may be dropped.
+    let failed_compare: HashSet<Key> = history
+        .iter()
+        .filter(|o| o.ret.is_some() && matches!(o.kind, OpKind::Cas { swapped: false, .. }))
+        .map(|o| o.key)
+        .collect();
     for op in history {
-        // A write of unknown outcome that no read saw can be taken to have
+        // A write of unknown outcome that nothing saw can be taken to have
         // never happened: values are unique, so leaving it out never makes
         // a read harder to place. Dropping these keeps the search small.
-        if op.ret.is_none() && matches!(op.kind, OpKind::Put(v) if !observed.contains(&v)) {
+        let written = match op.kind {
+            OpKind::Put(v) | OpKind::Cas { new: v, .. } => Some(v),
+            OpKind::Get(_) => None,
+        };
+        let unseen = written.is_some_and(|v| !observed.contains(&v));
+        if op.ret.is_none() && unseen && !failed_compare.contains(&op.key) {
             continue;
         }
         by_key.entry(op.key).or_default().push(op.clone());
     }
+    // Every key is checked: a key whose search ran out of budget does not
+    // hide another that is not linearizable.
+    let mut unknown = None;
     for (key, ops) in by_key {
-        let verdict = check_register(&ops);
-        if verdict != Verdict::Linearizable {
-            return Err((key, verdict, ops));
+        match check_register(&ops) {
+            Verdict::Linearizable => {}
+            Verdict::NotLinearizable => return Err((key, Verdict::NotLinearizable, ops)),
+            Verdict::Unknown => {
+                unknown.get_or_insert((key, Verdict::Unknown, ops));
+            }
         }
     }
-    Ok(())
+    unknown.map_or(Ok(()), Err)
 }
 
 /// Depth-first search for an order of the operations consistent with real
@@ -97,10 +131,24 @@ pub fn check_register(ops: &[Op]) -> Verdict {
             if done[i / 64] & (1 << (i % 64)) != 0 || ops[i].call > min_ret {
                 continue;
             }
+            let known = ops[i].ret.is_some();
             let next_value = match ops[i].kind {
                 OpKind::Put(v) => Some(v),
                 OpKind::Get(r) if r == value => value,
                 OpKind::Get(_) => continue,
+                // A swap of unknown outcome is placed only as one that
+                // swapped: one that did not changed nothing, as if never.
+                OpKind::Cas {
+                    expect,
+                    new,
+                    swapped,
+                } if expect == value && (swapped || !known) => Some(new),
+                OpKind::Cas {
+                    expect,
+                    swapped: false,
+                    ..
+                } if known && expect != value => value,
+                OpKind::Cas { .. } => continue,
             };
             let mut next = done.clone();
             next[i / 64] |= 1 << (i % 64);
@@ -172,6 +220,66 @@ mod tests {
             op(OpKind::Get(None), 7, Some(8)),
         ];
         assert_eq!(check_register(&h), Verdict::NotLinearizable);
+    }
+
+    fn cas(expect: Option<Value>, new: Value, swapped: bool) -> OpKind {
+        OpKind::Cas {
+            expect,
+            new,
+            swapped,
+        }
+    }
+
+    #[test]
+    fn swaps_see_the_value_they_compare() {
+        let h = [
+            op(cas(None, 1, true), 0, Some(1)),
+            op(cas(Some(1), 2, true), 2, Some(3)),
+            op(cas(Some(1), 3, false), 4, Some(5)),
+            op(OpKind::Get(Some(2)), 6, Some(7)),
+        ];
+        assert_eq!(check_register(&h), Verdict::Linearizable);
+        // Two swaps from the same value cannot both succeed.
+        let h = [
+            op(OpKind::Put(1), 0, Some(1)),
+            op(cas(Some(1), 2, true), 2, Some(3)),
+            op(cas(Some(1), 3, true), 4, Some(5)),
+        ];
+        assert_eq!(check_register(&h), Verdict::NotLinearizable);
+        // A failed swap while the value was what it compared is caught.
+        let h = [
+            op(OpKind::Put(1), 0, Some(1)),
+            op(cas(Some(1), 2, false), 2, Some(3)),
+        ];
+        assert_eq!(check_register(&h), Verdict::NotLinearizable);
+    }
+
+    #[test]
+    fn an_unseen_write_of_unknown_outcome_may_explain_a_failed_swap() {
+        let h = vec![
+            Op {
+                client: 0,
+                key: 1,
+                kind: OpKind::Put(1),
+                call: 0,
+                ret: Some(1),
+            },
+            Op {
+                client: 1,
+                key: 1,
+                kind: OpKind::Put(9),
+                call: 2,
+                ret: None,
+            },
+            Op {
+                client: 0,
+                key: 1,
+                kind: cas(Some(1), 2, false),
+                call: 4,
+                ret: Some(5),
+            },
+        ];
+        assert!(check(&h).is_ok(), "the lost write of 9 explains it");
     }
 
     #[test]
