@@ -241,8 +241,18 @@ impl RedbLogStore {
             });
         }
         let legacy = wal.active_is_legacy();
-        let mut store = RedbLogStore {
-            db: Some(db),
+        let mut store = RedbLogStore::replayed(Some(db), path, wal, replay);
+        if legacy {
+            // A segment holds one framing: new records go to a new segment.
+            store.roll(false, store.purged)?;
+        }
+        store.with_storage_id()
+    }
+
+    /// A store holding what replay found (its storage id still to read).
+    fn replayed(db: Option<Database>, path: PathBuf, wal: Wal, replay: Replay) -> Self {
+        RedbLogStore {
+            db,
             path,
             wal,
             poisoned: None,
@@ -255,12 +265,7 @@ impl RedbLogStore {
             segment_bytes: SEGMENT_BYTES,
             record_bytes: RECORD_BYTES,
             storage: 0,
-        };
-        if legacy {
-            // A segment holds one framing: new records go to a new segment.
-            store.roll(false, store.purged)?;
         }
-        store.with_storage_id()
     }
 
     /// Reads the storage id, or draws and records one.
@@ -722,21 +727,7 @@ impl LogStore for RedbLogStore {
 pub(crate) fn replay_wal(dir: &Path) -> Result<Vec<Entry>, Error> {
     let mut replay = Replay::default();
     let wal = Wal::open(dir, 0, None, |pos, body| replay.visit(pos, body, dir))?;
-    let store = RedbLogStore {
-        db: None,
-        path: dir.to_path_buf(),
-        wal,
-        poisoned: None,
-        hard_state: replay.hard_state,
-        membership: replay.membership,
-        purged: replay.purged,
-        locs: replay.locs,
-        buf: Vec::new(),
-        spans: Vec::new(),
-        segment_bytes: SEGMENT_BYTES,
-        record_bytes: RECORD_BYTES,
-        storage: 0,
-    };
+    let store = RedbLogStore::replayed(None, dir.to_path_buf(), wal, replay);
     store.entries(store.purged.0 + 1, store.last_index() + 1, usize::MAX)
 }
 
