@@ -8,6 +8,7 @@ pub mod api;
 pub mod command;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod history;
 mod sessions;
 pub mod snapshot;
 mod store;

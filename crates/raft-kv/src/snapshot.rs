@@ -2,12 +2,18 @@
 //! snapshot of any size is written and read without holding its bytes in
 //! memory (the state itself is, of course, in memory).
 //!
-//! `"raftkv-snapshot/1"`, then `Applied`, then for each namespace a
+//! `"raftkv-snapshot/2"`, then `Applied`, then for each namespace a
 //! `Namespace` record followed by its `Key`s in order, then every
-//! `Session`, then `End` with the number of keys and sessions written (a
-//! truncated or spliced file fails to load instead of loading part).
+//! `Session`, then `History` with the watch history's floor and length
+//! followed by its `Event`s, then `End` with the number of keys and
+//! sessions written (a truncated or spliced file fails to load instead of
+//! loading part).
+//!
+//! Format 1 (before the watch history) is still read: its state has an
+//! empty history that starts after the snapshot.
 
 use crate::command::Output;
+use crate::history::{Event, History};
 use crate::sessions::Session;
 use crate::store::{Key, KvState, Value};
 use bytes::Bytes;
@@ -15,7 +21,9 @@ use raft_core::Index;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
-const MAGIC: &str = "raftkv-snapshot/1";
+const MAGIC: &str = "raftkv-snapshot/2";
+/// Without the watch history.
+const MAGIC_1: &str = "raftkv-snapshot/1";
 
 #[derive(Serialize, Deserialize)]
 enum Record {
@@ -38,6 +46,12 @@ enum Record {
         keys: u64,
         sessions: u64,
     },
+    /// The watch history's floor, and how many `Event`s follow.
+    History {
+        floor: Index,
+        events: u64,
+    },
+    Event(Event),
 }
 
 fn bad(why: impl std::fmt::Display) -> io::Error {
@@ -95,6 +109,18 @@ pub fn write(state: &KvState, w: &mut dyn Write) -> io::Result<()> {
         )?;
         sessions += 1;
     }
+    let h = &state.history;
+    let events = h.len() as u64;
+    put(
+        w,
+        &Record::History {
+            floor: h.floor(),
+            events,
+        },
+    )?;
+    for e in h.iter() {
+        put(w, &Record::Event(e.clone()))?;
+    }
     put(w, &Record::End { keys, sessions })?;
     w.flush()
 }
@@ -103,9 +129,15 @@ pub fn write(state: &KvState, w: &mut dyn Write) -> io::Result<()> {
 pub fn read(r: &mut dyn Read) -> io::Result<KvState> {
     let mut st = KvState::default();
     let mut ns: Option<String> = None;
+    let mut floor = None;
     each_record(r, |rec| {
         match rec {
             Record::Applied(i) => st.applied = i,
+            Record::History { floor: f, .. } => floor = Some(f),
+            Record::Event(e) => {
+                let f = floor.expect("each_record: events follow their history record");
+                st.history.restore(f, e);
+            }
             Record::Namespace(n) => {
                 st.namespaces.entry(n.clone()).or_default();
                 ns = Some(n);
@@ -141,6 +173,14 @@ pub fn read(r: &mut dyn Read) -> io::Result<KvState> {
         }
         Ok(())
     })?;
+    match floor {
+        Some(f) if st.history.is_empty() => {
+            st.history = History::starting_at(f, st.history.keep());
+        }
+        Some(_) => {}
+        // Format 1: nothing is known of what came before.
+        None => st.history = History::starting_at(st.applied + 1, st.history.keep()),
+    }
     Ok(st)
 }
 
@@ -162,7 +202,7 @@ pub fn verify(r: &mut dyn Read) -> io::Result<Summary> {
             Record::Namespace(_) => {}
             Record::Key { .. } => sum.keys += 1,
             Record::Session { .. } => sum.sessions += 1,
-            Record::End { .. } => {}
+            Record::End { .. } | Record::History { .. } | Record::Event(_) => {}
         }
         Ok(())
     })?;
@@ -179,32 +219,70 @@ fn each_record(
     let mut r = io::BufReader::with_capacity(256 << 10, r);
     let magic: String =
         rmp_serde::from_read(&mut r).map_err(|e| undecodable(e, "not a raftstack KV snapshot"))?;
-    if magic != MAGIC {
-        return Err(bad(format!("unknown format {magic:?}")));
-    }
-    let (mut keys, mut sessions, mut in_namespace) = (0u64, 0u64, false);
+    let with_history = match magic.as_str() {
+        MAGIC => true,
+        MAGIC_1 => false,
+        _ => return Err(bad(format!("unknown format {magic:?}"))),
+    };
+    let mut seen = Seen::default();
     loop {
         let rec: Record =
             rmp_serde::from_read(&mut r).map_err(|e| undecodable(e, "a bad record"))?;
-        match &rec {
-            Record::Namespace(_) => in_namespace = true,
-            Record::Key { .. } if !in_namespace => return Err(bad("a key before any namespace")),
-            Record::Key { .. } => keys += 1,
-            Record::Session { .. } => sessions += 1,
-            &Record::End {
-                keys: k,
-                sessions: s,
-            } => {
-                if (k, s) != (keys, sessions) {
+        seen.check(&rec, with_history)?;
+        let end = matches!(rec, Record::End { .. });
+        visit(rec)?;
+        if end {
+            return Ok(());
+        }
+    }
+}
+
+/// What `each_record` has read so far, to refuse records out of place.
+#[derive(Default)]
+struct Seen {
+    keys: u64,
+    sessions: u64,
+    in_namespace: bool,
+    /// Events announced by the history record, and how many came.
+    history: Option<(u64, u64)>,
+}
+
+impl Seen {
+    fn check(&mut self, rec: &Record, with_history: bool) -> io::Result<()> {
+        match rec {
+            Record::Namespace(_) => self.in_namespace = true,
+            Record::Key { .. } if !self.in_namespace => {
+                return Err(bad("a key before any namespace"));
+            }
+            Record::Key { .. } => self.keys += 1,
+            Record::Session { .. } => self.sessions += 1,
+            Record::History { .. } if !with_history || self.history.is_some() => {
+                return Err(bad("a history record out of place"));
+            }
+            &Record::History { events, .. } => self.history = Some((events, 0)),
+            Record::Event(_) => match &mut self.history {
+                Some((announced, seen)) if *seen < *announced => *seen += 1,
+                _ => return Err(bad("an event outside the history")),
+            },
+            &Record::End { keys, sessions } => {
+                if (keys, sessions) != (self.keys, self.sessions) {
                     return Err(bad(format!(
-                        "{keys} keys and {sessions} sessions read, {k} and {s} written"
+                        "{} keys and {} sessions read, {keys} and {sessions} written",
+                        self.keys, self.sessions
                     )));
                 }
-                return visit(rec);
+                if let Some((announced, seen)) = self.history
+                    && announced != seen
+                {
+                    return Err(bad(format!("{seen} history events of {announced}")));
+                }
+                if with_history && self.history.is_none() {
+                    return Err(bad("no history record"));
+                }
             }
-            _ => {}
+            Record::Applied(_) => {}
         }
-        visit(rec)?;
+        Ok(())
     }
 }
 
@@ -234,6 +312,34 @@ mod tests {
         }
         assert!(read(&mut bytes.as_slice()).is_err());
         assert!(verify(&mut bytes.as_slice()).is_err());
+    }
+
+    #[test]
+    fn format_1_reads_with_a_history_from_after_it() {
+        let mut bytes = rmp_serde::to_vec(&MAGIC_1).unwrap();
+        for r in [
+            Record::Applied(7),
+            Record::Namespace("n".into()),
+            Record::Key {
+                key: Key::from("k"),
+                data: Bytes::from_static(b"v"),
+                create: 3,
+                modify: 7,
+            },
+            Record::End {
+                keys: 1,
+                sessions: 0,
+            },
+        ] {
+            put(&mut bytes, &r).unwrap();
+        }
+        let st = read(&mut bytes.as_slice()).unwrap();
+        assert_eq!(st.get("n", "k").unwrap().modify_index, 7);
+        assert_eq!((st.history.floor(), st.history.len()), (8, 0));
+        // A format 2 snapshot must carry its history record.
+        let mut two = rmp_serde::to_vec(&MAGIC).unwrap();
+        two.extend_from_slice(&bytes[rmp_serde::to_vec(&MAGIC_1).unwrap().len()..]);
+        assert!(read(&mut two.as_slice()).is_err());
     }
 
     #[test]

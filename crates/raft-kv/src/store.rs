@@ -3,6 +3,7 @@
 //! same state; nothing here reads a clock or a random source.
 
 use crate::command::{self, Decoded, Op, Output, Request};
+use crate::history::{Change, Event, History};
 use crate::sessions::{Session, Sessions};
 use bytes::Bytes;
 use compact_str::CompactString;
@@ -38,6 +39,8 @@ pub struct KvState {
     /// Invariant: every applied entry's index is <= applied.
     pub(crate) applied: Index,
     pub(crate) deletes: DeleteMarks,
+    /// The latest changes, for watchers.
+    pub(crate) history: History,
 }
 
 /// When each namespace last lost keys (a delete, a prefix delete, the
@@ -114,6 +117,29 @@ impl KvState {
         self.namespaces.values().map(|m| m.len()).sum()
     }
 
+    /// The latest changes (`crate::history`).
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Notes that `key` in `ns` was written at `index` with `v`.
+    pub(crate) fn record_put(&mut self, index: Index, ns: &str, key: &str, v: &Value) {
+        self.history.record(put_event(index, ns, key, v));
+    }
+
+    /// Notes that `keys` in `ns` went at `index` (deleted or expired).
+    pub(crate) fn record_gone(&mut self, index: Index, change: Change, ns: &str, keys: Vec<Key>) {
+        if keys.is_empty() {
+            return;
+        }
+        self.deletes.note(ns.to_string(), index);
+        let ns = Key::from(ns);
+        for key in keys {
+            self.history
+                .record(gone_event(index, change, ns.clone(), key));
+        }
+    }
+
     pub(crate) fn apply(&mut self, index: Index, data: &[u8]) -> Output {
         self.applied = index;
         let Decoded::Kv(Request { session, op }) = command::decode(data) else {
@@ -152,29 +178,14 @@ impl KvState {
                 value,
                 cas,
             } => {
-                let m = self.namespaces.entry(ns).or_default();
-                // One walk down the tree for an existing key, two for a new
-                // one: with a large store every level is a cache miss.
-                if let Some(v) = m.get_mut(key.as_str()) {
-                    if cas.is_some_and(|expect| expect != v.modify_index) {
-                        return Output::Done(false);
+                let m = self.namespaces.entry(ns.clone()).or_default();
+                match put(m, index, &key, value, cas) {
+                    Some(v) => {
+                        self.record_put(index, &ns, &key, &v);
+                        Output::Done(true)
                     }
-                    v.data = value;
-                    v.modify_index = index;
-                    return Output::Done(true);
+                    None => Output::Done(false),
                 }
-                if cas.is_some_and(|expect| expect != 0) {
-                    return Output::Done(false);
-                }
-                m.insert(
-                    Key::from(key),
-                    Value {
-                        data: value,
-                        create_index: index,
-                        modify_index: index,
-                    },
-                );
-                Output::Done(true)
             }
             Op::Delete {
                 ns,
@@ -189,36 +200,99 @@ impl KvState {
                         Output::Removed(0)
                     };
                 };
-                let removed = if prefix {
-                    let doomed: Vec<Key> = m
-                        .range(Key::from(key.as_str())..)
-                        .take_while(|(k, _)| k.starts_with(&key))
-                        .map(|(k, _)| k.clone())
-                        .collect();
-                    for k in &doomed {
-                        m.remove(k);
-                    }
-                    doomed.len() as u64
-                } else {
-                    if let Some(expect) = cas
-                        && m.get(key.as_str()).map_or(0, |v| v.modify_index) != expect
-                    {
-                        return Output::Done(false);
-                    }
-                    u64::from(m.remove(key.as_str()).is_some())
-                };
-                if removed > 0 {
-                    self.deletes.note(ns, index);
+                if let Some(expect) = cas.filter(|_| !prefix)
+                    && m.get(key.as_str()).map_or(0, |v| v.modify_index) != expect
+                {
+                    return Output::Done(false);
                 }
+                let gone = remove(m, &key, prefix);
+                let removed = gone.len() as u64;
+                self.record_gone(index, Change::Delete, &ns, gone);
                 Output::Removed(removed)
             }
             Op::DropNamespace { ns } => {
-                let removed = self.namespaces.remove(&ns).map_or(0, |m| m.len() as u64);
-                self.deletes.note(ns, index);
+                let gone: Vec<Key> = self
+                    .namespaces
+                    .remove(&ns)
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
+                let removed = gone.len() as u64;
+                self.deletes.note(ns.clone(), index);
+                self.record_gone(index, Change::Delete, &ns, gone);
                 Output::Removed(removed)
             }
             Op::Txn(ops) => Output::Txn(crate::txn::apply(self, index, &ops)),
         }
+    }
+}
+
+/// Writes `value` to `key` in `m` at `index` (with `cas`, only if the
+/// key's modify index is that, 0 meaning absent); the value written.
+pub(crate) fn put(
+    m: &mut OrdMap<Key, Value>,
+    index: Index,
+    key: &str,
+    value: Bytes,
+    cas: Option<Index>,
+) -> Option<Value> {
+    // One walk down the tree for an existing key, two for a new one: with
+    // a large store every level is a cache miss.
+    if let Some(v) = m.get_mut(key) {
+        if cas.is_some_and(|expect| expect != v.modify_index) {
+            return None;
+        }
+        v.data = value;
+        v.modify_index = index;
+        return Some(v.clone());
+    }
+    if cas.is_some_and(|expect| expect != 0) {
+        return None;
+    }
+    let v = Value {
+        data: value,
+        create_index: index,
+        modify_index: index,
+    };
+    m.insert(Key::from(key), v.clone());
+    Some(v)
+}
+
+/// Removes `key` from `m` (with `prefix`, every key under it); the keys
+/// removed, in order.
+pub(crate) fn remove(m: &mut OrdMap<Key, Value>, key: &str, prefix: bool) -> Vec<Key> {
+    let doomed: Vec<Key> = if prefix {
+        m.range(Key::from(key)..)
+            .take_while(|(k, _)| k.starts_with(key))
+            .map(|(k, _)| k.clone())
+            .collect()
+    } else {
+        m.get(key).map(|_| Key::from(key)).into_iter().collect()
+    };
+    for k in &doomed {
+        m.remove(k);
+    }
+    doomed
+}
+
+fn put_event(index: Index, ns: &str, key: &str, v: &Value) -> Event {
+    Event {
+        index,
+        change: Change::Put,
+        ns: Key::from(ns),
+        key: Key::from(key),
+        value: Some(v.data.clone()),
+        create_index: v.create_index,
+    }
+}
+
+fn gone_event(index: Index, change: Change, ns: Key, key: Key) -> Event {
+    Event {
+        index,
+        change,
+        ns,
+        key,
+        value: None,
+        create_index: 0,
     }
 }
 
@@ -229,20 +303,33 @@ pub struct KvStore {
     state: Arc<RwLock<KvState>>,
     /// The applied index, for whoever waits for a change.
     applied: Arc<tokio::sync::watch::Sender<Index>>,
+    /// How many watch events this node keeps (a node's own setting: a
+    /// restored snapshot's history is cut to it).
+    keep_events: usize,
 }
 
 impl Default for KvStore {
     fn default() -> Self {
-        KvStore {
-            state: Arc::default(),
-            applied: Arc::new(tokio::sync::watch::channel(0).0),
-        }
+        KvStore::with_history(crate::history::DEFAULT_KEEP)
     }
 }
 
 impl KvStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store that keeps the latest `events` changes for watchers.
+    pub fn with_history(events: usize) -> Self {
+        let state = KvState {
+            history: History::new(events),
+            ..KvState::default()
+        };
+        KvStore {
+            state: Arc::new(RwLock::new(state)),
+            applied: Arc::new(tokio::sync::watch::channel(0).0),
+            keep_events: events,
+        }
     }
 
     /// A receiver that sees every apply (its index) from now on.
@@ -292,6 +379,7 @@ impl StateMachine for KvStore {
 
     fn restore(&mut self, mut view: KvState) {
         view.deletes.floor = view.applied;
+        view.history.set_keep(self.keep_events);
         let applied = view.applied;
         let old = {
             let mut g = self.state.write().unwrap_or_else(|p| p.into_inner());
@@ -356,6 +444,83 @@ mod tests {
         assert_eq!(kv.read().changed_at("b", "y", false), 6);
         assert_eq!(kv.read().changed_at("a", "x/2", false), 6);
         assert_eq!(*kv.read(), s, "the marks are not replicated state");
+    }
+
+    fn changes(s: &KvState, from: Index) -> Vec<String> {
+        let h = s.history().since(from).unwrap();
+        h.map(|e| format!("{} {} {}/{}", e.index, e.change.name(), e.ns, e.key))
+            .collect()
+    }
+
+    #[test]
+    fn every_change_is_in_the_history_once() {
+        let mut s = KvState::default();
+        apply(&mut s, 1, None, put("a", "x/1", "1", None));
+        apply(&mut s, 2, Some((5, 1)), put("a", "x/2", "2", None));
+        // A retried write and a failed compare change nothing.
+        apply(&mut s, 3, Some((5, 1)), put("a", "x/2", "2", None));
+        apply(&mut s, 4, None, put("a", "x/1", "no", Some(99)));
+        let del = |key: &str, prefix| Op::Delete {
+            ns: "a".into(),
+            key: key.into(),
+            prefix,
+            cas: None,
+        };
+        apply(&mut s, 5, None, del("x/", true));
+        apply(&mut s, 6, None, del("x/1", false));
+        apply(&mut s, 7, None, put("b", "k", "3", None));
+        apply(&mut s, 8, None, Op::DropNamespace { ns: "b".into() });
+        let ops = vec![
+            crate::txn::TxnOp {
+                ns: "c".into(),
+                key: "t".into(),
+                verb: crate::txn::Verb::Set(Bytes::from_static(b"4")),
+            },
+            crate::txn::TxnOp {
+                ns: "c".into(),
+                key: "t".into(),
+                verb: crate::txn::Verb::Get,
+            },
+        ];
+        apply(&mut s, 9, None, Op::Txn(ops.clone()));
+        // A failed transaction records nothing.
+        let mut failing = ops;
+        failing[1].verb = crate::txn::Verb::CheckNotExists;
+        apply(&mut s, 10, None, Op::Txn(failing));
+        assert_eq!(
+            changes(&s, 1),
+            [
+                "1 put a/x/1",
+                "2 put a/x/2",
+                "5 delete a/x/1",
+                "5 delete a/x/2",
+                "7 put b/k",
+                "8 delete b/k",
+                "9 put c/t"
+            ]
+        );
+        let e = s.history().since(9).unwrap().next().unwrap();
+        assert_eq!((e.value.as_deref(), e.create_index), (Some(&b"4"[..]), 9));
+    }
+
+    #[test]
+    fn the_history_survives_a_snapshot_cut_to_the_node_s_own_bound() {
+        let mut s = KvState::default();
+        for i in 1..=5 {
+            apply(&mut s, i, None, put("a", &format!("k{i}"), "v", None));
+        }
+        let mut buf = Vec::new();
+        crate::snapshot::write(&s, &mut buf).unwrap();
+        let back = crate::snapshot::read(&mut buf.as_slice()).unwrap();
+        assert_eq!(back.history(), s.history());
+        assert_eq!(changes(&back, 4), ["4 put a/k4", "5 put a/k5"]);
+        let mut kv = KvStore::with_history(2);
+        kv.restore(back);
+        assert_eq!(kv.read().history().floor(), 4);
+        assert_eq!(changes(&kv.read(), 4), ["4 put a/k4", "5 put a/k5"]);
+        // Cut short, the history is refused whole.
+        let at = buf.len() - 3;
+        assert!(crate::snapshot::read(&mut &buf[..at]).is_err());
     }
 
     #[test]

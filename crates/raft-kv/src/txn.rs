@@ -4,7 +4,8 @@
 //! copy is dropped and the state is as before, and every failing
 //! operation is named.
 
-use crate::store::{Key, KvState, Value};
+use crate::history::Change;
+use crate::store::{self, Key, KvState, Value};
 use bytes::Bytes;
 use imbl::OrdMap;
 use raft_core::Index;
@@ -66,10 +67,16 @@ pub struct TxnError {
     pub what: String,
 }
 
-/// The namespaces being changed, and which lost keys.
+/// The namespaces being changed, and the changes made to them.
 struct Scratch {
     namespaces: OrdMap<String, OrdMap<Key, Value>>,
-    lost_keys: Vec<String>,
+    changes: Vec<Changed>,
+}
+
+/// A change a transaction made, to record once it succeeds.
+enum Changed {
+    Put(String, Key, Value),
+    Gone(String, Vec<Key>),
 }
 
 /// Applies `ops` at `index`: the entries they touched, or every error.
@@ -80,7 +87,7 @@ pub(crate) fn apply(
 ) -> Result<Vec<TxnEntry>, Vec<TxnError>> {
     let mut s = Scratch {
         namespaces: st.namespaces.clone(),
-        lost_keys: Vec::new(),
+        changes: Vec::new(),
     };
     let (mut entries, mut errors) = (Vec::new(), Vec::new());
     for (k, op) in ops.iter().enumerate() {
@@ -93,8 +100,11 @@ pub(crate) fn apply(
         return Err(errors);
     }
     st.namespaces = s.namespaces;
-    for ns in s.lost_keys {
-        st.deletes.note(ns, index);
+    for c in s.changes {
+        match c {
+            Changed::Put(ns, key, v) => st.record_put(index, &ns, &key, &v),
+            Changed::Gone(ns, keys) => st.record_gone(index, Change::Delete, &ns, keys),
+        }
     }
     Ok(entries)
 }
@@ -174,42 +184,20 @@ impl Scratch {
 
     fn put(&mut self, index: Index, k: u32, op: &TxnOp, data: Bytes) -> TxnEntry {
         let m = self.namespaces.entry(op.ns.clone()).or_default();
-        let v = match m.get_mut(op.key.as_str()) {
-            Some(v) => {
-                v.data = data;
-                v.modify_index = index;
-                v.clone()
-            }
-            None => {
-                let v = Value {
-                    data,
-                    create_index: index,
-                    modify_index: index,
-                };
-                m.insert(Key::from(op.key.as_str()), v.clone());
-                v
-            }
-        };
-        entry(k, &op.ns, &op.key, &v, false)
+        let v = store::put(m, index, &op.key, data, None).expect("a put without cas applies");
+        let e = entry(k, &op.ns, &op.key, &v, false);
+        self.changes
+            .push(Changed::Put(op.ns.clone(), Key::from(op.key.as_str()), v));
+        e
     }
 
     fn delete(&mut self, ns: &str, key: &str, prefix: bool) {
         let Some(m) = self.namespaces.get_mut(ns) else {
             return;
         };
-        let doomed: Vec<Key> = if prefix {
-            m.range(Key::from(key)..)
-                .take_while(|(x, _)| x.starts_with(key))
-                .map(|(x, _)| x.clone())
-                .collect()
-        } else {
-            m.get(key).map(|_| Key::from(key)).into_iter().collect()
-        };
-        for x in &doomed {
-            m.remove(x);
-        }
-        if !doomed.is_empty() {
-            self.lost_keys.push(ns.to_string());
+        let gone = store::remove(m, key, prefix);
+        if !gone.is_empty() {
+            self.changes.push(Changed::Gone(ns.to_string(), gone));
         }
     }
 }
