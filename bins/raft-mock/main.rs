@@ -72,6 +72,10 @@ struct Args {
     /// snapshot) up to the highest index every member has applied.
     #[arg(short = 'r', long)]
     log_reduction: bool,
+    /// Changes kept for watchers (`GET /v1/watch/...?from=`): a watch may
+    /// resume from any index these cover; older ones answer 410.
+    #[arg(long, default_value_t = raft_kv::history::DEFAULT_KEEP as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    watch_history: u64,
     /// Take a snapshot and compact the log every this many entries (0:
     /// only with log reduction).
     #[arg(long, default_value_t = 100_000)]
@@ -228,6 +232,7 @@ async fn run(a: Args) -> anyhow::Result<Stopped> {
         NodeType::Passive => Mode::Passive,
     };
     cfg.log_reduction = a.log_reduction;
+    cfg.watch_history = a.watch_history as usize;
     cfg.file = a.file;
     cfg.certs = a.certs;
     cfg.cluster = a.cluster;

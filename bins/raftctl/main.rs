@@ -14,6 +14,7 @@ mod kv;
 mod members;
 mod status;
 mod txn;
+mod watch;
 
 use members::{add, members};
 use status::status;
@@ -92,6 +93,21 @@ enum Cmd {
         last: u64,
         #[arg(long)]
         follow: bool,
+    },
+    /// Prints a key's changes as they happen (with --recurse, of every key
+    /// under the prefix): from now, or from --from INDEX; on another node
+    /// when one goes away, missing and repeating nothing.
+    Watch {
+        #[arg(default_value = "")]
+        key: String,
+        #[arg(long)]
+        recurse: bool,
+        /// Start at this log index (e.g. the last printed + 1).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Exit after printing this many events.
+        #[arg(long)]
+        count: Option<u64>,
     },
     /// Sets a node's mode (active, reluctant, passive).
     Mode { node: String, mode: String },
@@ -326,6 +342,12 @@ async fn run(a: Args) -> anyhow::Result<()> {
         Cmd::Namespaces => kv::namespaces(&ctl).await,
         Cmd::Txn { ops } => txn::run(&ctl, &ops).await,
         Cmd::Log { last, follow } => log(&ctl, last, follow).await,
+        Cmd::Watch {
+            key,
+            recurse,
+            from,
+            count,
+        } => watch::watch(&ctl, &key, recurse, from, count).await,
         Cmd::Mode { node, mode } => {
             let body = serde_json::json!({ "mode": mode }).to_string();
             let r = ctl

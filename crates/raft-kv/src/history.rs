@@ -76,8 +76,8 @@ pub struct Compacted {
 
 impl History {
     /// An empty history of everything from the first entry on, keeping at
-    /// most `keep` events (0: none, so watchers see only what comes after
-    /// they start and cannot resume).
+    /// most `keep` events (0 keeps none: every watcher then falls out of
+    /// the history at the first change, so nodes serving watches keep some).
     pub fn new(keep: usize) -> Self {
         History {
             events: Vector::new(),

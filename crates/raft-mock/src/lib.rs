@@ -65,6 +65,8 @@ pub struct MockConfig {
     /// The command port.
     pub port: u16,
     pub log_reduction: bool,
+    /// Changes the KV keeps for watchers (`raft_kv::history`).
+    pub watch_history: usize,
     /// The redb log file; `None` keeps everything in memory.
     pub file: Option<PathBuf>,
     pub certs: PathBuf,
@@ -111,6 +113,7 @@ impl MockConfig {
             neighbours: neighbours.iter().map(|s| s.to_string()).collect(),
             port,
             log_reduction: false,
+            watch_history: raft_kv::history::DEFAULT_KEEP,
             file: None,
             certs: PathBuf::from("certs"),
             cluster: "raftstack".into(),
@@ -426,7 +429,7 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
     ncfg.keep_entries = cfg.keep_entries;
     ncfg.scrub_interval = cfg.scrub_interval;
     ncfg.log_reduction = cfg.log_reduction;
-    let kv = KvStore::new();
+    let kv = KvStore::with_history(cfg.watch_history);
     let shared = transport.clone();
     let snaps: Arc<dyn SnapshotStore> = match &cfg.file {
         Some(path) => {
@@ -497,6 +500,7 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         })
     });
     let (t, counted) = (transport.clone(), transport.clone());
+    let (drain, draining) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(ApiContext {
         node: node.clone(),
         kv: kv.clone(),
@@ -520,8 +524,8 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         max_body: 4 << 20,
         log_reduction: cfg.log_reduction,
         anonymous: cfg.anonymous_role,
+        draining: draining.clone(),
     });
-    let (drain, draining) = tokio::sync::watch::channel(false);
     let api = tokio::spawn(raft_kv::api::serve(api_listener, api_tls, ctx, draining));
     tracing::info!(
         node = %name, id, mode = %cfg.mode, command_port = %api_addr,

@@ -104,6 +104,8 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("PUT", "/v1/kv/{*key}", Need::Write(Scope::Namespace)),
     ("DELETE", "/v1/kv", Need::Write(Scope::Namespace)),
     ("DELETE", "/v1/kv/{*key}", Need::Write(Scope::Namespace)),
+    ("GET", "/v1/watch", Need::Read(Scope::Namespace)),
+    ("GET", "/v1/watch/{*key}", Need::Read(Scope::Namespace)),
     // Each operation's namespace is checked too, once the body is read.
     ("PUT", "/v1/txn", Need::Write(Scope::Namespace)),
 ];

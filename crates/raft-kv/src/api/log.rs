@@ -182,7 +182,8 @@ fn refuse_kv(body: &Bytes) -> Result<(), ApiError> {
 }
 
 /// `GET /v1/log/follow?from=N`: committed entries from N on, one JSON
-/// object per line, as they commit, until the client hangs up.
+/// object per line, as they commit, until the client hangs up or the node
+/// shuts down.
 pub fn follow(ctx: &ApiContext, q: &Query) -> ApiResult {
     let from = match q.u64("from")? {
         Some(f) => f,
@@ -190,11 +191,15 @@ pub fn follow(ctx: &ApiContext, q: &Query) -> ApiResult {
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let mut follower = ctx.node.follow(from);
+    let mut draining = ctx.draining.clone();
     tokio::spawn(async move {
         loop {
+            // A drain ends the stream (the client follows on from its
+            // last index + 1 elsewhere).
             let batch = tokio::select! {
                 b = follower.next_batch() => b,
                 _ = tx.closed() => return,
+                () = super::drained(&mut draining) => return,
             };
             let Ok(batch) = batch else { return };
             let mut chunk = Vec::new();

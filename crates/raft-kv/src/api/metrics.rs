@@ -7,6 +7,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 use raft_core::node::NodeStatus;
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -20,6 +21,29 @@ pub struct Metrics {
     forwarded: AtomicU64,
     /// Total request time in microseconds.
     busy_us: AtomicU64,
+    /// Watch streams open now.
+    watchers: Arc<AtomicU64>,
+    /// Watchers cut off for falling out of the history.
+    watchers_cut: Arc<AtomicU64>,
+}
+
+/// Counts one open watch stream while it lives.
+pub struct Watching {
+    open: Arc<AtomicU64>,
+    cut: Arc<AtomicU64>,
+}
+
+impl Watching {
+    /// This watcher fell out of the history and is cut off.
+    pub fn cut(&self) {
+        self.cut.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
@@ -42,6 +66,15 @@ impl Metrics {
     pub fn forwarded(&self) {
         self.forwarded.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// A watch stream opened; it counts until the guard drops.
+    pub fn watching(&self) -> Watching {
+        self.watchers.fetch_add(1, Ordering::Relaxed);
+        Watching {
+            open: self.watchers.clone(),
+            cut: self.watchers_cut.clone(),
+        }
+    }
 }
 
 pub fn render(ctx: &ApiContext) -> Response<Body> {
@@ -49,7 +82,11 @@ pub fn render(ctx: &ApiContext) -> Response<Body> {
     let m = &ctx.metrics;
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
-    let rows: [(&str, &str, &str, f64); 20] = [
+    let history = {
+        let kv = ctx.kv.read();
+        (kv.history().len() as f64, kv.history().floor() as f64)
+    };
+    let rows: [(&str, &str, &str, f64); 24] = [
         (
             "raft_term",
             "Current Raft term.",
@@ -127,6 +164,30 @@ pub fn render(ctx: &ApiContext) -> Response<Body> {
             "Keys in all namespaces.",
             "gauge",
             ctx.kv.read().keys() as f64,
+        ),
+        (
+            "kv_watch_history_events",
+            "Events the watch history holds.",
+            "gauge",
+            history.0,
+        ),
+        (
+            "kv_watch_history_oldest_index",
+            "The oldest index a watch may start from.",
+            "gauge",
+            history.1,
+        ),
+        (
+            "kv_watchers",
+            "Watch streams open.",
+            "gauge",
+            get(&m.watchers),
+        ),
+        (
+            "kv_watchers_cut_total",
+            "Watchers cut off for falling behind the history.",
+            "counter",
+            get(&m.watchers_cut),
         ),
         (
             "http_requests_ok_total",

@@ -20,6 +20,7 @@ mod metrics;
 mod probes;
 mod status;
 mod txn;
+mod watch;
 
 pub use client::{ClientError, HttpsClient};
 pub use http::INDEX_HEADER;
@@ -74,6 +75,9 @@ pub struct ApiContext {
     /// The role of clients without a certificate (`--client-certs
     /// optional`); `None` refuses them.
     pub anonymous: Option<access::Role>,
+    /// Turns true when the node starts shutting down: streams (watches,
+    /// log follows) end with a last line then, instead of being cut.
+    pub draining: tokio::sync::watch::Receiver<bool>,
 }
 
 /// What the peer transport dropped (Raft retransmits; a growing count
@@ -372,6 +376,8 @@ async fn route(
         }
         (_, ["v1", "kv"]) => kv::handle(ctx, method, "", q, body).await,
         (_, ["v1", "kv", key]) => kv::handle(ctx, method, &http::decode(key)?, q, body).await,
+        (&Method::GET, ["v1", "watch"]) => watch::watch(ctx, "", q).await,
+        (&Method::GET, ["v1", "watch", key]) => watch::watch(ctx, &http::decode(key)?, q).await,
         (&Method::PUT, ["v1", "txn"]) => txn::handle(ctx, who, q, body).await,
         (&Method::GET, ["v1", "namespaces"]) => {
             q.allow(&["stale", "consistent"])?;
