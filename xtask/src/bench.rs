@@ -30,6 +30,10 @@ pub struct Args {
     /// `core`: concurrent clients of each run.
     #[arg(long, value_delimiter = ',', default_value = "1,64,256,1024")]
     core_clients: Vec<usize>,
+    /// `cluster`: watch streams of every change held open on the
+    /// followers during the load runs.
+    #[arg(long, default_value_t = 0)]
+    watchers: usize,
     /// `cluster`: keep the logs in memory (to see what fsync costs).
     #[arg(long)]
     memory: bool,
@@ -49,7 +53,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "core" => crate::bench_core::run(args.writes, &args.core_clients)?,
         "cluster" => match args.catch_up_keys {
             Some(keys) => crate::bench_cluster::catch_up(&args.dir, keys, args.memory)?,
-            None => crate::bench_cluster::run(&args.dir, args.seconds, &args.clients, args.memory)?,
+            None => crate::bench_cluster::run(
+                &args.dir,
+                args.seconds,
+                &args.clients,
+                args.memory,
+                args.watchers,
+            )?,
         },
         other => bail!("unknown benchmark {other:?} (known: log, net, cluster, core)"),
     };

@@ -40,12 +40,23 @@ fn start_cluster(dir: &Path, memory: bool) -> anyhow::Result<ProcessCluster> {
     Ok(c)
 }
 
-pub fn run(dir: &Path, seconds: f64, clients: &[usize], memory: bool) -> anyhow::Result<Value> {
+pub fn run(
+    dir: &Path,
+    seconds: f64,
+    clients: &[usize],
+    memory: bool,
+    watchers: usize,
+) -> anyhow::Result<Value> {
     let c = start_cluster(dir, memory)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let leader = leader(&c).await?;
         let api = c.nodes[leader].api.clone();
+        let followers: Vec<String> = (0..c.nodes.len())
+            .filter(|&i| i != leader)
+            .map(|i| c.nodes[i].api.clone())
+            .collect();
+        let watching = crate::bench_watch::start(&c.client, &followers, watchers).await;
         let mut writes = Vec::new();
         for &n in clients {
             let cpu = Cpu::start(&c);
@@ -59,8 +70,18 @@ pub fn run(dir: &Path, seconds: f64, clients: &[usize], memory: bool) -> anyhow:
         let cpu = Cpu::start(&c);
         let mut txns = load(&c.client, &api, 64, seconds, Kind::Txn, None).await?;
         cpu.report(&mut txns);
-        let keys = status_of(&c, leader).await["keys"].as_u64().unwrap_or(0);
+        let status = status_of(&c, leader).await;
+        let keys = status["keys"].as_u64().unwrap_or(0);
+        let mut watch = Value::Null;
+        if watchers > 0 {
+            let top = status["applied_index"].as_u64().unwrap_or(0);
+            watch = crate::bench_watch::report(&watching, top).await;
+            let ops = |v: &Value| v["ops"].as_u64().unwrap_or(0);
+            let acked = writes.iter().map(ops).sum::<u64>() + 4 * ops(&txns);
+            watch["acknowledged_puts"] = acked.into();
+        }
         Ok(json!({
+            "watch": watch,
             "cluster": { "nodes": 3, "storage": if memory { "memory" } else { "redb + write-ahead log, fsync per batch" }, "transport": "mutual TLS 1.3", "client": "HTTPS/1.1 keep-alive" },
             "value_bytes": 256,
             "key_bytes": 8,
