@@ -76,6 +76,13 @@ struct Args {
     /// resume from any index these cover; older ones answer 410.
     #[arg(long, default_value_t = raft_kv::history::DEFAULT_KEEP as u64, value_parser = clap::value_parser!(u64).range(1..))]
     watch_history: u64,
+    /// Command-port connections held at once (each watch stream holds
+    /// one); more are closed on accept.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// ... of them from one client address.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections_per_client: u64,
     /// Take a snapshot and compact the log every this many entries (0:
     /// only with log reduction).
     #[arg(long, default_value_t = 100_000)]
@@ -233,6 +240,8 @@ async fn run(a: Args) -> anyhow::Result<Stopped> {
     };
     cfg.log_reduction = a.log_reduction;
     cfg.watch_history = a.watch_history as usize;
+    cfg.limits.max_connections = a.max_connections as usize;
+    cfg.limits.max_per_client = a.max_connections_per_client as usize;
     cfg.file = a.file;
     cfg.certs = a.certs;
     cfg.cluster = a.cluster;

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A fresh 3-node cluster of release binaries under `dir`.
-fn start_cluster(dir: &Path, memory: bool) -> anyhow::Result<ProcessCluster> {
+fn start_cluster(dir: &Path, memory: bool, flags: &[String]) -> anyhow::Result<ProcessCluster> {
     // A/B runs of two builds: BENCH_RAFT_MOCK names the binary to run.
     let node_bin = match std::env::var_os("BENCH_RAFT_MOCK") {
         Some(bin) => std::path::PathBuf::from(bin),
@@ -32,6 +32,7 @@ fn start_cluster(dir: &Path, memory: bool) -> anyhow::Result<ProcessCluster> {
     let pairs: Vec<_> = ports.chunks(2).map(|p| (p[0], p[1])).collect();
     let mut c = ProcessCluster::new(&node_bin, &certs, &data, &["active"; 3], &pairs, memory)?;
     c.flags = vec!["-l".into(), "WARNING".into()];
+    c.flags.extend(flags.iter().cloned());
     // Extra raft-mock flags for experiments, e.g. "--max-inflight 4".
     if let Ok(extra) = std::env::var("BENCH_NODE_FLAGS") {
         c.flags.extend(extra.split_whitespace().map(String::from));
@@ -47,16 +48,23 @@ pub fn run(
     memory: bool,
     watchers: usize,
 ) -> anyhow::Result<Value> {
-    let c = start_cluster(dir, memory)?;
+    // Each watch stream holds a connection, all from this one address.
+    let room = |n: usize| (n + watchers).to_string();
+    let flags = [
+        "--max-connections".into(),
+        room(512),
+        "--max-connections-per-client".into(),
+        room(128),
+    ];
+    let c = start_cluster(dir, memory, &flags)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let leader = leader(&c).await?;
         let api = c.nodes[leader].api.clone();
-        let followers: Vec<String> = (0..c.nodes.len())
-            .filter(|&i| i != leader)
-            .map(|i| c.nodes[i].api.clone())
-            .collect();
-        let watching = crate::bench_watch::start(&c.client, &followers, watchers).await;
+        let apis: Vec<String> = c.nodes.iter().map(|n| n.api.clone()).collect();
+        let watching = crate::bench_watch::start(&c.client, &apis, watchers).await;
+        let watched = Instant::now();
+        let probe = crate::bench_watch::Probe::start(&c.client, &api, watchers > 0);
         let mut writes = Vec::new();
         for &n in clients {
             let cpu = Cpu::start(&c);
@@ -70,12 +78,13 @@ pub fn run(
         let cpu = Cpu::start(&c);
         let mut txns = load(&c.client, &api, 64, seconds, Kind::Txn, None).await?;
         cpu.report(&mut txns);
+        let probed = probe.stop().await;
         let status = status_of(&c, leader).await;
         let keys = status["keys"].as_u64().unwrap_or(0);
         let mut watch = Value::Null;
         if watchers > 0 {
             let top = status["applied_index"].as_u64().unwrap_or(0);
-            watch = crate::bench_watch::report(&watching, top).await;
+            watch = crate::bench_watch::report(&watching, top, &probed, watched).await;
             let ops = |v: &Value| v["ops"].as_u64().unwrap_or(0);
             let acked = writes.iter().map(ops).sum::<u64>() + 4 * ops(&txns);
             watch["acknowledged_puts"] = acked.into();
@@ -173,7 +182,7 @@ async fn leader(c: &ProcessCluster) -> anyhow::Result<usize> {
 /// latency 64 clients see meanwhile (and for as long right after, with
 /// four nodes, as the baseline).
 pub fn catch_up(dir: &Path, keys: u64, memory: bool) -> anyhow::Result<Value> {
-    let mut c = start_cluster(dir, memory)?;
+    let mut c = start_cluster(dir, memory, &[])?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let leader = leader(&c).await?;

@@ -1,12 +1,62 @@
 //! Watchers for `cargo xtask bench cluster --watchers N`: N streams of
-//! every change (`GET /v1/watch/?recurse`) held open on the followers
-//! while the load runs, to measure what serving them costs the writes and
-//! whether each saw every change.
+//! every change (`GET /v1/watch/?recurse`) held open on all nodes while
+//! the load runs, to measure what serving them costs the writes, how fast
+//! events reach them, and whether each saw every change. A probe writes
+//! `probe/<n>` every 20 ms; the time from sending it to each watcher
+//! seeing it is the delivery latency.
 
 use raft_kv::api::HttpsClient;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use raft_kv::api::client::Method;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// When each probe write was sent, by its number.
+type Sent = Arc<Mutex<Vec<Option<Instant>>>>;
+
+/// The probe writer.
+pub struct Probe {
+    stop: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<Vec<Option<Instant>>>>,
+    sent: Sent,
+}
+
+impl Probe {
+    /// Starts writing probes (if `on`) through `api`.
+    pub fn start(client: &HttpsClient, api: &str, on: bool) -> Probe {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent: Sent = Arc::default();
+        let task = on.then(|| {
+            let (client, api, stop, sent) =
+                (client.clone(), api.to_string(), stop.clone(), sent.clone());
+            tokio::spawn(async move {
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    sent.lock().unwrap().push(Some(Instant::now()));
+                    let path = format!("/v1/kv/probe/{n}");
+                    let body = bytes::Bytes::from_static(b"p");
+                    let r = client.request(&api, Method::PUT, &path, &[], body).await;
+                    if !r.is_ok_and(|r| r.status.is_success()) {
+                        sent.lock().unwrap()[n] = None;
+                    }
+                    n += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                std::mem::take(&mut *sent.lock().unwrap())
+            })
+        });
+        Probe { stop, task, sent }
+    }
+
+    /// Stops probing; when each probe was sent.
+    pub async fn stop(mut self) -> Vec<Option<Instant>> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.task.take() {
+            Some(t) => t.await.unwrap_or_default(),
+            None => std::mem::take(&mut *self.sent.lock().unwrap()),
+        }
+    }
+}
 
 /// What one watcher has seen.
 #[derive(Default)]
@@ -15,6 +65,20 @@ pub struct Seen {
     pub lines: AtomicU64,
     pub events: AtomicU64,
     pub last_index: AtomicU64,
+    /// When each probe arrived: (its number, when).
+    pub probes: Mutex<Vec<(usize, Instant)>>,
+}
+
+/// The fields of a line the counting needs (the rest is skipped, not
+/// built: the benchmark's clients share the cores with the nodes).
+#[derive(serde::Deserialize)]
+struct Line<'a> {
+    #[serde(rename = "Op")]
+    op: &'a str,
+    #[serde(rename = "Index")]
+    index: Option<u64>,
+    #[serde(rename = "Key", borrow)]
+    key: Option<&'a str>,
 }
 
 /// Counts a stream's events as they arrive.
@@ -31,12 +95,16 @@ impl std::io::Write for Counter {
         };
         let whole: Vec<u8> = self.pending.drain(..=end).collect();
         for line in whole.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let v: serde_json::Value =
-                serde_json::from_slice(line).map_err(std::io::Error::other)?;
-            if v["Op"] == "put" {
+            let v: Line = serde_json::from_slice(line).map_err(std::io::Error::other)?;
+            self.seen.lines.fetch_add(1, Ordering::Relaxed);
+            if v.op == "put" {
                 self.seen.events.fetch_add(1, Ordering::Relaxed);
+                let probe = v.key.and_then(|k| k.strip_prefix("probe/"));
+                if let Some(n) = probe.and_then(|n| n.parse().ok()) {
+                    self.seen.probes.lock().unwrap().push((n, Instant::now()));
+                }
             }
-            if let Some(i) = v["Index"].as_u64() {
+            if let Some(i) = v.index {
                 self.seen.last_index.fetch_max(i, Ordering::Relaxed);
             }
         }
@@ -74,8 +142,14 @@ pub async fn start(client: &HttpsClient, apis: &[String], n: usize) -> Vec<Arc<S
 }
 
 /// Waits (up to 30 s) until every watcher has seen index `top`; what they
-/// saw, as JSON.
-pub async fn report(watchers: &[Arc<Seen>], top: u64) -> serde_json::Value {
+/// saw, as JSON, with the delivery latencies of the probes `sent` and the
+/// rate of events delivered `since` the watchers started.
+pub async fn report(
+    watchers: &[Arc<Seen>],
+    top: u64,
+    sent: &[Option<Instant>],
+    since: Instant,
+) -> serde_json::Value {
     let caught_up = || {
         watchers
             .iter()
@@ -89,8 +163,26 @@ pub async fn report(watchers: &[Arc<Seen>], top: u64) -> serde_json::Value {
         .iter()
         .map(|w| w.events.load(Ordering::Relaxed))
         .collect();
+    let mut lat: Vec<f64> = Vec::new();
+    for w in watchers {
+        for &(n, at) in w.probes.lock().unwrap().iter() {
+            if let Some(Some(t)) = sent.get(n) {
+                lat.push(at.duration_since(*t).as_secs_f64() * 1e3);
+            }
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+            .map(|ms| (ms * 100.0).round() / 100.0)
+    };
+    let delivered: u64 = events.iter().sum();
+    let secs = since.elapsed().as_secs_f64();
     serde_json::json!({
         "watchers": watchers.len(),
+        "events_delivered": delivered,
+        "events_delivered_per_sec": (delivered as f64 / secs).round(),
+        "probe_put_to_watcher_ms": { "p50": pct(0.5), "p99": pct(0.99), "samples": lat.len() },
         "put_events_min": events.iter().min(),
         "put_events_max": events.iter().max(),
         "all_caught_up": caught_up(),

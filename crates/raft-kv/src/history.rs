@@ -51,7 +51,31 @@ pub struct Event {
     pub value: Option<Bytes>,
     /// When the key was created (puts only; 0 otherwise).
     pub create_index: Index,
+    /// The event as watchers are sent it, made by the first that asks
+    /// and shared by the rest (not part of its value: not compared, not
+    /// in snapshots).
+    #[serde(skip)]
+    pub(crate) encoded: Encoded,
 }
+
+/// A lazily made, shared encoding of an event.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Encoded(std::sync::Arc<std::sync::OnceLock<Bytes>>);
+
+impl Encoded {
+    /// The encoding, made by `make` if no one has yet.
+    pub(crate) fn get_or(&self, make: impl FnOnce() -> Bytes) -> Bytes {
+        self.0.get_or_init(make).clone()
+    }
+}
+
+impl PartialEq for Encoded {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Encoded {}
 
 /// The latest changes; see the module docs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,6 +217,7 @@ mod tests {
             key: key.into(),
             value: Some(Bytes::from_static(b"v")),
             create_index: index,
+            encoded: Encoded::default(),
         }
     }
 

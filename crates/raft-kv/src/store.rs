@@ -282,6 +282,7 @@ fn put_event(index: Index, ns: &str, key: &str, v: &Value) -> Event {
         key: Key::from(key),
         value: Some(v.data.clone()),
         create_index: v.create_index,
+        encoded: Default::default(),
     }
 }
 
@@ -293,6 +294,7 @@ fn gone_event(index: Index, change: Change, ns: Key, key: Key) -> Event {
         key,
         value: None,
         create_index: 0,
+        encoded: Default::default(),
     }
 }
 

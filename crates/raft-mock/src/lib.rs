@@ -67,6 +67,8 @@ pub struct MockConfig {
     pub log_reduction: bool,
     /// Changes the KV keeps for watchers (`raft_kv::history`).
     pub watch_history: usize,
+    /// Bounds on the command port's connections (each watch holds one).
+    pub limits: raft_kv::api::Limits,
     /// The redb log file; `None` keeps everything in memory.
     pub file: Option<PathBuf>,
     pub certs: PathBuf,
@@ -114,6 +116,7 @@ impl MockConfig {
             port,
             log_reduction: false,
             watch_history: raft_kv::history::DEFAULT_KEEP,
+            limits: raft_kv::api::Limits::default(),
             file: None,
             certs: PathBuf::from("certs"),
             cluster: "raftstack".into(),
@@ -520,7 +523,7 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         client: client.clone(),
         started: Instant::now(),
         metrics: Metrics::default(),
-        limits: raft_kv::api::Limits::default(),
+        limits: cfg.limits.clone(),
         max_body: 4 << 20,
         log_reduction: cfg.log_reduction,
         anonymous: cfg.anonymous_role,

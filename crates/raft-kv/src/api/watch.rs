@@ -88,8 +88,8 @@ pub fn collect(kv: &KvState, filter: &Filter, pos: Index) -> Result<Batch, Compa
             current = Some(e.index);
         }
         if filter.wants(e) {
-            serde_json::to_writer(&mut lines, &event_json(e)).expect("JSON values serialize");
-            lines.push(b'\n');
+            // Encoded once, for every watcher.
+            lines.extend_from_slice(&e.encoded.get_or(|| line(event_json(e))));
         }
     }
     Ok(Batch {
