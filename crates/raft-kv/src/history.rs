@@ -145,8 +145,13 @@ impl History {
         self.trim();
     }
 
-    /// Adds a change. Its index must not be below the last one's.
+    /// Adds a change. Its index must not be below the last one's. A change
+    /// of an entry whose earlier changes were trimmed already (one entry
+    /// with more changes than `keep`) is below the floor, so not held.
     pub(crate) fn record(&mut self, e: Event) {
+        if e.index < self.floor {
+            return;
+        }
         if let Some(last) = self.events.last() {
             assert!(
                 e.index >= last.index,
@@ -251,6 +256,21 @@ mod tests {
         assert_eq!(h.floor(), 4);
         assert_eq!(h.len(), 3);
         assert_eq!(keys_since(&h, 4)[0], (5, "d".into()));
+    }
+
+    #[test]
+    fn an_entry_with_more_changes_than_kept_is_dropped_whole() {
+        let mut h = History::new(2);
+        h.record(put(1, "a"));
+        for k in ["x", "y", "z"] {
+            h.record(put(2, k));
+        }
+        // None of index 2's changes are held, so it is below the floor.
+        assert_eq!(h.floor(), 3);
+        assert!(h.is_empty());
+        assert!(h.since(2).is_err());
+        h.record(put(3, "b"));
+        assert_eq!(keys_since(&h, 3), vec![(3, "b".to_string())]);
     }
 
     #[test]

@@ -646,4 +646,83 @@ mod tests {
         assert!(matches!(s.apply(11, b"opaque bytes"), Output::Opaque));
         assert_eq!(s.applied(), 11);
     }
+
+    mod replicas {
+        use super::*;
+        use crate::history::Change;
+        use proptest::prelude::*;
+
+        fn op() -> impl Strategy<Value = Op> {
+            let ns = prop_oneof![Just("a"), Just("b")];
+            let key = prop_oneof![Just("x"), Just("x/1"), Just("x/2"), Just("y")];
+            prop_oneof![
+                4 => (ns.clone(), key.clone(), any::<u8>(), proptest::option::of(0u64..4))
+                    .prop_map(|(ns, key, v, cas)| put(ns, key, &v.to_string(), cas)),
+                2 => (ns.clone(), key, any::<bool>()).prop_map(|(ns, key, prefix)| Op::Delete {
+                    ns: ns.into(),
+                    key: key.into(),
+                    prefix,
+                    cas: None,
+                }),
+                1 => ns.prop_map(|ns| Op::DropNamespace { ns: ns.into() }),
+            ]
+        }
+
+        fn run(kv: &mut KvStore, index: Index, op: &Op) {
+            let req = Request {
+                session: None,
+                op: op.clone(),
+            };
+            kv.apply(index, &encode(&req));
+        }
+
+        proptest! {
+            /// Two replicas that apply the same entries hold the same state,
+            /// history included, when one of them restarts from a snapshot
+            /// taken anywhere; and the history holds exactly the changes of
+            /// its indexes from its floor on, within its bound.
+            #[test]
+            fn a_snapshot_anywhere_leaves_replicas_with_one_history(
+                ops in proptest::collection::vec(op(), 1..60),
+                cut in 0usize..60,
+                keep in 1usize..12,
+            ) {
+                let (mut a, mut b) = (KvStore::with_history(keep), KvStore::with_history(keep));
+                for (i, op) in ops.iter().enumerate() {
+                    let index = i as Index + 1;
+                    run(&mut a, index, op);
+                    run(&mut b, index, op);
+                    if i == cut {
+                        let mut bytes = Vec::new();
+                        crate::snapshot::write(&b.read(), &mut bytes).unwrap();
+                        let restored = crate::snapshot::read(&mut bytes.as_slice()).unwrap();
+                        b = KvStore::with_history(keep);
+                        b.restore(restored);
+                    }
+                }
+                let (sa, sb) = (a.read(), b.read());
+                prop_assert_eq!(sa.history().floor(), sb.history().floor());
+                let ea: Vec<_> = sa.history().iter().cloned().collect();
+                let eb: Vec<_> = sb.history().iter().cloned().collect();
+                prop_assert_eq!(&ea, &eb);
+                prop_assert!(ea.len() <= keep);
+                prop_assert!(ea.windows(2).all(|w| w[0].index <= w[1].index));
+                prop_assert!(ea.iter().all(|e| e.index >= sa.history().floor()));
+                // Every index from the floor on that changed a key has its
+                // puts there (a failed compare changes nothing).
+                for (i, op) in ops.iter().enumerate() {
+                    let index = i as Index + 1;
+                    if index < sa.history().floor() {
+                        continue;
+                    }
+                    let here: Vec<_> = ea.iter().filter(|e| e.index == index).collect();
+                    if let Op::Put { key, cas: None, .. } = op {
+                        prop_assert_eq!(here.len(), 1);
+                        prop_assert_eq!(here[0].change, Change::Put);
+                        prop_assert_eq!(here[0].key.as_str(), key.as_str());
+                    }
+                }
+            }
+        }
+    }
 }
