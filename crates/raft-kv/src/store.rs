@@ -122,6 +122,16 @@ impl KvState {
         &self.history
     }
 
+    /// This state as the start of a new cluster whose log goes on after
+    /// `index` (a backup restored: `raft-mock --restore`). Its history
+    /// named the old cluster's indexes, which mean nothing in the new log
+    /// (and would come after the new entries'), so it starts empty.
+    pub fn rebased_at(mut self, index: Index) -> KvState {
+        self.applied = index;
+        self.history = History::starting_at(index + 1, self.history.keep());
+        self
+    }
+
     /// Notes that `key` in `ns` was written at `index` with `v`.
     pub(crate) fn record_put(&mut self, index: Index, ns: &str, key: &str, v: &Value) {
         self.history.record(put_event(index, ns, key, v));
@@ -645,6 +655,21 @@ mod tests {
         );
         assert!(matches!(s.apply(11, b"opaque bytes"), Output::Opaque));
         assert_eq!(s.applied(), 11);
+    }
+
+    #[test]
+    fn a_rebased_state_goes_on_in_its_new_log() {
+        let mut s = KvState::default();
+        for i in 1..=20 {
+            apply(&mut s, i, None, put("a", "k", &i.to_string(), None));
+        }
+        let mut s = s.rebased_at(1);
+        assert_eq!((s.applied(), s.history().floor()), (1, 2));
+        assert!(s.history().is_empty());
+        apply(&mut s, 2, None, put("a", "k", "new", None));
+        let got: Vec<_> = s.history().since(2).unwrap().map(|e| e.index).collect();
+        assert_eq!(got, [2]);
+        assert_eq!(s.get("a", "k").unwrap().data, "new");
     }
 
     mod replicas {

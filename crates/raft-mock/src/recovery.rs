@@ -34,8 +34,15 @@ where
     }
     let open = || std::fs::File::open(backup).map_err(|e| bad(e.to_string()));
     let state = raft_kv::snapshot::read(&mut open()?).map_err(|e| bad(e.to_string()))?;
+    // The new cluster's log goes on from index 1.
+    let state = state.rebased_at(1);
     let mut sink = snaps.create().map_err(|e| bad(e.to_string()))?;
-    std::io::copy(&mut open()?, &mut sink).map_err(|e| bad(e.to_string()))?;
+    {
+        let mut out = std::io::BufWriter::new(&mut sink);
+        raft_kv::snapshot::write(&state, &mut out)
+            .and_then(|()| std::io::Write::flush(&mut out))
+            .map_err(|e| bad(e.to_string()))?;
+    }
     let meta = raft_core::SnapshotMeta {
         index: 1,
         term: 1,
