@@ -245,6 +245,9 @@ struct Seen {
     in_namespace: bool,
     /// Events announced by the history record, and how many came.
     history: Option<(u64, u64)>,
+    applied: Index,
+    /// The history's floor, then the last event's index.
+    last_event: Index,
 }
 
 impl Seen {
@@ -259,11 +262,31 @@ impl Seen {
             Record::History { .. } if !with_history || self.history.is_some() => {
                 return Err(bad("a history record out of place"));
             }
-            &Record::History { events, .. } => self.history = Some((events, 0)),
-            Record::Event(_) => match &mut self.history {
-                Some((announced, seen)) if *seen < *announced => *seen += 1,
-                _ => return Err(bad("an event outside the history")),
-            },
+            &Record::History { events, floor } => {
+                if floor > self.applied + 1 {
+                    return Err(bad(format!(
+                        "a history from {floor}, past the applied index {}",
+                        self.applied
+                    )));
+                }
+                self.history = Some((events, 0));
+                self.last_event = floor;
+            }
+            Record::Event(e) => {
+                match &mut self.history {
+                    Some((announced, seen)) if *seen < *announced => *seen += 1,
+                    _ => return Err(bad("an event outside the history")),
+                }
+                // The history's invariant: in index order, from its floor,
+                // none past what was applied.
+                if e.index < self.last_event || e.index > self.applied {
+                    return Err(bad(format!(
+                        "a history event at {} out of order (after {}, applied {})",
+                        e.index, self.last_event, self.applied
+                    )));
+                }
+                self.last_event = e.index;
+            }
             &Record::End { keys, sessions } => {
                 if (keys, sessions) != (self.keys, self.sessions) {
                     return Err(bad(format!(
@@ -280,7 +303,7 @@ impl Seen {
                     return Err(bad("no history record"));
                 }
             }
-            Record::Applied(_) => {}
+            &Record::Applied(i) => self.applied = i,
         }
         Ok(())
     }
@@ -312,6 +335,47 @@ mod tests {
         }
         assert!(read(&mut bytes.as_slice()).is_err());
         assert!(verify(&mut bytes.as_slice()).is_err());
+    }
+
+    #[test]
+    fn a_history_out_of_order_is_refused() {
+        let event = |index| {
+            Record::Event(Event {
+                index,
+                change: crate::history::Change::Delete,
+                ns: Key::from("n"),
+                key: Key::from("k"),
+                value: None,
+                create_index: 0,
+                encoded: Default::default(),
+            })
+        };
+        let snapshot = |floor, events: &[Index]| {
+            let mut bytes = rmp_serde::to_vec(&MAGIC).unwrap();
+            let mut recs = vec![
+                Record::Applied(9),
+                Record::History {
+                    floor,
+                    events: events.len() as u64,
+                },
+            ];
+            recs.extend(events.iter().map(|&i| event(i)));
+            recs.push(Record::End {
+                keys: 0,
+                sessions: 0,
+            });
+            for r in recs {
+                put(&mut bytes, &r).unwrap();
+            }
+            bytes
+        };
+        let good = snapshot(3, &[3, 5, 5, 9]);
+        assert_eq!(read(&mut good.as_slice()).unwrap().history.len(), 4);
+        for (floor, events) in [(3, &[5, 4][..]), (3, &[2]), (3, &[10]), (11, &[])] {
+            let b = snapshot(floor, events);
+            assert!(read(&mut b.as_slice()).is_err(), "{floor} {events:?}");
+            assert!(verify(&mut b.as_slice()).is_err(), "{floor} {events:?}");
+        }
     }
 
     #[test]
