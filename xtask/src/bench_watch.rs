@@ -11,41 +11,37 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// When each probe write was sent, by its number.
-type Sent = Arc<Mutex<Vec<Option<Instant>>>>;
-
 /// The probe writer.
 pub struct Probe {
     stop: Arc<AtomicBool>,
     task: Option<tokio::task::JoinHandle<Vec<Option<Instant>>>>,
-    sent: Sent,
 }
 
 impl Probe {
     /// Starts writing probes (if `on`) through `api`.
     pub fn start(client: &HttpsClient, api: &str, on: bool) -> Probe {
         let stop = Arc::new(AtomicBool::new(false));
-        let sent: Sent = Arc::default();
         let task = on.then(|| {
-            let (client, api, stop, sent) =
-                (client.clone(), api.to_string(), stop.clone(), sent.clone());
+            let (client, api, stop) = (client.clone(), api.to_string(), stop.clone());
             tokio::spawn(async move {
+                // When each probe was sent, by its number (None: failed).
+                let mut sent = Vec::new();
                 let mut n = 0usize;
                 while !stop.load(Ordering::Relaxed) {
-                    sent.lock().unwrap().push(Some(Instant::now()));
+                    sent.push(Some(Instant::now()));
                     let path = format!("/v1/kv/probe/{n}");
                     let body = bytes::Bytes::from_static(b"p");
                     let r = client.request(&api, Method::PUT, &path, &[], body).await;
                     if !r.is_ok_and(|r| r.status.is_success()) {
-                        sent.lock().unwrap()[n] = None;
+                        sent[n] = None;
                     }
                     n += 1;
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                std::mem::take(&mut *sent.lock().unwrap())
+                sent
             })
         });
-        Probe { stop, task, sent }
+        Probe { stop, task }
     }
 
     /// Stops probing; when each probe was sent.
@@ -53,7 +49,7 @@ impl Probe {
         self.stop.store(true, Ordering::Relaxed);
         match self.task.take() {
             Some(t) => t.await.unwrap_or_default(),
-            None => std::mem::take(&mut *self.sent.lock().unwrap()),
+            None => Vec::new(),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The watch history: the changes the KV applied (puts, deletes, expiries),
+//! The watch history: the changes the KV applied (puts and deletes),
 //! in log order, the latest `keep` of them. Watchers read it from any index
 //! they name, so one that reconnects (to any node: every replica applies the
 //! same entries and so records the same changes) misses and repeats
@@ -24,8 +24,6 @@ pub enum Change {
     Put,
     /// It was deleted (on its own, under a prefix, or with its namespace).
     Delete,
-    /// Its lease ended and took it.
-    Expire,
 }
 
 impl Change {
@@ -34,7 +32,6 @@ impl Change {
         match self {
             Change::Put => "put",
             Change::Delete => "delete",
-            Change::Expire => "expire",
         }
     }
 }

@@ -137,16 +137,15 @@ impl KvState {
         self.history.record(put_event(index, ns, key, v));
     }
 
-    /// Notes that `keys` in `ns` went at `index` (deleted or expired).
-    pub(crate) fn record_gone(&mut self, index: Index, change: Change, ns: &str, keys: Vec<Key>) {
+    /// Notes that `keys` in `ns` were deleted at `index`.
+    pub(crate) fn record_gone(&mut self, index: Index, ns: &str, keys: Vec<Key>) {
         if keys.is_empty() {
             return;
         }
         self.deletes.note(ns.to_string(), index);
         let ns = Key::from(ns);
         for key in keys {
-            self.history
-                .record(gone_event(index, change, ns.clone(), key));
+            self.history.record(gone_event(index, ns.clone(), key));
         }
     }
 
@@ -217,7 +216,7 @@ impl KvState {
                 }
                 let gone = remove(m, &key, prefix);
                 let removed = gone.len() as u64;
-                self.record_gone(index, Change::Delete, &ns, gone);
+                self.record_gone(index, &ns, gone);
                 Output::Removed(removed)
             }
             Op::DropNamespace { ns } => {
@@ -227,8 +226,7 @@ impl KvState {
                     .map(|m| m.keys().cloned().collect())
                     .unwrap_or_default();
                 let removed = gone.len() as u64;
-                self.deletes.note(ns.clone(), index);
-                self.record_gone(index, Change::Delete, &ns, gone);
+                self.record_gone(index, &ns, gone);
                 Output::Removed(removed)
             }
             Op::Txn(ops) => Output::Txn(crate::txn::apply(self, index, &ops)),
@@ -296,10 +294,10 @@ fn put_event(index: Index, ns: &str, key: &str, v: &Value) -> Event {
     }
 }
 
-fn gone_event(index: Index, change: Change, ns: Key, key: Key) -> Event {
+fn gone_event(index: Index, ns: Key, key: Key) -> Event {
     Event {
         index,
-        change,
+        change: Change::Delete,
         ns,
         key,
         value: None,

@@ -4,7 +4,6 @@
 //! copy is dropped and the state is as before, and every failing
 //! operation is named.
 
-use crate::history::Change;
 use crate::store::{self, Key, KvState, Value};
 use bytes::Bytes;
 use imbl::OrdMap;
@@ -103,7 +102,7 @@ pub(crate) fn apply(
     for c in s.changes {
         match c {
             Changed::Put(ns, key, v) => st.record_put(index, &ns, &key, &v),
-            Changed::Gone(ns, keys) => st.record_gone(index, Change::Delete, &ns, keys),
+            Changed::Gone(ns, keys) => st.record_gone(index, &ns, keys),
         }
     }
     Ok(entries)
