@@ -55,7 +55,9 @@ async fn stream(
         lines: Vec::new(),
         stop,
     };
-    let _ = client.download(api, path, &mut out).await;
+    if let Err(e) = client.download(api, path, &mut out).await {
+        eprintln!("watch {path} on {api} ended: {e}");
+    }
     out.lines
 }
 
@@ -100,8 +102,9 @@ async fn a_resumed_watch_prints_every_change_once_in_order_across_kills() {
     let mut c = cluster_with(&["active"; 3], false, &[]);
     let dir = tempfile::tempdir().unwrap();
     deadline(150, async {
-        c.leader(&[]).await;
-        let from = c.put(0, "w/start", "0").await.unwrap() + 1;
+        // Through the leader: a follower may not know it yet.
+        let first = c.leader(&[]).await;
+        let from = c.put(first, "w/start", "0").await.unwrap() + 1;
         let apis: Vec<String> = c.nodes.iter().map(|n| n.api.clone()).collect();
         // raftctl watches node 0 first: the kills below make it resume.
         let out = dir.path().join("watch.jsonl");
@@ -161,7 +164,7 @@ async fn a_resumed_watch_prints_every_change_once_in_order_across_kills() {
         let done = writer.await.unwrap();
         // The reference: one unbroken stream from a node that has applied
         // everything, read until it says it is past the last write.
-        let top = c.put(1, "x/last", "x").await.unwrap();
+        let top = c.put(c.leader(&[]).await, "x/last", "x").await.unwrap();
         let path = format!("/v1/watch/w/?recurse&from={from}");
         let reference = stream(&c.client, &apis[1], &path, |v| {
             v["Index"].as_u64().unwrap_or(0) >= top
@@ -203,9 +206,13 @@ async fn old_positions_answer_410_slow_watchers_are_cut_and_drains_end_streams()
     deadline(120, async {
         let l = c.leader(&[]).await;
         let f = (l + 1) % 3;
+        let mut last = 0;
         for i in 0..20 {
-            c.put(l, &format!("k{i}"), "v").await.unwrap();
+            last = c.put(l, &format!("k{i}"), "v").await.unwrap();
         }
+        // The follower's history moves while it applies: let it settle
+        // first, so the oldest index it names stays servable.
+        c.wait_applied(f, last, Duration::from_secs(20)).await;
         // Index 1 is long out of an 8-event history.
         let r = c.request(f, Method::GET, "/v1/watch/k0?from=1", "").await;
         let r = r.unwrap();
