@@ -2,6 +2,7 @@
 //! MessagePack; anything else in the log (an opaque entry appended through
 //! the log API) is left alone by the KV.
 
+use crate::lease::LeaseId;
 use crate::txn::{TxnEntry, TxnError, TxnOp};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,10 @@ pub enum Op {
         key: String,
         value: Bytes,
         cas: Option<u64>,
+        /// The lease the key dies with; `None` detaches it from any.
+        /// Entries from before leases lack it.
+        #[serde(default)]
+        lease: Option<LeaseId>,
     },
     /// Deletes `key` (with `prefix`, every key starting with it).
     Delete {
@@ -37,6 +42,29 @@ pub enum Op {
     },
     /// Operations applied all or none, in one entry (`crate::txn`).
     Txn(Vec<TxnOp>),
+    /// Takes (`acquire`) or frees the lock on `key` for `lease`, writing
+    /// `value` (Consul's `?acquire=` / `?release=`): `Done(false)` when
+    /// another lease holds it (or, freeing, when this one does not).
+    Lock {
+        ns: String,
+        key: String,
+        value: Bytes,
+        lease: LeaseId,
+        acquire: bool,
+    },
+    /// A new lease, its id this entry's index.
+    LeaseGrant {
+        ttl_ms: u64,
+    },
+    /// Ends a lease: its keys deleted, its locks freed.
+    LeaseRevoke {
+        id: LeaseId,
+    },
+    /// The leader found these leases due (`crate::api::lease`): each that
+    /// still exists ends as if revoked.
+    LeaseExpire {
+        ids: Vec<LeaseId>,
+    },
 }
 
 /// The result of applying one entry.
@@ -53,6 +81,10 @@ pub enum Output {
     /// A transaction: what its operations touched, or every failing one
     /// (then nothing changed).
     Txn(Result<Vec<TxnEntry>, Vec<TxnError>>),
+    /// A lease granted.
+    Granted { id: LeaseId, ttl_ms: u64 },
+    /// The write named a lease that does not exist (never did, or ended).
+    NoLease(LeaseId),
 }
 
 /// A log entry as the KV reads it.
@@ -94,10 +126,46 @@ mod tests {
                 key: "k".into(),
                 value: Bytes::from_static(b"v"),
                 cas: Some(0),
+                lease: Some(3),
             },
         };
         assert!(matches!(decode(&encode(&r)), Decoded::Kv(d) if d == r));
         assert!(matches!(decode(b"hello"), Decoded::Opaque));
         assert!(matches!(decode(b"kv1\xc1"), Decoded::Opaque));
+    }
+
+    /// The `Op::Put` of logs written before leases (no `lease` field).
+    #[derive(Serialize)]
+    enum OldOp {
+        Put {
+            ns: String,
+            key: String,
+            value: Bytes,
+            cas: Option<u64>,
+        },
+    }
+
+    #[test]
+    fn entries_from_before_leases_still_decode() {
+        #[derive(Serialize)]
+        struct OldRequest {
+            session: Option<(u64, u64)>,
+            op: OldOp,
+        }
+        let old = OldRequest {
+            session: None,
+            op: OldOp::Put {
+                ns: "a".into(),
+                key: "k".into(),
+                value: Bytes::from_static(b"v"),
+                cas: None,
+            },
+        };
+        let mut bytes = MAGIC.to_vec();
+        rmp_serde::encode::write(&mut bytes, &old).unwrap();
+        let Decoded::Kv(r) = decode(&bytes) else {
+            panic!("an old put no longer decodes")
+        };
+        assert!(matches!(r.op, Op::Put { lease: None, ref key, .. } if key == "k"));
     }
 }

@@ -59,18 +59,30 @@ pub fn request(data: &[u8]) {
 pub fn seeds() -> Vec<(String, String, Vec<u8>)> {
     use crate::command::{Op, Request, encode};
     use crate::txn::{TxnOp, Verb};
+    // Applied at 2k + 1 (plain) and 2k + 2 (with a session): the grant
+    // makes leases 1 and 2.
     let ops = [
+        Op::LeaseGrant { ttl_ms: 5_000 },
         Op::Put {
             ns: "default".into(),
             key: "a/b".into(),
             value: bytes::Bytes::from_static(b"value"),
             cas: None,
+            lease: Some(1),
         },
         Op::Put {
             ns: "other".into(),
             key: "k".into(),
             value: bytes::Bytes::new(),
             cas: Some(0),
+            lease: None,
+        },
+        Op::Lock {
+            ns: "default".into(),
+            key: "lock".into(),
+            value: bytes::Bytes::from_static(b"me"),
+            lease: 2,
+            acquire: true,
         },
         Op::Delete {
             ns: "default".into(),
@@ -109,7 +121,17 @@ pub fn seeds() -> Vec<(String, String, Vec<u8>)> {
                 key: "t/".into(),
                 verb: Verb::DeleteTree,
             },
+            TxnOp {
+                ns: "default".into(),
+                key: "t/l".into(),
+                verb: Verb::Lock {
+                    value: bytes::Bytes::new(),
+                    lease: 2,
+                },
+            },
         ]),
+        Op::LeaseRevoke { id: 1 },
+        Op::LeaseExpire { ids: vec![1, 99] },
     ];
     let mut out = Vec::new();
     let mut st = KvState::default();
@@ -132,7 +154,7 @@ pub fn seeds() -> Vec<(String, String, Vec<u8>)> {
         }
     }
     st.apply(
-        20,
+        30,
         &encode(&Request {
             session: Some((9, 1)),
             op: Op::Put {
@@ -140,6 +162,7 @@ pub fn seeds() -> Vec<(String, String, Vec<u8>)> {
                 key: "x".into(),
                 value: bytes::Bytes::from_static(b"y"),
                 cas: None,
+                lease: Some(2),
             },
         }),
     );
@@ -156,6 +179,7 @@ pub fn seeds() -> Vec<(String, String, Vec<u8>)> {
         "?address=127.0.0.1:7004&id=4&learner&wait",
         "?id=2&redirect=true",
         "?ns=%61%62&x=%zz",
+        "?ttl=10s&lease=2&acquire=2",
     ];
     for (k, (method, pattern, _)) in crate::api::access::ROUTES.iter().enumerate() {
         let m = methods

@@ -1,4 +1,4 @@
-//! The watch history: the changes the KV applied (puts and deletes),
+//! The watch history: the changes the KV applied (puts, deletes, expiries),
 //! in log order, the latest `keep` of them. Watchers read it from any index
 //! they name, so one that reconnects (to any node: every replica applies the
 //! same entries and so records the same changes) misses and repeats
@@ -24,6 +24,8 @@ pub enum Change {
     Put,
     /// It was deleted (on its own, under a prefix, or with its namespace).
     Delete,
+    /// It was deleted because its lease ended (expired or revoked).
+    Expire,
 }
 
 impl Change {
@@ -32,6 +34,7 @@ impl Change {
         match self {
             Change::Put => "put",
             Change::Delete => "delete",
+            Change::Expire => "expire",
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod command;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod history;
+pub mod lease;
 mod sessions;
 pub mod snapshot;
 mod store;

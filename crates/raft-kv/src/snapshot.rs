@@ -2,18 +2,21 @@
 //! snapshot of any size is written and read without holding its bytes in
 //! memory (the state itself is, of course, in memory).
 //!
-//! `"raftkv-snapshot/2"`, then `Applied`, then for each namespace a
-//! `Namespace` record followed by its `Key`s in order, then every
+//! `"raftkv-snapshot/3"`, then `Applied`, then every `Lease`, then for
+//! each namespace a `Namespace` record followed by its `Key`s in order
+//! (a key with a lease or a lock followed by its `Meta`), then every
 //! `Session`, then `History` with the watch history's floor and length
 //! followed by its `Event`s, then `End` with the number of keys and
 //! sessions written (a truncated or spliced file fails to load instead of
 //! loading part).
 //!
-//! Format 1 (before the watch history) is still read: its state has an
-//! empty history that starts after the snapshot.
+//! Formats 2 (before leases) and 1 (before the watch history too) are
+//! still read: a format 1 state has an empty history that starts after
+//! the snapshot.
 
 use crate::command::Output;
 use crate::history::{Event, History};
+use crate::lease::{KeyMeta, LeaseId};
 use crate::sessions::Session;
 use crate::store::{Key, KvState, Value};
 use bytes::Bytes;
@@ -21,8 +24,10 @@ use raft_core::Index;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
-const MAGIC: &str = "raftkv-snapshot/2";
-/// Without the watch history.
+const MAGIC: &str = "raftkv-snapshot/3";
+/// Without leases.
+const MAGIC_2: &str = "raftkv-snapshot/2";
+/// Without leases and the watch history.
 const MAGIC_1: &str = "raftkv-snapshot/1";
 
 #[derive(Serialize, Deserialize)]
@@ -52,6 +57,12 @@ enum Record {
         events: u64,
     },
     Event(Event),
+    Lease {
+        id: LeaseId,
+        ttl_ms: u64,
+    },
+    /// The lease and lock of the key just before.
+    Meta(KeyMeta),
 }
 
 fn bad(why: impl std::fmt::Display) -> io::Error {
@@ -81,6 +92,9 @@ fn put(w: &mut dyn Write, r: &Record) -> io::Result<()> {
 pub fn write(state: &KvState, w: &mut dyn Write) -> io::Result<()> {
     rmp_serde::encode::write(w, MAGIC).map_err(io::Error::other)?;
     put(w, &Record::Applied(state.applied))?;
+    for (id, ttl_ms) in state.leases.iter() {
+        put(w, &Record::Lease { id, ttl_ms })?;
+    }
     let (mut keys, mut sessions) = (0u64, 0u64);
     for (ns, m) in &state.namespaces {
         put(w, &Record::Namespace(ns.clone()))?;
@@ -94,6 +108,9 @@ pub fn write(state: &KvState, w: &mut dyn Write) -> io::Result<()> {
                     modify: v.modify_index,
                 },
             )?;
+            if let Some(m) = &v.meta {
+                put(w, &Record::Meta(KeyMeta::clone(m)))?;
+            }
             keys += 1;
         }
     }
@@ -129,6 +146,7 @@ pub fn write(state: &KvState, w: &mut dyn Write) -> io::Result<()> {
 pub fn read(r: &mut dyn Read) -> io::Result<KvState> {
     let mut st = KvState::default();
     let mut ns: Option<String> = None;
+    let mut last_key: Option<Key> = None;
     let mut floor = None;
     each_record(r, |rec| {
         match rec {
@@ -153,8 +171,28 @@ pub fn read(r: &mut dyn Read) -> io::Result<KvState> {
                     data,
                     create_index: create,
                     modify_index: modify,
+                    meta: None,
                 };
-                st.namespaces.get_mut(n).expect("opened").insert(key, v);
+                st.namespaces
+                    .get_mut(n)
+                    .expect("opened")
+                    .insert(key.clone(), v);
+                last_key = Some(key);
+            }
+            Record::Lease { id, ttl_ms } => st.leases.grant(id, ttl_ms),
+            Record::Meta(meta) => {
+                let (n, key) = (ns.as_ref(), last_key.as_ref());
+                let (n, key) = n.zip(key).expect("each_record: meta follows a key");
+                for id in [meta.lease, meta.holder].into_iter().flatten() {
+                    if !st.leases.contains(id) {
+                        return Err(bad(format!(
+                            "key {key:?} names lease {id}, which is not here"
+                        )));
+                    }
+                    st.leases.note(id, n, key);
+                }
+                let v = st.namespaces.get_mut(n).and_then(|m| m.get_mut(key));
+                v.expect("inserted").meta = meta.boxed();
             }
             Record::Session {
                 client,
@@ -202,7 +240,11 @@ pub fn verify(r: &mut dyn Read) -> io::Result<Summary> {
             Record::Namespace(_) => {}
             Record::Key { .. } => sum.keys += 1,
             Record::Session { .. } => sum.sessions += 1,
-            Record::End { .. } | Record::History { .. } | Record::Event(_) => {}
+            Record::End { .. }
+            | Record::History { .. }
+            | Record::Event(_)
+            | Record::Lease { .. }
+            | Record::Meta(_) => {}
         }
         Ok(())
     })?;
@@ -219,16 +261,17 @@ fn each_record(
     let mut r = io::BufReader::with_capacity(256 << 10, r);
     let magic: String =
         rmp_serde::from_read(&mut r).map_err(|e| undecodable(e, "not a raftstack KV snapshot"))?;
-    let with_history = match magic.as_str() {
-        MAGIC => true,
-        MAGIC_1 => false,
+    let (with_history, with_leases) = match magic.as_str() {
+        MAGIC => (true, true),
+        MAGIC_2 => (true, false),
+        MAGIC_1 => (false, false),
         _ => return Err(bad(format!("unknown format {magic:?}"))),
     };
     let mut seen = Seen::default();
     loop {
         let rec: Record =
             rmp_serde::from_read(&mut r).map_err(|e| undecodable(e, "a bad record"))?;
-        seen.check(&rec, with_history)?;
+        seen.check(&rec, with_history, with_leases)?;
         let end = matches!(rec, Record::End { .. });
         visit(rec)?;
         if end {
@@ -248,16 +291,30 @@ struct Seen {
     applied: Index,
     /// The history's floor, then the last event's index.
     last_event: Index,
+    /// Whether the record before was a key (a `Meta` must follow one).
+    after_key: bool,
 }
 
 impl Seen {
-    fn check(&mut self, rec: &Record, with_history: bool) -> io::Result<()> {
+    fn check(&mut self, rec: &Record, with_history: bool, with_leases: bool) -> io::Result<()> {
+        let after_key = std::mem::replace(&mut self.after_key, false);
         match rec {
+            Record::Lease { .. } if !with_leases || self.in_namespace || self.applied == 0 => {
+                return Err(bad("a lease record out of place"));
+            }
+            Record::Lease { .. } => {}
+            Record::Meta(_) if !with_leases || !after_key => {
+                return Err(bad("a key's meta out of place"));
+            }
+            Record::Meta(_) => {}
             Record::Namespace(_) => self.in_namespace = true,
             Record::Key { .. } if !self.in_namespace => {
                 return Err(bad("a key before any namespace"));
             }
-            Record::Key { .. } => self.keys += 1,
+            Record::Key { .. } => {
+                self.keys += 1;
+                self.after_key = true;
+            }
             Record::Session { .. } => self.sessions += 1,
             Record::History { .. } if !with_history || self.history.is_some() => {
                 return Err(bad("a history record out of place"));

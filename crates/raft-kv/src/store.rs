@@ -4,6 +4,7 @@
 
 use crate::command::{self, Decoded, Op, Output, Request};
 use crate::history::{Change, Event, History};
+use crate::lease::{KeyMeta, LeaseId, Leases};
 use crate::sessions::{Session, Sessions};
 use bytes::Bytes;
 use compact_str::CompactString;
@@ -22,6 +23,25 @@ pub struct Value {
     pub create_index: Index,
     /// Log index of the write that last changed it (Consul's ModifyIndex).
     pub modify_index: Index,
+    /// Its lease and lock, if it has either (`crate::lease`).
+    pub meta: Option<Box<KeyMeta>>,
+}
+
+impl Value {
+    /// The lease the key dies with.
+    pub fn lease(&self) -> Option<LeaseId> {
+        self.meta.as_ref().and_then(|m| m.lease)
+    }
+
+    /// The lease holding the key's lock.
+    pub fn holder(&self) -> Option<LeaseId> {
+        self.meta.as_ref().and_then(|m| m.holder)
+    }
+
+    /// How many times the key's lock was taken.
+    pub fn lock_index(&self) -> u64 {
+        self.meta.as_ref().map_or(0, |m| m.lock_index)
+    }
 }
 
 /// A key as the maps hold it: up to 24 bytes inline, so the comparisons of
@@ -41,6 +61,8 @@ pub struct KvState {
     pub(crate) deletes: DeleteMarks,
     /// The latest changes, for watchers.
     pub(crate) history: History,
+    /// Invariant: every lease a key's meta names exists.
+    pub(crate) leases: Leases,
 }
 
 /// When each namespace last lost keys (a delete, a prefix delete, the
@@ -122,6 +144,26 @@ impl KvState {
         &self.history
     }
 
+    /// The leases (`crate::lease`).
+    pub fn leases(&self) -> &Leases {
+        &self.leases
+    }
+
+    /// The keys lease `id` holds: attached to it, or locked by it.
+    pub fn lease_keys(&self, id: LeaseId) -> Vec<(Key, Key, &Value)> {
+        let Some(l) = self.leases.get(id) else {
+            return Vec::new();
+        };
+        l.keys
+            .iter()
+            .filter_map(|(ns, key)| {
+                let v = self.get(ns, key)?;
+                let held = v.meta.as_ref().is_some_and(|m| m.involves(id));
+                held.then(|| (ns.clone(), key.clone(), v))
+            })
+            .collect()
+    }
+
     /// This state as the start of a new cluster whose log goes on after
     /// `index` (a backup restored: `raft-mock --restore`). Its history
     /// named the old cluster's indexes, which mean nothing in the new log
@@ -134,7 +176,53 @@ impl KvState {
 
     /// Notes that `key` in `ns` was written at `index` with `v`.
     pub(crate) fn record_put(&mut self, index: Index, ns: &str, key: &str, v: &Value) {
+        for id in [v.lease(), v.holder()].into_iter().flatten() {
+            self.note_lease(id, ns, key);
+        }
         self.history.record(put_event(index, ns, key, v));
+    }
+
+    /// Adds `key` to lease `id`'s set, pruning the set when it is due.
+    fn note_lease(&mut self, id: LeaseId, ns: &str, key: &str) {
+        if self.leases.note(id, ns, key) {
+            let namespaces = &self.namespaces;
+            self.leases.prune(id, |ns, key| {
+                let v = namespaces.get(ns).and_then(|m| m.get(key));
+                v.and_then(|v| v.meta.as_ref())
+                    .is_some_and(|m| m.involves(id))
+            });
+        }
+    }
+
+    /// Ends lease `id` at `index`: deletes the keys attached to it (as
+    /// `expire` events) and frees the locks it holds; the keys deleted.
+    fn end_lease(&mut self, index: Index, id: LeaseId) -> u64 {
+        let Some(keys) = self.leases.remove(id) else {
+            return 0;
+        };
+        let mut deleted = 0;
+        for (ns, key) in keys {
+            let Some(m) = self.namespaces.get_mut(ns.as_str()) else {
+                continue;
+            };
+            let Some(v) = m.get_mut(key.as_str()) else {
+                continue;
+            };
+            if v.lease() == Some(id) {
+                m.remove(key.as_str());
+                self.deletes.note(ns.to_string(), index);
+                self.history.record(expire_event(index, ns, key));
+                deleted += 1;
+            } else if v.holder() == Some(id) {
+                let mut meta = v.meta.as_deref().cloned().unwrap_or_default();
+                meta.holder = None;
+                v.meta = meta.boxed();
+                v.modify_index = index;
+                let v = v.clone();
+                self.history.record(put_event(index, &ns, &key, &v));
+            }
+        }
+        deleted
     }
 
     /// Notes that `keys` in `ns` were deleted at `index`.
@@ -186,9 +274,13 @@ impl KvState {
                 key,
                 value,
                 cas,
+                lease,
             } => {
+                if let Some(id) = lease.filter(|id| !self.leases.contains(*id)) {
+                    return Output::NoLease(id);
+                }
                 let m = self.namespaces.entry(ns.clone()).or_default();
-                match put(m, index, &key, value, cas) {
+                match put(m, index, &key, value, cas, lease) {
                     Some(v) => {
                         self.record_put(index, &ns, &key, &v);
                         Output::Done(true)
@@ -230,36 +322,120 @@ impl KvState {
                 Output::Removed(removed)
             }
             Op::Txn(ops) => Output::Txn(crate::txn::apply(self, index, &ops)),
+            Op::Lock {
+                ns,
+                key,
+                value,
+                lease,
+                acquire,
+            } => {
+                if !self.leases.contains(lease) {
+                    return Output::NoLease(lease);
+                }
+                let m = self.namespaces.entry(ns.clone()).or_default();
+                match lock(m, index, &key, value, lease, acquire) {
+                    Some(v) => {
+                        self.record_put(index, &ns, &key, &v);
+                        Output::Done(true)
+                    }
+                    None => Output::Done(false),
+                }
+            }
+            Op::LeaseGrant { ttl_ms } => {
+                self.leases.grant(index, ttl_ms);
+                Output::Granted { id: index, ttl_ms }
+            }
+            Op::LeaseRevoke { id } => {
+                if !self.leases.contains(id) {
+                    return Output::NoLease(id);
+                }
+                Output::Removed(self.end_lease(index, id))
+            }
+            Op::LeaseExpire { ids } => {
+                let deleted = ids.into_iter().map(|id| self.end_lease(index, id)).sum();
+                Output::Removed(deleted)
+            }
         }
     }
 }
 
 /// Writes `value` to `key` in `m` at `index` (with `cas`, only if the
-/// key's modify index is that, 0 meaning absent); the value written.
+/// key's modify index is that, 0 meaning absent), attached to `lease` (or
+/// to none: a plain put detaches a key from its lease, as in etcd; its
+/// lock stays); the value written.
 pub(crate) fn put(
     m: &mut OrdMap<Key, Value>,
     index: Index,
     key: &str,
     value: Bytes,
     cas: Option<Index>,
+    lease: Option<LeaseId>,
+) -> Option<Value> {
+    write(m, index, key, value, |old| {
+        if cas.is_some_and(|expect| expect != old.map_or(0, |v| v.modify_index)) {
+            return None;
+        }
+        let mut meta = old
+            .and_then(|v| v.meta.as_deref().cloned())
+            .unwrap_or_default();
+        meta.lease = lease;
+        Some(meta.boxed())
+    })
+}
+
+/// Takes (`acquire`) or frees the lock on `key` in `m` for `lease`,
+/// writing `value` (Consul's lock semantics: taking a lock another lease
+/// holds fails, taking it again changes only the value, each new holder
+/// counts in the lock index; only the holder frees it); the value written.
+pub(crate) fn lock(
+    m: &mut OrdMap<Key, Value>,
+    index: Index,
+    key: &str,
+    value: Bytes,
+    lease: LeaseId,
+    acquire: bool,
+) -> Option<Value> {
+    write(m, index, key, value, |old| {
+        let mut meta = old
+            .and_then(|v| v.meta.as_deref().cloned())
+            .unwrap_or_default();
+        match (acquire, meta.holder) {
+            (true, Some(h)) if h != lease => return None,
+            (true, Some(_)) => {}
+            (true, None) => {
+                meta.holder = Some(lease);
+                meta.lock_index += 1;
+            }
+            (false, Some(h)) if h == lease => meta.holder = None,
+            (false, _) => return None,
+        }
+        Some(meta.boxed())
+    })
+}
+
+/// Writes `value` to `key` at `index` with the meta `f` makes from the
+/// value there (or refuses, with `None`); the value written.
+fn write(
+    m: &mut OrdMap<Key, Value>,
+    index: Index,
+    key: &str,
+    value: Bytes,
+    f: impl FnOnce(Option<&Value>) -> Option<Option<Box<KeyMeta>>>,
 ) -> Option<Value> {
     // One walk down the tree for an existing key, two for a new one: with
     // a large store every level is a cache miss.
     if let Some(v) = m.get_mut(key) {
-        if cas.is_some_and(|expect| expect != v.modify_index) {
-            return None;
-        }
+        v.meta = f(Some(v))?;
         v.data = value;
         v.modify_index = index;
         return Some(v.clone());
     }
-    if cas.is_some_and(|expect| expect != 0) {
-        return None;
-    }
+    let meta = f(None)?;
     let v = Value {
         data: value,
         create_index: index,
         modify_index: index,
+        meta,
     };
     m.insert(Key::from(key), v.clone());
     Some(v)
@@ -296,8 +472,15 @@ fn put_event(index: Index, ns: &str, key: &str, v: &Value) -> Event {
 
 fn gone_event(index: Index, ns: Key, key: Key) -> Event {
     Event {
-        index,
         change: Change::Delete,
+        ..expire_event(index, ns, key)
+    }
+}
+
+fn expire_event(index: Index, ns: Key, key: Key) -> Event {
+    Event {
+        index,
+        change: Change::Expire,
         ns,
         key,
         value: None,
@@ -414,6 +597,7 @@ mod tests {
             key: key.into(),
             value: Bytes::from(v.to_string()),
             cas,
+            lease: None,
         }
     }
 
@@ -670,6 +854,104 @@ mod tests {
         assert_eq!(s.get("a", "k").unwrap().data, "new");
     }
 
+    fn lock(key: &str, lease: LeaseId, acquire: bool) -> Op {
+        Op::Lock {
+            ns: "a".into(),
+            key: key.into(),
+            value: Bytes::from_static(b"me"),
+            lease,
+            acquire,
+        }
+    }
+
+    #[test]
+    fn a_lease_ending_deletes_its_keys_and_frees_its_locks_in_one_entry() {
+        let mut s = KvState::default();
+        let grant = Op::LeaseGrant { ttl_ms: 2_000 };
+        assert_eq!(
+            apply(&mut s, 1, None, grant.clone()),
+            Output::Granted {
+                id: 1,
+                ttl_ms: 2_000
+            }
+        );
+        apply(&mut s, 2, None, grant);
+        let leased = |key: &str, lease| Op::Put {
+            ns: "a".into(),
+            key: key.into(),
+            value: Bytes::from_static(b"v"),
+            cas: None,
+            lease: Some(lease),
+        };
+        assert_eq!(apply(&mut s, 3, None, leased("x", 9)), Output::NoLease(9));
+        assert!(
+            s.get("a", "x").is_none(),
+            "a put on no lease writes nothing"
+        );
+        apply(&mut s, 3, None, leased("x", 1));
+        apply(&mut s, 4, None, leased("y", 1));
+        // A plain put detaches a key from its lease (etcd's rule).
+        apply(&mut s, 5, None, put("a", "y", "mine", None));
+        assert_eq!(s.get("a", "y").unwrap().lease(), None);
+        // Locks: the first taker wins; a second take by the holder is no
+        // new acquisition; only the holder frees it.
+        assert_eq!(
+            apply(&mut s, 6, None, lock("l", 1, true)),
+            Output::Done(true)
+        );
+        assert_eq!(
+            apply(&mut s, 7, None, lock("l", 2, true)),
+            Output::Done(false)
+        );
+        assert_eq!(
+            apply(&mut s, 8, None, lock("l", 1, true)),
+            Output::Done(true)
+        );
+        assert_eq!(
+            apply(&mut s, 9, None, lock("l", 2, false)),
+            Output::Done(false)
+        );
+        let l = s.get("a", "l").unwrap();
+        assert_eq!(
+            (l.holder(), l.lock_index(), l.modify_index),
+            (Some(1), 1, 8)
+        );
+        let held: Vec<_> = s.lease_keys(1).into_iter().map(|(_, k, _)| k).collect();
+        assert_eq!(held, ["l", "x"], "y left the lease with its plain put");
+        // Lease 1 expires: x goes (an expire event), l's lock is freed (a
+        // put event), y stays; in the one entry, in key order.
+        let expire = Op::LeaseExpire { ids: vec![1, 77] };
+        assert_eq!(apply(&mut s, 10, None, expire), Output::Removed(1));
+        assert!(s.get("a", "x").is_none());
+        assert_eq!(s.get("a", "y").unwrap().data, "mine");
+        let l = s.get("a", "l").unwrap();
+        assert_eq!((l.holder(), l.lock_index(), l.modify_index), (None, 1, 10));
+        assert_eq!(
+            changes(&s, 10),
+            ["10 put a/l", "10 expire a/x"].map(String::from)
+        );
+        assert!(!s.leases().contains(1) && s.leases().contains(2));
+        // The next holder counts as a new acquisition.
+        assert_eq!(
+            apply(&mut s, 11, None, lock("l", 2, true)),
+            Output::Done(true)
+        );
+        assert_eq!(s.get("a", "l").unwrap().lock_index(), 2);
+        let revoke = |id| Op::LeaseRevoke { id };
+        assert_eq!(apply(&mut s, 12, None, revoke(2)), Output::Removed(0));
+        assert_eq!(apply(&mut s, 13, None, revoke(2)), Output::NoLease(2));
+        assert_eq!(s.get("a", "l").unwrap().holder(), None);
+        // Leases and key meta survive a snapshot.
+        apply(&mut s, 14, None, Op::LeaseGrant { ttl_ms: 5_000 });
+        apply(&mut s, 15, None, leased("z", 14));
+        apply(&mut s, 16, None, lock("l", 14, true));
+        let mut bytes = Vec::new();
+        crate::snapshot::write(&s, &mut bytes).unwrap();
+        let back = crate::snapshot::read(&mut bytes.as_slice()).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.lease_keys(14).len(), 2);
+    }
+
     mod replicas {
         use super::*;
         use crate::history::Change;
@@ -681,14 +963,57 @@ mod tests {
             prop_oneof![
                 4 => (ns.clone(), key.clone(), any::<u8>(), proptest::option::of(0u64..4))
                     .prop_map(|(ns, key, v, cas)| put(ns, key, &v.to_string(), cas)),
-                2 => (ns.clone(), key, any::<bool>()).prop_map(|(ns, key, prefix)| Op::Delete {
+                2 => (ns.clone(), key.clone(), any::<bool>()).prop_map(|(ns, key, prefix)| Op::Delete {
                     ns: ns.into(),
                     key: key.into(),
                     prefix,
                     cas: None,
                 }),
-                1 => ns.prop_map(|ns| Op::DropNamespace { ns: ns.into() }),
+                1 => ns.clone().prop_map(|ns| Op::DropNamespace { ns: ns.into() }),
+                // Lease ids are grant indexes: 1..8 names some that exist.
+                2 => (2_000u64..3_000).prop_map(|ttl_ms| Op::LeaseGrant { ttl_ms }),
+                3 => (ns.clone(), key.clone(), 1u64..8).prop_map(|(ns, key, l)| Op::Put {
+                    ns: ns.into(),
+                    key: key.into(),
+                    value: Bytes::from_static(b"leased"),
+                    cas: None,
+                    lease: Some(l),
+                }),
+                3 => (ns, key, 1u64..8, any::<bool>()).prop_map(|(ns, key, lease, acquire)| {
+                    Op::Lock { ns: ns.into(), key: key.into(), value: Bytes::new(), lease, acquire }
+                }),
+                1 => (1u64..8).prop_map(|id| Op::LeaseRevoke { id }),
+                1 => proptest::collection::vec(1u64..8, 0..3)
+                    .prop_map(|ids| Op::LeaseExpire { ids }),
             ]
+        }
+
+        /// What a replica says about its leases: each one's TTL and the
+        /// keys it holds.
+        fn lease_view(s: &KvState) -> Vec<(LeaseId, u64, Vec<(Key, Key)>)> {
+            s.leases()
+                .iter()
+                .map(|(id, ttl)| {
+                    let keys = s
+                        .lease_keys(id)
+                        .into_iter()
+                        .map(|(n, k, _)| (n, k))
+                        .collect();
+                    (id, ttl, keys)
+                })
+                .collect()
+        }
+
+        /// Every key's lease and lock holder exists, and the lease names it.
+        fn leases_hold_their_keys(s: &KvState) -> bool {
+            s.namespaces.iter().all(|(ns, m)| {
+                m.iter().all(|(k, v)| {
+                    [v.lease(), v.holder()].into_iter().flatten().all(|id| {
+                        let held = s.lease_keys(id);
+                        held.iter().any(|(n, key, _)| n == ns.as_str() && key == k)
+                    })
+                })
+            })
         }
 
         fn run(kv: &mut KvStore, index: Index, op: &Op) {
@@ -724,6 +1049,9 @@ mod tests {
                     }
                 }
                 let (sa, sb) = (a.read(), b.read());
+                prop_assert_eq!(&*sa, &*sb);
+                prop_assert_eq!(lease_view(&sa), lease_view(&sb));
+                prop_assert!(leases_hold_their_keys(&sa) && leases_hold_their_keys(&sb));
                 prop_assert_eq!(sa.history().floor(), sb.history().floor());
                 let ea: Vec<_> = sa.history().iter().cloned().collect();
                 let eb: Vec<_> = sb.history().iter().cloned().collect();
@@ -739,7 +1067,7 @@ mod tests {
                         continue;
                     }
                     let here: Vec<_> = ea.iter().filter(|e| e.index == index).collect();
-                    if let Op::Put { key, cas: None, .. } = op {
+                    if let Op::Put { key, cas: None, lease: None, .. } = op {
                         prop_assert_eq!(here.len(), 1);
                         prop_assert_eq!(here[0].change, Change::Put);
                         prop_assert_eq!(here[0].key.as_str(), key.as_str());

@@ -4,6 +4,7 @@
 //! copy is dropped and the state is as before, and every failing
 //! operation is named.
 
+use crate::lease::{LeaseId, Leases};
 use crate::store::{self, Key, KvState, Value};
 use bytes::Bytes;
 use imbl::OrdMap;
@@ -44,6 +45,14 @@ pub enum Verb {
     /// `delete-cas`: delete the key if its modify index is `index`; fails
     /// otherwise.
     DeleteCas(Index),
+    /// `lock`: take the key's lock for `lease`, writing the value; fails
+    /// if another lease holds it (`store::lock`).
+    Lock { value: Bytes, lease: LeaseId },
+    /// `unlock`: free the key's lock held by `lease`, writing the value;
+    /// fails if `lease` does not hold it.
+    Unlock { value: Bytes, lease: LeaseId },
+    /// `check-session`: fails unless `lease` holds the key's lock.
+    CheckSession(LeaseId),
 }
 
 /// A key an operation wrote, read or checked, as it stood after that
@@ -57,6 +66,9 @@ pub struct TxnEntry {
     pub value: Option<Bytes>,
     pub create_index: Index,
     pub modify_index: Index,
+    /// Missing in outputs kept from before locks.
+    #[serde(default)]
+    pub lock_index: u64,
 }
 
 /// Why an operation failed (Consul's `OpIndex` and `What`).
@@ -69,6 +81,8 @@ pub struct TxnError {
 /// The namespaces being changed, and the changes made to them.
 struct Scratch {
     namespaces: OrdMap<String, OrdMap<Key, Value>>,
+    /// The leases (not changed by a transaction).
+    leases: Leases,
     changes: Vec<Changed>,
 }
 
@@ -86,6 +100,7 @@ pub(crate) fn apply(
 ) -> Result<Vec<TxnEntry>, Vec<TxnError>> {
     let mut s = Scratch {
         namespaces: st.namespaces.clone(),
+        leases: st.leases.clone(),
         changes: Vec::new(),
     };
     let (mut entries, mut errors) = (Vec::new(), Vec::new());
@@ -116,6 +131,7 @@ fn entry(op: u32, ns: &str, key: &str, v: &Value, with_value: bool) -> TxnEntry 
         value: with_value.then(|| v.data.clone()),
         create_index: v.create_index,
         modify_index: v.modify_index,
+        lock_index: v.lock_index(),
     }
 }
 
@@ -173,8 +189,48 @@ impl Scratch {
                 }
                 self.delete(ns, key, false);
             }
+            Verb::Lock { value, lease } => out.push(self.lock(index, k, op, value, *lease, true)?),
+            Verb::Unlock { value, lease } => {
+                out.push(self.lock(index, k, op, value, *lease, false)?);
+            }
+            Verb::CheckSession(lease) => {
+                let v = self.get(ns, key).ok_or_else(|| missing(ns, key))?;
+                if v.holder() != Some(*lease) {
+                    return Err(format!(
+                        "the lock on {key:?} in {ns:?} is not held by lease {lease}"
+                    ));
+                }
+                out.push(entry(k, ns, key, v, false));
+            }
         }
         Ok(())
+    }
+
+    fn lock(
+        &mut self,
+        index: Index,
+        k: u32,
+        op: &TxnOp,
+        value: &Bytes,
+        lease: LeaseId,
+        acquire: bool,
+    ) -> Result<TxnEntry, String> {
+        if !self.leases.contains(lease) {
+            return Err(format!("no lease {lease}"));
+        }
+        let m = self.namespaces.entry(op.ns.clone()).or_default();
+        let Some(v) = store::lock(m, index, &op.key, value.clone(), lease, acquire) else {
+            let (ns, key) = (&op.ns, &op.key);
+            return Err(if acquire {
+                format!("the lock on {key:?} in {ns:?} is held by another lease")
+            } else {
+                format!("the lock on {key:?} in {ns:?} is not held by lease {lease}")
+            });
+        };
+        let e = entry(k, &op.ns, &op.key, &v, false);
+        self.changes
+            .push(Changed::Put(op.ns.clone(), Key::from(op.key.as_str()), v));
+        Ok(e)
     }
 
     fn get(&self, ns: &str, key: &str) -> Option<&Value> {
@@ -183,7 +239,7 @@ impl Scratch {
 
     fn put(&mut self, index: Index, k: u32, op: &TxnOp, data: Bytes) -> TxnEntry {
         let m = self.namespaces.entry(op.ns.clone()).or_default();
-        let v = store::put(m, index, &op.key, data, None).expect("a put without cas applies");
+        let v = store::put(m, index, &op.key, data, None, None).expect("a put without cas applies");
         let e = entry(k, &op.ns, &op.key, &v, false);
         self.changes
             .push(Changed::Put(op.ns.clone(), Key::from(op.key.as_str()), v));

@@ -81,7 +81,7 @@ pub async fn handle(
             "index",
             "wait",
         ],
-        Method::PUT => &["ns", "cas", "client", "seq"],
+        Method::PUT => &["ns", "cas", "client", "seq", "lease", "acquire", "release"],
         Method::DELETE => &["ns", "recurse", "cas", "client", "seq"],
         _ => &[],
     };
@@ -95,13 +95,7 @@ pub async fn handle(
         }
         Method::PUT => {
             check_key(key, false)?;
-            let op = Op::Put {
-                ns,
-                key: key.to_string(),
-                value: body,
-                cas: q.u64("cas")?,
-            };
-            write(ctx, op, q).await
+            write(ctx, put_op(ns, key, body, q)?, q).await
         }
         Method::DELETE => {
             let prefix = q.flag("recurse");
@@ -118,6 +112,39 @@ pub async fn handle(
             StatusCode::METHOD_NOT_ALLOWED,
             "the KV takes GET, PUT and DELETE",
         )),
+    }
+}
+
+/// What a PUT asks: a write (`?cas`, `?lease`), or taking or freeing a
+/// lock (`?acquire=<lease>` / `?release=<lease>`, alone).
+fn put_op(ns: String, key: &str, value: Bytes, q: &Query) -> Result<Op, ApiError> {
+    let (cas, lease) = (q.u64("cas")?, q.u64("lease")?);
+    let lock = match (q.u64("acquire")?, q.u64("release")?) {
+        (None, None) => None,
+        (Some(l), None) => Some((l, true)),
+        (None, Some(l)) => Some((l, false)),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request("?acquire= or ?release=, not both"));
+        }
+    };
+    match lock {
+        None => Ok(Op::Put {
+            ns,
+            key: key.to_string(),
+            value,
+            cas,
+            lease,
+        }),
+        Some(_) if cas.is_some() || lease.is_some() => Err(ApiError::bad_request(
+            "?acquire= / ?release= take no ?cas= or ?lease=",
+        )),
+        Some((lease, acquire)) => Ok(Op::Lock {
+            ns,
+            key: key.to_string(),
+            value,
+            lease,
+            acquire,
+        }),
     }
 }
 
@@ -142,11 +169,19 @@ async fn write(ctx: &ApiContext, op: Op, q: &Query) -> ApiResult {
                 format!("stale session sequence number; the latest applied is {latest}"),
             ));
         }
-        Output::Opaque | Output::Txn(_) => {
+        Output::NoLease(id) => return Err(no_lease(id)),
+        Output::Opaque | Output::Txn(_) | Output::Granted { .. } => {
             unreachable!("invariant broken: a KV write applied as {out:?}")
         }
     };
     Ok(http::with_index(r, index))
+}
+
+/// A write named a lease that does not exist.
+pub(super) fn no_lease(id: u64) -> ApiError {
+    ApiError::not_found(format!(
+        "no lease {id}: it expired, was revoked or never was"
+    ))
 }
 
 /// Waits for a linearizable read unless `?stale`; the index to report.
@@ -165,7 +200,9 @@ fn entry_json(ns: &str, key: &str, v: &Value) -> serde_json::Value {
         "CreateIndex": v.create_index,
         "ModifyIndex": v.modify_index,
         "Flags": 0,
-        "LockIndex": 0,
+        "LockIndex": v.lock_index(),
+        "Session": v.holder().map(|l| l.to_string()),
+        "Lease": v.lease(),
     })
 }
 

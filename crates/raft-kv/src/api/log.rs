@@ -39,8 +39,9 @@ pub fn entry_json(e: &Entry) -> serde_json::Value {
                         key,
                         value,
                         cas,
+                        lease,
                     } => {
-                        json!({ "put": { "ns": ns, "key": key, "value": b64(&value), "cas": cas } })
+                        json!({ "put": { "ns": ns, "key": key, "value": b64(&value), "cas": cas, "lease": lease } })
                     }
                     Op::Delete {
                         ns,
@@ -55,6 +56,19 @@ pub fn entry_json(e: &Entry) -> serde_json::Value {
                         let ops: Vec<_> = ops.iter().map(super::txn::op_json).collect();
                         json!({ "txn": ops })
                     }
+                    Op::Lock {
+                        ns,
+                        key,
+                        value,
+                        lease,
+                        acquire,
+                    } => {
+                        let what = if acquire { "acquire" } else { "release" };
+                        json!({ what: { "ns": ns, "key": key, "value": b64(&value), "lease": lease } })
+                    }
+                    Op::LeaseGrant { ttl_ms } => json!({ "lease_grant": { "ttl_ms": ttl_ms } }),
+                    Op::LeaseRevoke { id } => json!({ "lease_revoke": { "id": id } }),
+                    Op::LeaseExpire { ids } => json!({ "lease_expire": { "ids": ids } }),
                 };
                 if let Some((client, seq)) = r.session {
                     v["session"] = json!({ "client": client, "seq": seq });

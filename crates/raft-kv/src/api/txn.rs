@@ -139,9 +139,11 @@ fn authorize(who: &Principal, ops: &[TxnOp]) -> Result<(), ApiError> {
     }
     for (k, op) in ops.iter().enumerate() {
         let need = match op.verb {
-            Verb::Get | Verb::GetTree | Verb::CheckIndex(_) | Verb::CheckNotExists => {
-                Need::Read(Scope::Namespace)
-            }
+            Verb::Get
+            | Verb::GetTree
+            | Verb::CheckIndex(_)
+            | Verb::CheckNotExists
+            | Verb::CheckSession(_) => Need::Read(Scope::Namespace),
             _ => Need::Write(Scope::Namespace),
         };
         let ask = access::Ask {
@@ -163,9 +165,15 @@ fn parse(op: KvOp) -> Result<TxnOp, ApiError> {
     if op.flags != 0 {
         return bad("Flags are not kept here: give 0 or leave them out".into());
     }
-    if !op.session.is_empty() {
-        return bad("Session: lock and unlock are not served yet".into());
-    }
+    let locking = matches!(op.verb.as_str(), "lock" | "unlock" | "check-session");
+    let lease = match (locking, op.session.as_str()) {
+        (false, "") => 0,
+        (false, _) => return bad(format!("{} takes no Session", op.verb)),
+        (true, "") => return bad(format!("{} needs a Session (a lease id)", op.verb)),
+        (true, s) => s.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("Session {s:?}: a lease id (a number) is needed"))
+        })?,
+    };
     if !matches!(op.partition.as_str(), "" | "default") {
         return bad(format!(
             "Partition {:?}: there are none here; use Namespace",
@@ -186,7 +194,7 @@ fn parse(op: KvOp) -> Result<TxnOp, ApiError> {
                 .map_err(|e| ApiError::bad_request(format!("Value is not base64: {e}")))
         })
         .transpose()?;
-    let writes = matches!(op.verb.as_str(), "set" | "cas");
+    let writes = matches!(op.verb.as_str(), "set" | "cas" | "lock" | "unlock");
     let indexed = matches!(op.verb.as_str(), "cas" | "check-index" | "delete-cas");
     if value.is_some() && !writes {
         return bad(format!("{} takes no Value", op.verb));
@@ -212,13 +220,21 @@ fn parse(op: KvOp) -> Result<TxnOp, ApiError> {
         "delete" => Verb::Delete,
         "delete-tree" => Verb::DeleteTree,
         "delete-cas" => Verb::DeleteCas(op.index),
-        "lock" | "unlock" | "check-session" => {
-            return bad(format!("{}: sessions (leases) are not served yet", op.verb));
-        }
+        // Consul lets a lock or unlock leave the value out: it is empty.
+        "lock" => Verb::Lock {
+            value: value().unwrap_or_default(),
+            lease,
+        },
+        "unlock" => Verb::Unlock {
+            value: value().unwrap_or_default(),
+            lease,
+        },
+        "check-session" => Verb::CheckSession(lease),
         other => {
             return bad(format!(
                 "unknown Verb {other:?}: set, cas, get, get-tree, check-index, \
-                 check-not-exists, delete, delete-tree, delete-cas"
+                 check-not-exists, delete, delete-tree, delete-cas, lock, unlock, \
+                 check-session"
             ));
         }
     };
@@ -238,7 +254,7 @@ fn results(index: u64, entries: Vec<TxnEntry>) -> Reply {
                 namespace: e.ns,
                 value: e.value.map(|v| b64(&v)),
                 flags: 0,
-                lock_index: 0,
+                lock_index: e.lock_index,
                 create_index: e.create_index,
                 modify_index: e.modify_index,
             },
@@ -268,6 +284,7 @@ fn failures(index: u64, errors: Vec<TxnError>) -> Reply {
 
 /// An operation as the log reader shows it: in the request's shape.
 pub fn op_json(op: &TxnOp) -> serde_json::Value {
+    let mut session = None;
     let (verb, value, index) = match &op.verb {
         Verb::Set(v) => ("set", Some(v), 0),
         Verb::Cas { value, index } => ("cas", Some(value), *index),
@@ -278,6 +295,18 @@ pub fn op_json(op: &TxnOp) -> serde_json::Value {
         Verb::Delete => ("delete", None, 0),
         Verb::DeleteTree => ("delete-tree", None, 0),
         Verb::DeleteCas(i) => ("delete-cas", None, *i),
+        Verb::Lock { value, lease } => {
+            session = Some(lease.to_string());
+            ("lock", Some(value), 0)
+        }
+        Verb::Unlock { value, lease } => {
+            session = Some(lease.to_string());
+            ("unlock", Some(value), 0)
+        }
+        Verb::CheckSession(lease) => {
+            session = Some(lease.to_string());
+            ("check-session", None, 0)
+        }
     };
     serde_json::json!({ "KV": {
         "Verb": verb,
@@ -285,5 +314,6 @@ pub fn op_json(op: &TxnOp) -> serde_json::Value {
         "Key": op.key,
         "Value": value.map(|v| b64(v)),
         "Index": index,
+        "Session": session,
     }})
 }

@@ -331,6 +331,7 @@ mod tests {
             key: key.into(),
             value: Bytes::from_static(b"v"),
             cas: None,
+            lease: None,
         };
         kv.apply(index, &command::encode(&Request { session: None, op }));
     }

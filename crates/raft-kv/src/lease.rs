@@ -1,0 +1,172 @@
+//! Leases as replicated state: which leases exist, their TTLs, and the keys
+//! that die with each (attached with `?lease=`) or whose lock each holds
+//! (`?acquire=`). When a lease goes (revoked, or expired by the leader's
+//! decision: an entry in the log), its attached keys are deleted and its
+//! locks freed, in that one entry.
+//!
+//! Nothing here reads a clock: when a lease is due is the leader's
+//! business (`crate::api::lease`), decided on its monotonic clock and
+//! replicated as `Op::LeaseExpire`, so every replica deletes the same keys
+//! at the same index.
+//!
+//! A lease's key set is an index over the keys' own `KeyMeta`, which is
+//! the truth: it may name keys that have since left the lease (a plain
+//! put detaches a key, a delete removes it), and whoever reads it checks
+//! each key's meta. It is pruned when it has doubled since the last
+//! prune, so it stays within twice the keys really held plus a constant;
+//! it is not compared and not in snapshots (rebuilt from the keys' meta).
+
+use crate::store::Key;
+use imbl::{OrdMap, OrdSet};
+use serde::{Deserialize, Serialize};
+
+/// A lease's id: the log index of the entry that granted it, so ids are
+/// unique, never reused, and the same on every replica.
+pub type LeaseId = u64;
+
+/// The shortest TTL a lease may have: shorter would expire on an
+/// ordinary leader change.
+pub const MIN_TTL_MS: u64 = 1_000;
+/// The longest TTL (a day).
+pub const MAX_TTL_MS: u64 = 86_400_000;
+
+/// What a key carries beyond its value: the lease it dies with, the lease
+/// holding its lock, and how many times its lock was taken (Consul's
+/// `LockIndex`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyMeta {
+    pub lease: Option<LeaseId>,
+    pub holder: Option<LeaseId>,
+    pub lock_index: u64,
+}
+
+impl KeyMeta {
+    /// Whether lease `id` has anything to do with the key.
+    pub fn involves(&self, id: LeaseId) -> bool {
+        self.lease == Some(id) || self.holder == Some(id)
+    }
+
+    /// `None` when it says nothing (keys without leases or locks carry no
+    /// meta at all).
+    pub fn boxed(self) -> Option<Box<KeyMeta>> {
+        (self != KeyMeta::default()).then(|| Box::new(self))
+    }
+}
+
+/// One lease.
+#[derive(Clone, Debug, Default)]
+pub struct Lease {
+    pub ttl_ms: u64,
+    /// Keys that may involve it (see the module docs), and the set's size
+    /// at its last prune.
+    pub(crate) keys: OrdSet<(Key, Key)>,
+    pub(crate) pruned_at: usize,
+}
+
+/// Every lease.
+#[derive(Clone, Debug, Default)]
+pub struct Leases {
+    pub(crate) by_id: OrdMap<LeaseId, Lease>,
+}
+
+/// Leases are equal when they have the same ids and TTLs (key sets are
+/// an index, see the module docs).
+impl PartialEq for Leases {
+    fn eq(&self, other: &Self) -> bool {
+        self.by_id.len() == other.by_id.len()
+            && self
+                .by_id
+                .iter()
+                .zip(other.by_id.iter())
+                .all(|((a, x), (b, y))| a == b && x.ttl_ms == y.ttl_ms)
+    }
+}
+impl Eq for Leases {}
+
+impl Leases {
+    /// Every lease with its TTL in milliseconds, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (LeaseId, u64)> + '_ {
+        self.by_id.iter().map(|(&id, l)| (id, l.ttl_ms))
+    }
+
+    pub fn get(&self, id: LeaseId) -> Option<&Lease> {
+        self.by_id.get(&id)
+    }
+
+    pub fn contains(&self, id: LeaseId) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    pub(crate) fn grant(&mut self, id: LeaseId, ttl_ms: u64) {
+        let lease = Lease {
+            ttl_ms,
+            ..Lease::default()
+        };
+        self.by_id.insert(id, lease);
+    }
+
+    /// Notes that `key` in `ns` now involves lease `id` (if it exists);
+    /// returns the lease when its set is due a prune.
+    pub(crate) fn note(&mut self, id: LeaseId, ns: &str, key: &str) -> bool {
+        let Some(l) = self.by_id.get_mut(&id) else {
+            return false;
+        };
+        l.keys.insert((Key::from(ns), Key::from(key)));
+        l.keys.len() >= 2 * l.pruned_at.max(32)
+    }
+
+    /// Keeps only the keys `still` says involve lease `id`.
+    pub(crate) fn prune(&mut self, id: LeaseId, still: impl Fn(&str, &str) -> bool) {
+        if let Some(l) = self.by_id.get_mut(&id) {
+            l.keys = l
+                .keys
+                .iter()
+                .filter(|(ns, key)| still(ns, key))
+                .cloned()
+                .collect();
+            l.pruned_at = l.keys.len();
+        }
+    }
+
+    /// Removes lease `id`; the keys that may involve it.
+    pub(crate) fn remove(&mut self, id: LeaseId) -> Option<OrdSet<(Key, Key)>> {
+        self.by_id.remove(&id).map(|l| l.keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equality_is_ids_and_ttls_not_the_key_index() {
+        let mut a = Leases::default();
+        a.grant(3, 2_000);
+        let mut b = a.clone();
+        b.note(3, "ns", "k");
+        assert_eq!(a, b);
+        b.grant(4, 2_000);
+        assert_ne!(a, b);
+        a.grant(4, 3_000);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_key_set_asks_for_a_prune_when_it_doubles() {
+        let mut l = Leases::default();
+        l.grant(1, 2_000);
+        let due: Vec<bool> = (0..64).map(|i| l.note(1, "n", &i.to_string())).collect();
+        assert!(!due[..63].iter().any(|d| *d) && due[63]);
+        l.prune(1, |_, k| k.len() == 1);
+        assert_eq!(l.get(1).unwrap().keys.len(), 10);
+        assert!(!l.note(2, "n", "k"), "no such lease: nothing noted");
+    }
+}
