@@ -990,7 +990,9 @@ mod tests {
 
         /// What a replica says about its leases: each one's TTL and the
         /// keys it holds.
-        fn lease_view(s: &KvState) -> Vec<(LeaseId, u64, Vec<(Key, Key)>)> {
+        type LeaseView = Vec<(LeaseId, u64, Vec<(Key, Key)>)>;
+
+        fn lease_view(s: &KvState) -> LeaseView {
             s.leases()
                 .iter()
                 .map(|(id, ttl)| {
