@@ -52,8 +52,9 @@ pub enum Op {
         lease: LeaseId,
         acquire: bool,
     },
-    /// A new lease, its id this entry's index.
+    /// A new lease of namespace `ns`, its id this entry's index.
     LeaseGrant {
+        ns: String,
         ttl_ms: u64,
     },
     /// Ends a lease: its keys deleted, its locks freed.

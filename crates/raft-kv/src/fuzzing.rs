@@ -62,7 +62,10 @@ pub fn seeds() -> Vec<(String, String, Vec<u8>)> {
     // Applied at 2k + 1 (plain) and 2k + 2 (with a session): the grant
     // makes leases 1 and 2.
     let ops = [
-        Op::LeaseGrant { ttl_ms: 5_000 },
+        Op::LeaseGrant {
+            ns: "default".into(),
+            ttl_ms: 5_000,
+        },
         Op::Put {
             ns: "default".into(),
             key: "a/b".into(),

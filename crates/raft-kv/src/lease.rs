@@ -56,6 +56,9 @@ impl KeyMeta {
 /// One lease.
 #[derive(Clone, Debug, Default)]
 pub struct Lease {
+    /// The namespace it belongs to: only clients of that namespace may
+    /// keep it alive, read or revoke it (it may hold keys of any).
+    pub ns: String,
     pub ttl_ms: u64,
     /// Keys that may involve it (see the module docs), and the set's size
     /// at its last prune.
@@ -78,15 +81,15 @@ impl PartialEq for Leases {
                 .by_id
                 .iter()
                 .zip(other.by_id.iter())
-                .all(|((a, x), (b, y))| a == b && x.ttl_ms == y.ttl_ms)
+                .all(|((a, x), (b, y))| a == b && (x.ttl_ms, &x.ns) == (y.ttl_ms, &y.ns))
     }
 }
 impl Eq for Leases {}
 
 impl Leases {
-    /// Every lease with its TTL in milliseconds, in id order.
-    pub fn iter(&self) -> impl Iterator<Item = (LeaseId, u64)> + '_ {
-        self.by_id.iter().map(|(&id, l)| (id, l.ttl_ms))
+    /// Every lease, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (LeaseId, &Lease)> + '_ {
+        self.by_id.iter().map(|(&id, l)| (id, l))
     }
 
     pub fn get(&self, id: LeaseId) -> Option<&Lease> {
@@ -105,8 +108,9 @@ impl Leases {
         self.by_id.is_empty()
     }
 
-    pub(crate) fn grant(&mut self, id: LeaseId, ttl_ms: u64) {
+    pub(crate) fn grant(&mut self, id: LeaseId, ns: &str, ttl_ms: u64) {
         let lease = Lease {
+            ns: ns.to_string(),
             ttl_ms,
             ..Lease::default()
         };
@@ -149,20 +153,22 @@ mod tests {
     #[test]
     fn equality_is_ids_and_ttls_not_the_key_index() {
         let mut a = Leases::default();
-        a.grant(3, 2_000);
+        a.grant(3, "n", 2_000);
         let mut b = a.clone();
         b.note(3, "ns", "k");
         assert_eq!(a, b);
-        b.grant(4, 2_000);
+        b.grant(4, "n", 2_000);
         assert_ne!(a, b);
-        a.grant(4, 3_000);
+        a.grant(4, "n", 3_000);
+        assert_ne!(a, b);
+        a.grant(4, "m", 2_000);
         assert_ne!(a, b);
     }
 
     #[test]
     fn a_key_set_asks_for_a_prune_when_it_doubles() {
         let mut l = Leases::default();
-        l.grant(1, 2_000);
+        l.grant(1, "n", 2_000);
         let due: Vec<bool> = (0..64).map(|i| l.note(1, "n", &i.to_string())).collect();
         assert!(!due[..63].iter().any(|d| *d) && due[63]);
         l.prune(1, |_, k| k.len() == 1);

@@ -59,6 +59,7 @@ enum Record {
     Event(Event),
     Lease {
         id: LeaseId,
+        ns: String,
         ttl_ms: u64,
     },
     /// The lease and lock of the key just before.
@@ -92,8 +93,9 @@ fn put(w: &mut dyn Write, r: &Record) -> io::Result<()> {
 pub fn write(state: &KvState, w: &mut dyn Write) -> io::Result<()> {
     rmp_serde::encode::write(w, MAGIC).map_err(io::Error::other)?;
     put(w, &Record::Applied(state.applied))?;
-    for (id, ttl_ms) in state.leases.iter() {
-        put(w, &Record::Lease { id, ttl_ms })?;
+    for (id, l) in state.leases.iter() {
+        let (ns, ttl_ms) = (l.ns.clone(), l.ttl_ms);
+        put(w, &Record::Lease { id, ns, ttl_ms })?;
     }
     let (mut keys, mut sessions) = (0u64, 0u64);
     for (ns, m) in &state.namespaces {
@@ -179,7 +181,7 @@ pub fn read(r: &mut dyn Read) -> io::Result<KvState> {
                     .insert(key.clone(), v);
                 last_key = Some(key);
             }
-            Record::Lease { id, ttl_ms } => st.leases.grant(id, ttl_ms),
+            Record::Lease { id, ns, ttl_ms } => st.leases.grant(id, &ns, ttl_ms),
             Record::Meta(meta) => {
                 let (n, key) = (ns.as_ref(), last_key.as_ref());
                 let (n, key) = n.zip(key).expect("each_record: meta follows a key");

@@ -341,8 +341,8 @@ impl KvState {
                     None => Output::Done(false),
                 }
             }
-            Op::LeaseGrant { ttl_ms } => {
-                self.leases.grant(index, ttl_ms);
+            Op::LeaseGrant { ns, ttl_ms } => {
+                self.leases.grant(index, &ns, ttl_ms);
                 Output::Granted { id: index, ttl_ms }
             }
             Op::LeaseRevoke { id } => {
@@ -867,7 +867,10 @@ mod tests {
     #[test]
     fn a_lease_ending_deletes_its_keys_and_frees_its_locks_in_one_entry() {
         let mut s = KvState::default();
-        let grant = Op::LeaseGrant { ttl_ms: 2_000 };
+        let grant = Op::LeaseGrant {
+            ns: "a".into(),
+            ttl_ms: 2_000,
+        };
         assert_eq!(
             apply(&mut s, 1, None, grant.clone()),
             Output::Granted {
@@ -942,7 +945,8 @@ mod tests {
         assert_eq!(apply(&mut s, 13, None, revoke(2)), Output::NoLease(2));
         assert_eq!(s.get("a", "l").unwrap().holder(), None);
         // Leases and key meta survive a snapshot.
-        apply(&mut s, 14, None, Op::LeaseGrant { ttl_ms: 5_000 });
+        let ns = "b".to_string();
+        apply(&mut s, 14, None, Op::LeaseGrant { ns, ttl_ms: 5_000 });
         apply(&mut s, 15, None, leased("z", 14));
         apply(&mut s, 16, None, lock("l", 14, true));
         let mut bytes = Vec::new();
@@ -971,7 +975,8 @@ mod tests {
                 }),
                 1 => ns.clone().prop_map(|ns| Op::DropNamespace { ns: ns.into() }),
                 // Lease ids are grant indexes: 1..8 names some that exist.
-                2 => (2_000u64..3_000).prop_map(|ttl_ms| Op::LeaseGrant { ttl_ms }),
+                2 => (ns.clone(), 2_000u64..3_000)
+                    .prop_map(|(ns, ttl_ms)| Op::LeaseGrant { ns: ns.into(), ttl_ms }),
                 3 => (ns.clone(), key.clone(), 1u64..8).prop_map(|(ns, key, l)| Op::Put {
                     ns: ns.into(),
                     key: key.into(),
@@ -995,13 +1000,13 @@ mod tests {
         fn lease_view(s: &KvState) -> LeaseView {
             s.leases()
                 .iter()
-                .map(|(id, ttl)| {
+                .map(|(id, l)| {
                     let keys = s
                         .lease_keys(id)
                         .into_iter()
                         .map(|(n, k, _)| (n, k))
                         .collect();
-                    (id, ttl, keys)
+                    (id, l.ttl_ms, keys)
                 })
                 .collect()
         }

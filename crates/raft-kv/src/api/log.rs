@@ -66,7 +66,9 @@ pub fn entry_json(e: &Entry) -> serde_json::Value {
                         let what = if acquire { "acquire" } else { "release" };
                         json!({ what: { "ns": ns, "key": key, "value": b64(&value), "lease": lease } })
                     }
-                    Op::LeaseGrant { ttl_ms } => json!({ "lease_grant": { "ttl_ms": ttl_ms } }),
+                    Op::LeaseGrant { ns, ttl_ms } => {
+                        json!({ "lease_grant": { "ns": ns, "ttl_ms": ttl_ms } })
+                    }
                     Op::LeaseRevoke { id } => json!({ "lease_revoke": { "id": id } }),
                     Op::LeaseExpire { ids } => json!({ "lease_expire": { "ids": ids } }),
                 };
