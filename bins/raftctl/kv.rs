@@ -30,8 +30,12 @@ pub(crate) async fn put(
     key: &str,
     value: String,
     cas: Option<u64>,
+    lease: Option<u64>,
 ) -> anyhow::Result<()> {
-    let q = cas.map(|c| format!("&cas={c}")).unwrap_or_default();
+    let mut q = cas.map(|c| format!("&cas={c}")).unwrap_or_default();
+    if let Some(l) = lease {
+        q.push_str(&format!("&lease={l}"));
+    }
     let path = format!("/v1/kv/{}?ns={}{q}", enc(key), ctl.ns);
     let r = ctl.write(Method::PUT, &path, Bytes::from(value)).await?;
     let index = super::index_of(&r);

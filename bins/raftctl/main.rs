@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 mod kv;
+mod lease;
 mod members;
 mod status;
 mod txn;
@@ -63,6 +64,9 @@ enum Cmd {
         /// Only if the key's modify index is this (0: only if absent).
         #[arg(long)]
         cas: Option<u64>,
+        /// Attach the key to this lease: it is deleted when the lease ends.
+        #[arg(long)]
+        lease: Option<u64>,
     },
     /// Deletes a key (with --recurse, every key under the prefix).
     Delete {
@@ -108,6 +112,23 @@ enum Cmd {
         /// Exit after printing this many events.
         #[arg(long)]
         count: Option<u64>,
+    },
+    /// Leases: grant, keepalive, revoke, show, list.
+    Lease {
+        #[command(subcommand)]
+        cmd: lease::LeaseCmd,
+    },
+    /// Runs COMMAND holding the lock on key NAME (on a lease kept alive
+    /// meanwhile; COMMAND is killed if the lease is lost), with the lock's
+    /// fencing value in RAFT_LOCK_FENCE. Waits for the lock if it is held.
+    /// Exits with COMMAND's status.
+    Lock {
+        name: String,
+        /// The lease's TTL: how long the lock outlives a raftctl that dies.
+        #[arg(long, default_value = "10s")]
+        ttl: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
     },
     /// Sets a node's mode (active, reluctant, passive).
     Mode { node: String, mode: String },
@@ -157,6 +178,7 @@ enum Output {
     Json,
 }
 
+#[derive(Clone)]
 struct Ctl {
     client: HttpsClient,
     nodes: Vec<String>,
@@ -336,7 +358,20 @@ async fn run(a: Args) -> anyhow::Result<()> {
     match a.cmd {
         Cmd::Status => status(&ctl).await,
         Cmd::Get { key, stale } => kv::get(&ctl, &key, stale).await,
-        Cmd::Put { key, value, cas } => kv::put(&ctl, &key, value, cas).await,
+        Cmd::Put {
+            key,
+            value,
+            cas,
+            lease,
+        } => kv::put(&ctl, &key, value, cas, lease).await,
+        Cmd::Lease { cmd } => lease::lease(&ctl, cmd).await,
+        Cmd::Lock { name, ttl, command } => {
+            let code = lease::lock(&ctl, &name, &ttl, &command).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
         Cmd::Delete { key, recurse } => kv::delete(&ctl, &key, recurse).await,
         Cmd::List { prefix } => kv::list(&ctl, &prefix).await,
         Cmd::Namespaces => kv::namespaces(&ctl).await,

@@ -528,6 +528,7 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         log_reduction: cfg.log_reduction,
         anonymous: cfg.anonymous_role,
         draining: draining.clone(),
+        lessor: Default::default(),
     });
     let api = tokio::spawn(raft_kv::api::serve(api_listener, api_tls, ctx, draining));
     tracing::info!(

@@ -108,6 +108,16 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/v1/watch/{*key}", Need::Read(Scope::Namespace)),
     // Each operation's namespace is checked too, once the body is read.
     ("PUT", "/v1/txn", Need::Write(Scope::Namespace)),
+    // A lease belongs to a namespace (its `?ns=`).
+    ("PUT", "/v1/lease", Need::Write(Scope::Namespace)),
+    ("GET", "/v1/leases", Need::Read(Scope::Namespace)),
+    ("GET", "/v1/lease/{id}", Need::Read(Scope::Namespace)),
+    ("DELETE", "/v1/lease/{id}", Need::Write(Scope::Namespace)),
+    (
+        "PUT",
+        "/v1/lease/{id}/keepalive",
+        Need::Write(Scope::Namespace),
+    ),
 ];
 
 /// The methods some route serves `path` with (for a 405's `Allow`).

@@ -16,17 +16,9 @@ pub fn wait(q: &Query) -> Result<Duration, ApiError> {
     let Some(v) = q.get("wait") else {
         return Ok(DEFAULT_WAIT);
     };
-    let bad = || ApiError::bad_request(format!("?wait= wants e.g. 30s, 500ms or 5m, not {v:?}"));
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (n, unit) = v.split_at(split);
-    let n: u64 = n.parse().map_err(|_| bad())?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(bad()),
-    };
+    let d = super::http::duration(v).ok_or_else(|| {
+        ApiError::bad_request(format!("?wait= wants e.g. 30s, 500ms or 5m, not {v:?}"))
+    })?;
     Ok(d.min(MAX_WAIT))
 }
 

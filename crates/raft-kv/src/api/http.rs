@@ -181,6 +181,21 @@ impl Query {
     }
 }
 
+/// A duration as queries give it: a number of seconds, or a number with
+/// a unit (ms, s, m, h).
+pub fn duration(v: &str) -> Option<std::time::Duration> {
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (n, unit) = v.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    match unit {
+        "ms" => Some(std::time::Duration::from_millis(n)),
+        "" | "s" => Some(std::time::Duration::from_secs(n)),
+        "m" => Some(std::time::Duration::from_secs(n.saturating_mul(60))),
+        "h" => Some(std::time::Duration::from_secs(n.saturating_mul(3600))),
+        _ => None,
+    }
+}
+
 /// Percent-decodes a URL component into UTF-8 (`+` is a space).
 pub fn decode(s: &str) -> Result<String, ApiError> {
     let bad = || ApiError::bad_request(format!("bad percent-encoding in {s:?}"));

@@ -177,6 +177,16 @@ async fn write(ctx: &ApiContext, op: Op, q: &Query) -> ApiResult {
     Ok(http::with_index(r, index))
 }
 
+/// An output a request's entry cannot have applied as (a broken
+/// invariant; said, not panicked on, as only this request is wrong).
+pub(super) fn unexpected(out: Output) -> ApiError {
+    tracing::error!("invariant broken: an entry applied as {out:?}");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("the entry applied as {out:?}"),
+    )
+}
+
 /// A write named a lease that does not exist.
 pub(super) fn no_lease(id: u64) -> ApiError {
     ApiError::not_found(format!(

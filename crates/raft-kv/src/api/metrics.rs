@@ -82,11 +82,13 @@ pub fn render(ctx: &ApiContext) -> Response<Body> {
     let m = &ctx.metrics;
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
-    let history = {
+    let (history, leases) = {
         let kv = ctx.kv.read();
-        (kv.history().len() as f64, kv.history().floor() as f64)
+        let h = (kv.history().len() as f64, kv.history().floor() as f64);
+        (h, kv.leases().len() as f64)
     };
-    let rows: [(&str, &str, &str, f64); 24] = [
+    let (keepalives, expired) = ctx.lessor.counts();
+    let rows: [(&str, &str, &str, f64); 27] = [
         (
             "raft_term",
             "Current Raft term.",
@@ -188,6 +190,19 @@ pub fn render(ctx: &ApiContext) -> Response<Body> {
             "Watchers cut off for falling behind the history.",
             "counter",
             get(&m.watchers_cut),
+        ),
+        ("kv_leases", "Leases in the state.", "gauge", leases),
+        (
+            "kv_lease_keepalives_total",
+            "Lease keepalives this node served as leader.",
+            "counter",
+            keepalives as f64,
+        ),
+        (
+            "kv_leases_expired_total",
+            "Leases this node expired as leader.",
+            "counter",
+            expired as f64,
         ),
         (
             "http_requests_ok_total",

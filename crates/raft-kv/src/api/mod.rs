@@ -14,6 +14,7 @@ pub mod client;
 pub(crate) mod fuzz;
 mod http;
 mod kv;
+pub mod lease;
 pub mod limits;
 mod log;
 mod metrics;
@@ -78,6 +79,8 @@ pub struct ApiContext {
     /// Turns true when the node starts shutting down: streams (watches,
     /// log follows) end with a last line then, instead of being cut.
     pub draining: tokio::sync::watch::Receiver<bool>,
+    /// The leader's lease deadlines (`lease`); start it empty.
+    pub lessor: lease::Lessor,
 }
 
 /// What the peer transport dropped (Raft retransmits; a growing count
@@ -129,6 +132,7 @@ pub async fn serve(
     mut drain: tokio::sync::watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let expiry = tokio::spawn(lease::run(ctx.clone(), drain.clone()));
     let open = Arc::new(limits::Open::default());
     let mut conns = tokio::task::JoinSet::new();
     let mut refused_logged = Instant::now() - Duration::from_secs(60);
@@ -175,6 +179,7 @@ pub async fn serve(
         tracing::warn!("requests still in flight after {DRAIN:?}: cut off");
         conns.abort_all();
     }
+    expiry.abort();
 }
 
 /// One client connection: the TLS handshake within its time limit, then
@@ -379,6 +384,13 @@ async fn route(
         (&Method::GET, ["v1", "watch"]) => watch::watch(ctx, "", q).await,
         (&Method::GET, ["v1", "watch", key]) => watch::watch(ctx, &http::decode(key)?, q).await,
         (&Method::PUT, ["v1", "txn"]) => txn::handle(ctx, who, q, body).await,
+        (&Method::PUT, ["v1", "lease"]) => lease::grant(ctx, q).await,
+        (&Method::GET, ["v1", "leases"]) => lease::list(ctx, q).await,
+        (&Method::PUT, ["v1", "lease", rest]) if rest.ends_with("/keepalive") => {
+            lease::keepalive(ctx, rest.trim_end_matches("/keepalive"), q).await
+        }
+        (&Method::GET, ["v1", "lease", id]) => lease::info(ctx, id, q).await,
+        (&Method::DELETE, ["v1", "lease", id]) => lease::revoke(ctx, id, q).await,
         (&Method::GET, ["v1", "namespaces"]) => {
             q.allow(&["stale", "consistent"])?;
             kv::namespaces(ctx, q).await

@@ -1,0 +1,230 @@
+//! Leases and locks across real processes over mutual TLS: a key on a
+//! lease lives exactly as long as its keepalives (across a leader kill),
+//! and contending lock holders never overlap.
+
+mod common;
+
+use bytes::Bytes;
+use common::{cluster, deadline};
+use raft_kv::api::HttpsClient;
+use raft_kv::api::client::Method;
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The first node of `apis` that answers `method path` with a success.
+async fn any(
+    client: &HttpsClient,
+    apis: &[String],
+    method: Method,
+    path: &str,
+    body: &str,
+) -> Option<(Value, u64)> {
+    for api in apis {
+        let body = Bytes::from(body.to_string());
+        if let Ok(r) = client.request(api, method.clone(), path, &[], body).await
+            && r.status.is_success()
+        {
+            return Some((r.json().unwrap_or_default(), common::index(&r)));
+        }
+    }
+    None
+}
+
+/// Whether `key` exists, as a linearizable read through any live node.
+async fn exists(client: &HttpsClient, apis: &[String], key: &str) -> Option<bool> {
+    for api in apis {
+        if let Ok(r) = client
+            .request(
+                api,
+                Method::GET,
+                &format!("/v1/kv/{key}"),
+                &[],
+                Bytes::new(),
+            )
+            .await
+        {
+            match r.status.as_u16() {
+                200 => return Some(true),
+                404 => return Some(false),
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+/// Keeps lease `id` alive through any live node every `every` until
+/// `stop`; the time of the last keepalive that succeeded.
+fn keep_alive(
+    client: HttpsClient,
+    apis: Arc<std::sync::Mutex<Vec<String>>>,
+    id: u64,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Instant> {
+    tokio::spawn(async move {
+        let mut last = Instant::now();
+        while !stop.load(Ordering::SeqCst) {
+            let live = apis.lock().unwrap().clone();
+            let path = format!("/v1/lease/{id}/keepalive");
+            let sent = Instant::now();
+            if any(&client, &live, Method::PUT, &path, "").await.is_some() {
+                last = sent;
+                tokio::time::sleep(every).await;
+            } else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        last
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leased_key_lives_while_kept_alive_across_a_leader_kill_and_goes_after() {
+    let mut c = cluster(&["active"; 3], true);
+    deadline(120, async {
+        let l = c.leader(&[]).await;
+        let apis: Vec<String> = c.nodes.iter().map(|n| n.api.clone()).collect();
+        let ttl = Duration::from_secs(2);
+        let (v, _) = any(&c.client, &apis, Method::PUT, "/v1/lease?ttl=2s", "")
+            .await
+            .expect("grant");
+        let id = v["ID"].as_u64().unwrap();
+        assert_eq!(v["TTL"].as_f64(), Some(2.0), "{v}");
+        let (ok, at) = any(
+            &c.client,
+            &apis,
+            Method::PUT,
+            &format!("/v1/kv/svc/a?lease={id}"),
+            "up",
+        )
+        .await
+        .expect("put");
+        assert_eq!(ok, Value::Bool(true));
+        // A watcher sees what happens to the key, from its put on.
+        let watch = {
+            let (client, api) = (c.client.clone(), apis[(l + 1) % 3].clone());
+            tokio::spawn(async move {
+                let mut client = client;
+                client.timeout = Duration::from_secs(60);
+                let mut out = Lines {
+                    until: "expire",
+                    ..Lines::default()
+                };
+                let path = format!("/v1/watch/svc/a?from={at}");
+                let _ = client.download(&api, &path, &mut out).await;
+                out.lines
+            })
+        };
+        let live = Arc::new(std::sync::Mutex::new(apis.clone()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let keeper = keep_alive(c.client.clone(), live.clone(), id, ttl / 5, stop.clone());
+        // Kept alive past two TTLs, with the leader killed in between.
+        tokio::time::sleep(ttl).await;
+        assert_eq!(exists(&c.client, &apis, "svc/a").await, Some(true));
+        live.lock().unwrap().remove(l);
+        c.kill(l);
+        let survivors: Vec<String> = apis
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != l)
+            .map(|(_, a)| a.clone())
+            .collect();
+        let new = c.leader(&[l]).await;
+        tokio::time::sleep(ttl * 2).await;
+        assert_eq!(
+            exists(&c.client, &survivors, "svc/a").await,
+            Some(true),
+            "the key went while its lease was kept alive (new leader {new})"
+        );
+        // The lease says what it holds, and the new leader counts its time.
+        let (info, _) = any(
+            &c.client,
+            &survivors,
+            Method::GET,
+            &format!("/v1/lease/{id}"),
+            "",
+        )
+        .await
+        .expect("lease info");
+        assert_eq!(info["Keys"][0]["Key"], "svc/a", "{info}");
+        let left = info["Remaining"].as_f64().unwrap();
+        assert!(left > 0.0 && left <= 2.0, "{info}");
+        // Keepalives stop: the key goes within the TTL and an election
+        // timeout (400 ms here), plus a margin for a loaded machine.
+        stop.store(true, Ordering::SeqCst);
+        let last = keeper.await.unwrap();
+        let gone_at = loop {
+            match exists(&c.client, &survivors, "svc/a").await {
+                Some(false) => break Instant::now(),
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+            assert!(
+                last.elapsed() < Duration::from_secs(10),
+                "the key outlived its lease"
+            );
+        };
+        let took = gone_at - last;
+        eprintln!("the key went {took:?} after the last keepalive (TTL {ttl:?})");
+        assert!(
+            took >= ttl,
+            "gone {took:?} after the last keepalive: before its TTL"
+        );
+        assert!(
+            took <= ttl + Duration::from_millis(400 + 1_500),
+            "gone only after {took:?}"
+        );
+        let r = c
+            .request(new, Method::GET, &format!("/v1/lease/{id}"), "")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 404, "an expired lease is gone");
+        // Every replica saw it go as an expire event, once, and nothing
+        // before it.
+        let (ok, _) = any(&c.client, &survivors, Method::PUT, "/v1/kv/svc/after", "x")
+            .await
+            .unwrap();
+        assert_eq!(ok, Value::Bool(true));
+        let lines = tokio::time::timeout(Duration::from_secs(10), watch)
+            .await
+            .expect("the watcher saw the expiry")
+            .unwrap();
+        let ops: Vec<&str> = lines
+            .iter()
+            .filter_map(|v| v["Op"].as_str())
+            .filter(|o| *o != "progress")
+            .collect();
+        assert_eq!(ops, ["put", "expire"], "{lines:?}");
+    })
+    .await;
+}
+
+/// A stream's JSON lines, until one with `"Op": until`.
+#[derive(Default)]
+struct Lines {
+    pending: Vec<u8>,
+    lines: Vec<Value>,
+    until: &'static str,
+}
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            if let Ok(v) = serde_json::from_slice::<Value>(&line) {
+                let done = v["Op"] == self.until;
+                self.lines.push(v);
+                if done {
+                    return Err(std::io::Error::other("seen"));
+                }
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
