@@ -228,3 +228,194 @@ impl std::io::Write for Lines {
         Ok(())
     }
 }
+
+/// One hold of the lock: the index that took it (its fencing value), the
+/// index of the holder's write to the guarded resource, and the index that
+/// freed it.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    /// When the holder got it.
+    at: Instant,
+    fence: u64,
+    wrote: u64,
+    freed: u64,
+}
+
+/// Takes the lock on `locks/job` for lease `id`, retrying while it is
+/// held; the fence.
+async fn take(client: &HttpsClient, apis: &[String], id: u64, me: &str) -> u64 {
+    loop {
+        let path = format!("/v1/kv/locks/job?acquire={id}");
+        match any(client, apis, Method::PUT, &path, me).await {
+            Some((Value::Bool(true), fence)) => return fence,
+            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+async fn grant(client: &HttpsClient, apis: &[String], ttl: &str) -> u64 {
+    let (v, _) = any(
+        client,
+        apis,
+        Method::PUT,
+        &format!("/v1/lease?ttl={ttl}"),
+        "",
+    )
+    .await
+    .expect("grant");
+    v["ID"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contending_holders_never_overlap_and_a_dead_holders_lock_is_freed() {
+    let c = cluster(&["active"; 3], true);
+    deadline(150, async {
+        c.leader(&[]).await;
+        let apis: Vec<String> = c.nodes.iter().map(|n| n.api.clone()).collect();
+        // A holder that dies: it takes the lock and never frees it nor
+        // keeps its lease alive. The others wait out its TTL.
+        let dead = grant(&c.client, &apis, "2s").await;
+        let dead_fence = take(&c.client, &apis, dead, "dead").await;
+        let taken = Instant::now();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut clients = tokio::task::JoinSet::new();
+        for n in 0..4 {
+            let (client, apis, stop) = (c.client.clone(), apis.clone(), stop.clone());
+            clients.spawn(async move {
+                let id = grant(&client, &apis, "5s").await;
+                let live = Arc::new(std::sync::Mutex::new(apis.clone()));
+                let keeper = keep_alive(client.clone(), live, id, Duration::from_secs(1), stop);
+                let mut holds = Vec::new();
+                for round in 0..4 {
+                    let me = format!("client {n} round {round}");
+                    let fence = take(&client, &apis, id, &me).await;
+                    let at = Instant::now();
+                    // The guarded write carries the fence.
+                    let (_, wrote) = any(
+                        &client,
+                        &apis,
+                        Method::PUT,
+                        "/v1/kv/resource",
+                        &fence.to_string(),
+                    )
+                    .await
+                    .expect("write");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let (ok, freed) = any(
+                        &client,
+                        &apis,
+                        Method::PUT,
+                        &format!("/v1/kv/locks/job?release={id}"),
+                        "",
+                    )
+                    .await
+                    .expect("release");
+                    assert_eq!(ok, Value::Bool(true), "{me}: the holder frees its lock");
+                    holds.push(Hold {
+                        at,
+                        fence,
+                        wrote,
+                        freed,
+                    });
+                }
+                keeper.abort();
+                holds
+            });
+        }
+        let mut holds = Vec::new();
+        while let Some(h) = clients.join_next().await {
+            holds.extend(h.unwrap());
+        }
+        stop.store(true, Ordering::SeqCst);
+        holds.sort_by_key(|h| h.fence);
+        assert_eq!(holds.len(), 16);
+        assert!(holds[0].fence > dead_fence);
+        let waited = holds[0].at - taken;
+        assert!(
+            waited >= Duration::from_secs(2),
+            "taken {waited:?} after the dead holder took it: its lease (2 s) still lived"
+        );
+        for h in &holds {
+            assert!(h.fence < h.wrote && h.wrote < h.freed, "{h:?}");
+        }
+        for w in holds.windows(2) {
+            assert!(w[0].freed < w[1].fence, "two holders at once: {w:?}");
+        }
+        // The lock counts every taking; the resource saw fences only rise.
+        let r = c
+            .request(0, Method::GET, "/v1/kv/locks/job", "")
+            .await
+            .unwrap();
+        let v = r.json().unwrap();
+        assert_eq!(v[0]["LockIndex"], 17, "{v}");
+        assert_eq!(v[0]["Session"], Value::Null, "{v}");
+        let r = c
+            .request(0, Method::GET, "/v1/kv/resource?raw", "")
+            .await
+            .unwrap();
+        let last: u64 = String::from_utf8_lossy(&r.body).parse().unwrap();
+        assert_eq!(last, holds.last().unwrap().fence);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raftctl_lock_runs_commands_one_at_a_time_with_rising_fences() {
+    let c = cluster(&["active"; 3], true);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("held.log");
+    deadline(120, async {
+        c.leader(&[]).await;
+        let apis: Vec<String> = c.nodes.iter().map(|n| n.api.clone()).collect();
+        let script = format!(
+            "echo start $RAFT_LOCK_FENCE >> {0}; sleep 0.3; echo end $RAFT_LOCK_FENCE >> {0}",
+            log.display()
+        );
+        let runs: Vec<_> = (0..3)
+            .map(|_| {
+                std::process::Command::new(env!("CARGO_BIN_EXE_raftctl"))
+                    .arg("--certs")
+                    .arg(common::certs())
+                    .args([
+                        "--nodes",
+                        &apis.join(","),
+                        "lock",
+                        "jobs/nightly",
+                        "--ttl",
+                        "5s",
+                        "--",
+                    ])
+                    .args(["sh", "-c", &script])
+                    .spawn()
+                    .expect("raftctl lock")
+            })
+            .collect();
+        for mut r in runs {
+            let status = tokio::task::spawn_blocking(move || r.wait())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(status.success());
+        }
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<(&str, u64)> = text
+            .lines()
+            .map(|l| {
+                let (what, fence) = l.split_once(' ').unwrap();
+                (what, fence.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(lines.len(), 6, "{text}");
+        for (k, pair) in lines.chunks(2).enumerate() {
+            assert_eq!((pair[0].0, pair[1].0), ("start", "end"), "overlap: {text}");
+            assert_eq!(pair[0].1, pair[1].1, "{text}");
+            if k > 0 {
+                assert!(pair[0].1 > lines[2 * k - 1].1, "fences must rise: {text}");
+            }
+        }
+        // raftctl freed the lock and revoked its leases.
+        let r = c.request(0, Method::GET, "/v1/leases", "").await.unwrap();
+        assert_eq!(r.json().unwrap(), serde_json::json!([]));
+    })
+    .await;
+}
