@@ -419,3 +419,80 @@ async fn raftctl_lock_runs_commands_one_at_a_time_with_rising_fences() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_and_locks_survive_snapshots_and_a_restart_of_every_node() {
+    // Snapshots every 20 entries, the log compacted behind them: a restart
+    // restores leases and locks from a snapshot, not from the log.
+    let flags = ["--snapshot-entries", "20", "--keep-entries", "0"];
+    let mut c = common::cluster_with(&["active"; 3], false, &flags);
+    deadline(120, async {
+        c.leader(&[]).await;
+        let apis: Vec<String> = c.nodes.iter().map(|n| n.api.clone()).collect();
+        let id = grant(&c.client, &apis, "3s").await;
+        let path = format!("/v1/kv/svc/b?lease={id}");
+        any(&c.client, &apis, Method::PUT, &path, "up")
+            .await
+            .expect("put");
+        let fence = take(&c.client, &apis, id, "holder").await;
+        for i in 0..50 {
+            let path = format!("/v1/kv/filler/{i}");
+            any(&c.client, &apis, Method::PUT, &path, "x")
+                .await
+                .expect("filler");
+        }
+        for i in 0..3 {
+            assert!(c.stop(i, Duration::from_secs(10)), "node {i} did not stop");
+        }
+        c.start_all().unwrap();
+        let l = c.leader(&[]).await;
+        let snap = c.status(l).await.unwrap()["snapshot_index"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(
+            snap > fence,
+            "restarted from a snapshot after the lock ({snap})"
+        );
+        // The lease, its key and its lock came back; the new leader gives
+        // the lease a full TTL, and it then expires as usual.
+        let (info, _) = any(
+            &c.client,
+            &apis,
+            Method::GET,
+            &format!("/v1/lease/{id}"),
+            "",
+        )
+        .await
+        .expect("the lease survived");
+        let keys: Vec<&str> = info["Keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|k| k["Key"].as_str())
+            .collect();
+        assert_eq!(keys, ["locks/job", "svc/b"], "{info}");
+        let r = c
+            .request(l, Method::GET, "/v1/kv/locks/job", "")
+            .await
+            .unwrap();
+        let v = r.json().unwrap();
+        assert_eq!(v[0]["Session"], id.to_string(), "{v}");
+        assert_eq!(v[0]["ModifyIndex"], fence, "{v}");
+        let gone = Instant::now();
+        while exists(&c.client, &apis, "svc/b").await != Some(false) {
+            assert!(
+                gone.elapsed() < Duration::from_secs(15),
+                "the lease never expired"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let r = c
+            .request(l, Method::GET, "/v1/kv/locks/job", "")
+            .await
+            .unwrap();
+        let v = r.json().unwrap();
+        assert_eq!(v[0]["Session"], Value::Null, "freed with its lease: {v}");
+        assert_eq!(v[0]["LockIndex"], 1, "{v}");
+    })
+    .await;
+}

@@ -34,6 +34,11 @@ pub struct Args {
     /// followers during the load runs.
     #[arg(long, default_value_t = 0)]
     watchers: usize,
+    /// `cluster`: also grant this many leases (a key attached to each)
+    /// and measure keeping them alive: node CPU per keepalive, and the
+    /// idle cost of holding them.
+    #[arg(long, default_value_t = 0)]
+    leases: usize,
     /// `cluster`: keep the logs in memory (to see what fsync costs).
     #[arg(long)]
     memory: bool,
@@ -59,6 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 &args.clients,
                 args.memory,
                 args.watchers,
+                args.leases,
             )?,
         },
         other => bail!("unknown benchmark {other:?} (known: log, net, cluster, core)"),

@@ -47,6 +47,7 @@ pub fn run(
     clients: &[usize],
     memory: bool,
     watchers: usize,
+    leases: usize,
 ) -> anyhow::Result<Value> {
     // Each watch stream holds a connection, all from this one address.
     let room = |n: usize| (n + watchers).to_string();
@@ -79,6 +80,11 @@ pub fn run(
         let mut txns = load(&c.client, &api, 64, seconds, Kind::Txn, None).await?;
         cpu.report(&mut txns);
         let probed = probe.stop().await;
+        let lease_report = if leases > 0 {
+            keep_leases_alive(&c, &api, leases, seconds).await?
+        } else {
+            Value::Null
+        };
         let status = status_of(&c, leader).await;
         let keys = status["keys"].as_u64().unwrap_or(0);
         let mut watch = Value::Null;
@@ -97,6 +103,7 @@ pub fn run(
             "writes": writes,
             "linearizable_reads": reads,
             "transactions_of_4_sets": txns,
+            "leases": lease_report,
             "memory": {
                 "keys_in_store": keys,
                 "nodes_peak_rss_mb": c.nodes.iter().filter_map(|n| n.pid()).map(peak_rss_mb).collect::<Vec<_>>(),
@@ -239,6 +246,78 @@ pub fn catch_up(dir: &Path, keys: u64, memory: bool) -> anyhow::Result<Value> {
     })
 }
 
+/// Grants `n` leases (a key on each) and keeps them alive as fast as 64
+/// clients can: the nodes' CPU per keepalive, and the leader's idle CPU
+/// before and after the leases exist (what holding them costs).
+async fn keep_leases_alive(
+    c: &ProcessCluster,
+    api: &str,
+    n: usize,
+    seconds: f64,
+) -> anyhow::Result<Value> {
+    let idle_before = idle_cpu(c, seconds).await;
+    let t0 = Instant::now();
+    let ids = grant_leases(&c.client, api, n).await?;
+    let grant_s = t0.elapsed().as_secs_f64();
+    let idle_after = idle_cpu(c, seconds).await;
+    let ids: &'static [u64] = Box::leak(ids.into_boxed_slice());
+    let cpu = Cpu::start(c);
+    let mut run = load(&c.client, api, 64, seconds, Kind::Keepalive(ids), None).await?;
+    cpu.report(&mut run);
+    Ok(json!({
+        "leases": n,
+        "ttl_seconds": 60,
+        "grants_per_sec_with_a_put_each": (n as f64 / grant_s).round(),
+        "keepalives": run,
+        "idle_nodes_cpu_percent": { "without_leases": idle_before, "with_leases": idle_after },
+    }))
+}
+
+/// The nodes' CPU use together over `seconds` of no load, in percent of
+/// one core.
+async fn idle_cpu(c: &ProcessCluster, seconds: f64) -> f64 {
+    let pids: Vec<String> = c
+        .nodes
+        .iter()
+        .filter_map(|n| n.pid())
+        .map(|p| p.to_string())
+        .collect();
+    let used = || pids.iter().map(|p| cpu_seconds(p)).sum::<f64>();
+    let before = used();
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    ((used() - before) / seconds * 1000.0).round() / 10.0
+}
+
+/// Grants `n` leases of 60 s, 64 at a time, each with a key attached.
+async fn grant_leases(client: &HttpsClient, api: &str, n: usize) -> anyhow::Result<Vec<u64>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..64usize {
+        let (client, api) = (client.clone(), api.to_string());
+        tasks.spawn(async move {
+            let mut ids = Vec::new();
+            for k in (t..n).step_by(64) {
+                let r = client
+                    .request(&api, Method::PUT, "/v1/lease?ttl=60s", &[], Bytes::new())
+                    .await?;
+                let id = r.json().and_then(|v| v["ID"].as_u64());
+                let id = id.ok_or_else(|| anyhow::anyhow!("grant failed: {}", r.status))?;
+                let path = format!("/v1/kv/leased/{k:08x}?lease={id}");
+                let r = client
+                    .request(&api, Method::PUT, &path, &[], Bytes::from_static(b"up"))
+                    .await?;
+                anyhow::ensure!(r.status.is_success(), "leased put failed: {}", r.status);
+                ids.push(id);
+            }
+            Ok::<_, anyhow::Error>(ids)
+        });
+    }
+    let mut ids = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        ids.extend(r??);
+    }
+    Ok(ids)
+}
+
 async fn status_of(c: &ProcessCluster, i: usize) -> Value {
     c.status(i).await.unwrap_or_default()
 }
@@ -293,6 +372,8 @@ enum Kind {
     Read,
     /// `PUT /v1/txn` of four `set`s of new keys.
     Txn,
+    /// `PUT /v1/lease/<id>/keepalive` of one of these leases.
+    Keepalive(&'static [u64]),
 }
 
 impl Kind {
@@ -302,6 +383,11 @@ impl Kind {
         match self {
             Kind::Put => (Method::PUT, format!("/v1/kv/{}", key(n)), value.clone()),
             Kind::Read => (Method::GET, format!("/v1/kv/{}?raw", key(0)), Bytes::new()),
+            Kind::Keepalive(ids) => {
+                let id = ids[((t as u64) << 32 | n) as usize % ids.len()];
+                let path = format!("/v1/lease/{id}/keepalive");
+                (Method::PUT, path, Bytes::new())
+            }
             Kind::Txn => {
                 use base64::Engine;
                 let v = base64::engine::general_purpose::STANDARD.encode(value);
