@@ -1,5 +1,6 @@
 //! `PUT /v1/txn` on a real cluster: all or nothing through any node, and a
-//! bank-transfer workload under kill -9 that must keep its total.
+//! bank-transfer workload under kill -9 that must keep its total and be
+//! linearizable (checked as one object: transfers and reads span keys).
 
 mod common;
 
@@ -8,10 +9,11 @@ use common::{cluster, deadline};
 use raft_core::Rng;
 use raft_kv::api::HttpsClient;
 use raft_kv::api::client::{Method, Reply};
+use raft_sim::linearizability::{self, BankOp, Timed, Verdict};
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
@@ -172,20 +174,30 @@ async fn bank_transfers_under_kill_9_keep_the_total() {
         };
         let stop = Arc::new(AtomicBool::new(false));
         let (done, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let history = Arc::new(Mutex::new(Vec::<Timed<BankOp>>::new()));
+        let start = Instant::now();
+        let now = move || start.elapsed().as_nanos() as u64;
         let mut clients = vec![];
         for id in 0..4u64 {
             let (client, apis) = (client.clone(), apis.clone());
             let (stop, done, refused) = (stop.clone(), done.clone(), refused.clone());
+            let history = history.clone();
             let mut rng = Rng::new(seed ^ (id + 1).wrapping_mul(0x9E37_79B9));
             clients.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     let api = &apis[rng.range(0, 3) as usize];
                     let a = rng.range(0, ACCOUNTS);
                     let b = (a + 1 + rng.range(0, ACCOUNTS - 1)) % ACCOUNTS;
+                    let call = now();
                     let Some([(x, ix), (y, iy)]) = balances(&client, api, a, b).await else {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         continue;
                     };
+                    history.lock().unwrap().push(Timed {
+                        op: BankOp::Read(vec![(a as usize, x), (b as usize, y)]),
+                        call,
+                        ret: Some(now()),
+                    });
                     let amount = rng.range(0, 30) as i64;
                     // Never overdraw: the transfer is at most what a has.
                     let amount = amount.min(x);
@@ -205,14 +217,29 @@ async fn bank_transfers_under_kill_9_keep_the_total() {
                             0
                         ),
                     ]);
-                    match send(&client, api, &ops).await.map(|r| r.status.as_u16()) {
-                        Some(200) => done.fetch_add(1, Ordering::Relaxed),
-                        Some(409) => refused.fetch_add(1, Ordering::Relaxed),
+                    let op = BankOp::Transfer {
+                        from: a as usize,
+                        to: b as usize,
+                        seen: (x, y),
+                        amount,
+                    };
+                    let call = now();
+                    let ret = match send(&client, api, &ops).await.map(|r| r.status.as_u16()) {
+                        Some(200) => {
+                            done.fetch_add(1, Ordering::Relaxed);
+                            Some(now())
+                        }
+                        // Refused by a compare: it changed nothing.
+                        Some(409) => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
                         // Unknown outcome: applied once or not at all (the
                         // compares make a retry harmless); either way the
                         // total holds.
-                        _ => 0,
+                        _ => None,
                     };
+                    history.lock().unwrap().push(Timed { op, call, ret });
                 }
             }));
         }
@@ -265,6 +292,21 @@ async fn bank_transfers_under_kill_9_keep_the_total() {
             "seed {seed}"
         );
         assert!(done > 20, "too few transfers got through: {done}");
+        // The final balances, read after everything, are part of it.
+        let mut ops = history.lock().unwrap().clone();
+        let end = now();
+        ops.push(Timed {
+            op: BankOp::Read(got.iter().copied().enumerate().collect()),
+            call: end,
+            ret: Some(end + 1),
+        });
+        let verdict = linearizability::check_bank(vec![START; ACCOUNTS as usize], &ops);
+        eprintln!("{} operations checked: {verdict:?}", ops.len());
+        assert_eq!(
+            verdict,
+            Verdict::Linearizable,
+            "the bank's history is not linearizable (seed {seed}): {ops:?}"
+        );
     })
     .await;
 }

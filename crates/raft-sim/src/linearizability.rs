@@ -1,8 +1,11 @@
 //! A linearizability checker for a history of register operations (put,
 //! get, compare-and-set; Wing & Gong's search with Lowe's memoization, as
-//! in Porcupine), run per key since keys are independent registers.
+//! in Porcupine), run per key since keys are independent registers; and
+//! the same search over any model (`check_model`), for operations that
+//! span keys (transactions).
 
 use std::collections::{BTreeMap, HashSet};
+use std::hash::Hash;
 
 /// Key of a register.
 pub type Key = u8;
@@ -107,12 +110,61 @@ pub fn check(history: &[Op]) -> Result<(), (Key, Verdict, Vec<Op>)> {
 /// time and with a register's semantics. Lost writes (no `ret`) may be left
 /// out; every completed operation must be placed.
 pub fn check_register(ops: &[Op]) -> Verdict {
+    let timed: Vec<Timed<OpKind>> = ops
+        .iter()
+        .map(|o| Timed {
+            op: o.kind.clone(),
+            call: o.call,
+            ret: o.ret,
+        })
+        .collect();
+    check_model(None::<Value>, &timed, |&value, kind, known| match *kind {
+        OpKind::Put(v) => Some(Some(v)),
+        OpKind::Get(r) if r == value => Some(value),
+        OpKind::Get(_) => None,
+        // A swap of unknown outcome is placed only as one that swapped:
+        // one that did not changed nothing, as if never.
+        OpKind::Cas {
+            expect,
+            new,
+            swapped,
+        } if expect == value && (swapped || !known) => Some(Some(new)),
+        OpKind::Cas {
+            expect,
+            swapped: false,
+            ..
+        } if known && expect != value => Some(value),
+        OpKind::Cas { .. } => None,
+    })
+}
+
+/// An operation of a history for `check_model`: invoked at `call`, answered
+/// at `ret` (`None`: the outcome is unknown, so it took effect at some
+/// point after `call`, or never).
+#[derive(Clone, Debug)]
+pub struct Timed<O> {
+    pub op: O,
+    pub call: u64,
+    pub ret: Option<u64>,
+}
+
+/// Searches for an order of `ops` consistent with real time in which each
+/// one, applied to the state the ones before it left (from `init`), is
+/// allowed: `step(state, op, known)` is the state after `op` if `op` can
+/// take effect in `state` (`known`: its answer arrived, so what it
+/// answered must hold). Operations of unknown outcome may be left out;
+/// every answered one must be placed.
+pub fn check_model<S: Clone + Eq + Hash, O>(
+    init: S,
+    ops: &[Timed<O>],
+    step: impl Fn(&S, &O, bool) -> Option<S>,
+) -> Verdict {
     let n = ops.len();
     let words = n.div_ceil(64).max(1);
     let must: usize = ops.iter().filter(|o| o.ret.is_some()).count();
-    let mut seen: HashSet<(Vec<u64>, Option<Value>)> = HashSet::new();
-    // Explicit stack: (linearized set, register value, placed completed ops).
-    let mut stack = vec![(vec![0u64; words], None::<Value>, 0usize)];
+    let mut seen: HashSet<(Vec<u64>, S)> = HashSet::new();
+    // Explicit stack: (linearized set, model state, placed completed ops).
+    let mut stack = vec![(vec![0u64; words], init, 0usize)];
     while let Some((done, value, placed)) = stack.pop() {
         if placed == must {
             return Verdict::Linearizable;
@@ -132,27 +184,12 @@ pub fn check_register(ops: &[Op]) -> Verdict {
                 continue;
             }
             let known = ops[i].ret.is_some();
-            let next_value = match ops[i].kind {
-                OpKind::Put(v) => Some(v),
-                OpKind::Get(r) if r == value => value,
-                OpKind::Get(_) => continue,
-                // A swap of unknown outcome is placed only as one that
-                // swapped: one that did not changed nothing, as if never.
-                OpKind::Cas {
-                    expect,
-                    new,
-                    swapped,
-                } if expect == value && (swapped || !known) => Some(new),
-                OpKind::Cas {
-                    expect,
-                    swapped: false,
-                    ..
-                } if known && expect != value => value,
-                OpKind::Cas { .. } => continue,
+            let Some(next_value) = step(&value, &ops[i].op, known) else {
+                continue;
             };
             let mut next = done.clone();
             next[i / 64] |= 1 << (i % 64);
-            if seen.insert((next.clone(), next_value)) {
+            if seen.insert((next.clone(), next_value.clone())) {
                 let placed = placed + usize::from(ops[i].ret.is_some());
                 stack.push((next, next_value, placed));
             }
@@ -161,9 +198,92 @@ pub fn check_register(ops: &[Op]) -> Verdict {
     Verdict::NotLinearizable
 }
 
+/// An operation on a bank of accounts (transactions over several keys).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BankOp {
+    /// Balances read together, atomically: (account, balance).
+    Read(Vec<(usize, i64)>),
+    /// Moves `amount` from `from` to `to` if their balances are still
+    /// `seen` (what the client read before: a compare on each).
+    Transfer {
+        from: usize,
+        to: usize,
+        seen: (i64, i64),
+        amount: i64,
+    },
+}
+
+/// Whether a bank history is linearizable, from balances `start`. Give
+/// only transfers that applied (answered) or whose outcome is unknown: a
+/// refused one changed nothing, and its refusal (another write came
+/// between) is not checked, since balances alone cannot tell that.
+pub fn check_bank(start: Vec<i64>, ops: &[Timed<BankOp>]) -> Verdict {
+    check_model(start, ops, |bal, op, _known| match op {
+        BankOp::Read(seen) => seen.iter().all(|&(a, b)| bal[a] == b).then(|| bal.clone()),
+        &BankOp::Transfer {
+            from,
+            to,
+            seen,
+            amount,
+        } => {
+            if (bal[from], bal[to]) != seen {
+                return None;
+            }
+            let mut next = bal.clone();
+            next[from] -= amount;
+            next[to] += amount;
+            Some(next)
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn timed(op: BankOp, call: u64, ret: Option<u64>) -> Timed<BankOp> {
+        Timed { op, call, ret }
+    }
+
+    fn transfer(seen: (i64, i64), amount: i64) -> BankOp {
+        BankOp::Transfer {
+            from: 0,
+            to: 1,
+            seen,
+            amount,
+        }
+    }
+
+    #[test]
+    fn a_bank_history_is_checked_across_accounts() {
+        let read = |a, b| BankOp::Read(vec![(0, a), (1, b)]);
+        // A transfer, then a read of its result; a lost one never seen.
+        let ok = [
+            timed(transfer((10, 0), 4), 0, Some(2)),
+            timed(read(6, 4), 3, Some(4)),
+            timed(transfer((6, 4), 1), 5, None),
+            timed(read(6, 4), 6, Some(7)),
+        ];
+        assert_eq!(check_bank(vec![10, 0], &ok), Verdict::Linearizable);
+        // A read that saw the debit without the credit: not atomic.
+        let torn = [
+            timed(transfer((10, 0), 4), 0, Some(5)),
+            timed(read(6, 0), 1, Some(3)),
+        ];
+        assert_eq!(check_bank(vec![10, 0], &torn), Verdict::NotLinearizable);
+        // A lost update: two transfers from the same balances both applied.
+        let lost = [
+            timed(transfer((10, 0), 4), 0, Some(2)),
+            timed(transfer((10, 0), 3), 0, Some(2)),
+        ];
+        assert_eq!(check_bank(vec![10, 0], &lost), Verdict::NotLinearizable);
+        // A stale read, after a transfer returned.
+        let stale = [
+            timed(transfer((10, 0), 4), 0, Some(1)),
+            timed(read(10, 0), 2, Some(3)),
+        ];
+        assert_eq!(check_bank(vec![10, 0], &stale), Verdict::NotLinearizable);
+    }
 
     fn op(kind: OpKind, call: u64, ret: Option<u64>) -> Op {
         Op {
