@@ -106,16 +106,9 @@ async fn a_leased_key_lives_while_kept_alive_across_a_leader_kill_and_goes_after
         // A watcher sees what happens to the key, from its put on.
         let watch = {
             let (client, api) = (c.client.clone(), apis[(l + 1) % 3].clone());
+            let path = format!("/v1/watch/svc/a?from={at}");
             tokio::spawn(async move {
-                let mut client = client;
-                client.timeout = Duration::from_secs(60);
-                let mut out = Lines {
-                    until: "expire",
-                    ..Lines::default()
-                };
-                let path = format!("/v1/watch/svc/a?from={at}");
-                let _ = client.download(&api, &path, &mut out).await;
-                out.lines
+                common::stream(&client, &api, &path, |v| v["Op"] == "expire").await
             })
         };
         let live = Arc::new(std::sync::Mutex::new(apis.clone()));
@@ -199,34 +192,6 @@ async fn a_leased_key_lives_while_kept_alive_across_a_leader_kill_and_goes_after
         assert_eq!(ops, ["put", "expire"], "{lines:?}");
     })
     .await;
-}
-
-/// A stream's JSON lines, until one with `"Op": until`.
-#[derive(Default)]
-struct Lines {
-    pending: Vec<u8>,
-    lines: Vec<Value>,
-    until: &'static str,
-}
-
-impl std::io::Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.pending.extend_from_slice(buf);
-        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            if let Ok(v) = serde_json::from_slice::<Value>(&line) {
-                let done = v["Op"] == self.until;
-                self.lines.push(v);
-                if done {
-                    return Err(std::io::Error::other("seen"));
-                }
-            }
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// One hold of the lock: the index that took it (its fencing value), the

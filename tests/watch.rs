@@ -5,61 +5,13 @@
 
 mod common;
 
-use common::{cluster_with, deadline};
-use raft_kv::api::HttpsClient;
+use common::{cluster_with, deadline, stream};
 use raft_kv::api::client::Method;
 use serde_json::Value;
-use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
-
-/// The lines of a watch stream until `stop` says so (or the stream ends).
-struct Collect<F: FnMut(&Value) -> bool> {
-    pending: Vec<u8>,
-    lines: Vec<Value>,
-    stop: F,
-}
-
-impl<F: FnMut(&Value) -> bool> Write for Collect<F> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.pending.extend_from_slice(buf);
-        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            let v: Value = serde_json::from_slice(&line).expect("a JSON line");
-            let stop = (self.stop)(&v);
-            self.lines.push(v);
-            if stop {
-                return Err(std::io::Error::other("enough"));
-            }
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The lines a node streams for `path` until `stop`.
-async fn stream(
-    client: &HttpsClient,
-    api: &str,
-    path: &str,
-    stop: impl FnMut(&Value) -> bool + Send,
-) -> Vec<Value> {
-    let mut client = client.clone();
-    client.timeout = Duration::from_secs(60);
-    let mut out = Collect {
-        pending: Vec::new(),
-        lines: Vec::new(),
-        stop,
-    };
-    if let Err(e) = client.download(api, path, &mut out).await {
-        eprintln!("watch {path} on {api} ended: {e}");
-    }
-    out.lines
-}
 
 fn events(lines: &[Value]) -> Vec<(u64, String, String)> {
     lines

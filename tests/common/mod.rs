@@ -243,3 +243,50 @@ pub async fn write_many(c: &TestCluster, via: usize, n: usize, prefix: &str) -> 
     }
     top
 }
+
+/// The lines of a watch stream until `stop` says so (or the stream ends).
+struct Collect<F: FnMut(&serde_json::Value) -> bool> {
+    pending: Vec<u8>,
+    lines: Vec<serde_json::Value>,
+    stop: F,
+}
+
+impl<F: FnMut(&serde_json::Value) -> bool> std::io::Write for Collect<F> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            let v: serde_json::Value = serde_json::from_slice(&line).expect("a JSON line");
+            let stop = (self.stop)(&v);
+            self.lines.push(v);
+            if stop {
+                return Err(std::io::Error::other("enough"));
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The JSON lines a node streams for `path` (a watch, a log follow) until
+/// `stop` says so or the stream ends.
+pub async fn stream(
+    client: &raft_kv::api::HttpsClient,
+    api: &str,
+    path: &str,
+    stop: impl FnMut(&serde_json::Value) -> bool + Send,
+) -> Vec<serde_json::Value> {
+    let mut client = client.clone();
+    client.timeout = Duration::from_secs(60);
+    let mut out = Collect {
+        pending: Vec::new(),
+        lines: Vec::new(),
+        stop,
+    };
+    if let Err(e) = client.download(api, path, &mut out).await {
+        eprintln!("watch {path} on {api} ended: {e}");
+    }
+    out.lines
+}

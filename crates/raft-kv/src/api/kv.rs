@@ -148,17 +148,23 @@ fn put_op(ns: String, key: &str, value: Bytes, q: &Query) -> Result<Op, ApiError
     }
 }
 
-/// Replicates one KV write; answers Consul-style `true` / `false`.
-async fn write(ctx: &ApiContext, op: Op, q: &Query) -> ApiResult {
-    let req = Request {
-        session: session(q)?,
-        op,
-    };
-    let (index, out) = ctx
-        .node
+/// Replicates `op` (with the client's `session`): its index and what
+/// applying it answered.
+pub(super) async fn propose(
+    ctx: &ApiContext,
+    session: Option<(u64, u64)>,
+    op: Op,
+) -> Result<(u64, Output), ApiError> {
+    let req = Request { session, op };
+    ctx.node
         .propose(command::encode(&req))
         .await
-        .map_err(ApiError::from_node)?;
+        .map_err(ApiError::from_node)
+}
+
+/// Replicates one KV write; answers Consul-style `true` / `false`.
+async fn write(ctx: &ApiContext, op: Op, q: &Query) -> ApiResult {
+    let (index, out) = propose(ctx, session(q)?, op).await?;
     let r = match out {
         Output::Done(ok) => http::json(StatusCode::OK, &json!(ok)),
         // Consul answers a delete with true whether or not the key existed.
@@ -300,15 +306,7 @@ pub async fn namespaces(ctx: &ApiContext, q: &Query) -> ApiResult {
 pub async fn drop_namespace(ctx: &ApiContext, ns: &str, q: &Query) -> ApiResult {
     let ns = http::decode(ns)?;
     check_namespace(&ns)?;
-    let req = Request {
-        session: session(q)?,
-        op: Op::DropNamespace { ns },
-    };
-    let (index, out) = ctx
-        .node
-        .propose(command::encode(&req))
-        .await
-        .map_err(ApiError::from_node)?;
+    let (index, out) = propose(ctx, session(q)?, Op::DropNamespace { ns }).await?;
     let removed = match out {
         Output::Removed(n) => n,
         _ => 0,

@@ -18,7 +18,7 @@
 use super::ApiContext;
 use super::http::{self, ApiError, ApiResult, Query};
 use super::kv;
-use crate::command::{self, Op, Output, Request};
+use crate::command::{Op, Output};
 use crate::lease::{LeaseId, Leases, MAX_TTL_MS, MIN_TTL_MS};
 use hyper::StatusCode;
 use raft_core::Term;
@@ -144,16 +144,12 @@ pub async fn run(ctx: std::sync::Arc<ApiContext>, mut drain: tokio::sync::watch:
             continue;
         }
         let n = due.len() as u64;
-        let req = Request {
-            session: None,
-            op: Op::LeaseExpire { ids: due },
-        };
-        match ctx.node.propose(command::encode(&req)).await {
+        match kv::propose(&ctx, None, Op::LeaseExpire { ids: due }).await {
             Ok(_) => {
                 ctx.lessor.expired.fetch_add(n, Ordering::Relaxed);
             }
             // Retried after RETRY_EXPIRY if this node still leads.
-            Err(e) => tracing::info!("proposing {n} lease expiries: {e}"),
+            Err(e) => tracing::info!("proposing {n} lease expiries: {}", e.message),
         }
     }
 }
@@ -186,15 +182,7 @@ pub async fn grant(ctx: &ApiContext, q: &Query) -> ApiResult {
         ns: kv::namespace(q)?,
         ttl_ms: ttl(q)?,
     };
-    let req = Request {
-        session: kv::session(q)?,
-        op,
-    };
-    let (index, out) = ctx
-        .node
-        .propose(command::encode(&req))
-        .await
-        .map_err(ApiError::from_node)?;
+    let (index, out) = kv::propose(ctx, kv::session(q)?, op).await?;
     let Output::Granted { id, ttl_ms } = out else {
         return Err(super::kv::unexpected(out));
     };
@@ -287,15 +275,7 @@ pub async fn revoke(ctx: &ApiContext, id: &str, q: &Query) -> ApiResult {
     q.allow(&["ns", "client", "seq"])?;
     let ns = kv::namespace(q)?;
     let (id, _) = lease_in(ctx, id, &ns)?;
-    let req = Request {
-        session: kv::session(q)?,
-        op: Op::LeaseRevoke { id },
-    };
-    let (index, out) = ctx
-        .node
-        .propose(command::encode(&req))
-        .await
-        .map_err(ApiError::from_node)?;
+    let (index, out) = kv::propose(ctx, kv::session(q)?, Op::LeaseRevoke { id }).await?;
     let deleted = match out {
         Output::Removed(n) => n,
         Output::NoLease(id) => return Err(super::kv::no_lease(id)),

@@ -7,7 +7,7 @@ use super::ApiContext;
 use super::access::{self, Need, Principal, Scope};
 use super::http::{self, ApiError, ApiResult, Query};
 use super::kv;
-use crate::command::{self, Op, Output, Request};
+use crate::command::{Op, Output};
 use crate::txn::{MAX_OPS, TxnEntry, TxnError, TxnOp, Verb};
 use base64::Engine;
 use bytes::Bytes;
@@ -102,15 +102,7 @@ pub async fn handle(ctx: &ApiContext, who: &Principal, q: &Query, body: Bytes) -
         .map(|(k, item)| parse(item.kv).map_err(|e| at(k, e)))
         .collect::<Result<Vec<_>, _>>()?;
     authorize(who, &ops)?;
-    let req = Request {
-        session: kv::session(q)?,
-        op: Op::Txn(ops),
-    };
-    let (index, out) = ctx
-        .node
-        .propose(command::encode(&req))
-        .await
-        .map_err(ApiError::from_node)?;
+    let (index, out) = kv::propose(ctx, kv::session(q)?, Op::Txn(ops)).await?;
     let (status, reply) = match out {
         Output::Txn(Ok(entries)) => (StatusCode::OK, results(index, entries)),
         Output::Txn(Err(errors)) => (StatusCode::CONFLICT, failures(index, errors)),
