@@ -20,8 +20,10 @@ use crate::store::Key;
 use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 
-/// A lease's id: the log index of the entry that granted it, so ids are
-/// unique, never reused, and the same on every replica.
+/// A lease's id: the log index of the entry that granted it, or one past
+/// the last id given if that is larger (a backup restored into a new
+/// cluster keeps its leases' ids from the old log), so ids rise, are never
+/// reused, and are the same on every replica.
 pub type LeaseId = u64;
 
 /// The shortest TTL a lease may have: shorter would expire on an
@@ -70,13 +72,16 @@ pub struct Lease {
 #[derive(Clone, Debug, Default)]
 pub struct Leases {
     pub(crate) by_id: OrdMap<LeaseId, Lease>,
+    /// The last id given (invariant: >= every id in `by_id`).
+    pub(crate) last_id: LeaseId,
 }
 
 /// Leases are equal when they have the same ids and TTLs (key sets are
 /// an index, see the module docs).
 impl PartialEq for Leases {
     fn eq(&self, other: &Self) -> bool {
-        self.by_id.len() == other.by_id.len()
+        self.last_id == other.last_id
+            && self.by_id.len() == other.by_id.len()
             && self
                 .by_id
                 .iter()
@@ -108,13 +113,27 @@ impl Leases {
         self.by_id.is_empty()
     }
 
-    pub(crate) fn grant(&mut self, id: LeaseId, ns: &str, ttl_ms: u64) {
+    /// The last id given.
+    pub fn last_id(&self) -> LeaseId {
+        self.last_id
+    }
+
+    /// A new lease granted by the entry at `index`; its id.
+    pub(crate) fn grant(&mut self, index: u64, ns: &str, ttl_ms: u64) -> LeaseId {
+        let id = index.max(self.last_id + 1);
+        self.insert(id, ns, ttl_ms);
+        id
+    }
+
+    /// Lease `id` as a snapshot holds it.
+    pub(crate) fn insert(&mut self, id: LeaseId, ns: &str, ttl_ms: u64) {
         let lease = Lease {
             ns: ns.to_string(),
             ttl_ms,
             ..Lease::default()
         };
         self.by_id.insert(id, lease);
+        self.last_id = self.last_id.max(id);
     }
 
     /// Notes that `key` in `ns` now involves lease `id` (if it exists);
@@ -153,22 +172,33 @@ mod tests {
     #[test]
     fn equality_is_ids_and_ttls_not_the_key_index() {
         let mut a = Leases::default();
-        a.grant(3, "n", 2_000);
+        a.insert(3, "n", 2_000);
         let mut b = a.clone();
         b.note(3, "ns", "k");
         assert_eq!(a, b);
-        b.grant(4, "n", 2_000);
+        b.insert(4, "n", 2_000);
         assert_ne!(a, b);
-        a.grant(4, "n", 3_000);
+        a.insert(4, "n", 3_000);
         assert_ne!(a, b);
-        a.grant(4, "m", 2_000);
+        a.insert(4, "m", 2_000);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn ids_rise_past_any_given_before() {
+        let mut l = Leases::default();
+        assert_eq!(l.grant(5, "n", 1_000), 5);
+        // Restored from an older cluster's backup: its ids run ahead.
+        l.insert(4_000, "n", 1_000);
+        assert_eq!(l.grant(6, "n", 1_000), 4_001);
+        l.remove(4_001);
+        assert_eq!(l.grant(7, "n", 1_000), 4_002, "never reused");
     }
 
     #[test]
     fn a_key_set_asks_for_a_prune_when_it_doubles() {
         let mut l = Leases::default();
-        l.grant(1, "n", 2_000);
+        l.insert(1, "n", 2_000);
         let due: Vec<bool> = (0..64).map(|i| l.note(1, "n", &i.to_string())).collect();
         assert!(!due[..63].iter().any(|d| *d) && due[63]);
         l.prune(1, |_, k| k.len() == 1);

@@ -64,6 +64,8 @@ enum Record {
     },
     /// The lease and lock of the key just before.
     Meta(KeyMeta),
+    /// The last lease id given (after the `Lease`s, when any was given).
+    LastLease(LeaseId),
 }
 
 fn bad(why: impl std::fmt::Display) -> io::Error {
@@ -96,6 +98,9 @@ pub fn write(state: &KvState, w: &mut dyn Write) -> io::Result<()> {
     for (id, l) in state.leases.iter() {
         let (ns, ttl_ms) = (l.ns.clone(), l.ttl_ms);
         put(w, &Record::Lease { id, ns, ttl_ms })?;
+    }
+    if state.leases.last_id() > 0 {
+        put(w, &Record::LastLease(state.leases.last_id()))?;
     }
     let (mut keys, mut sessions) = (0u64, 0u64);
     for (ns, m) in &state.namespaces {
@@ -181,7 +186,8 @@ pub fn read(r: &mut dyn Read) -> io::Result<KvState> {
                     .insert(key.clone(), v);
                 last_key = Some(key);
             }
-            Record::Lease { id, ns, ttl_ms } => st.leases.grant(id, &ns, ttl_ms),
+            Record::Lease { id, ns, ttl_ms } => st.leases.insert(id, &ns, ttl_ms),
+            Record::LastLease(id) => st.leases.last_id = id,
             Record::Meta(meta) => {
                 let (n, key) = (ns.as_ref(), last_key.as_ref());
                 let (n, key) = n.zip(key).expect("each_record: meta follows a key");
@@ -246,6 +252,7 @@ pub fn verify(r: &mut dyn Read) -> io::Result<Summary> {
             | Record::History { .. }
             | Record::Event(_)
             | Record::Lease { .. }
+            | Record::LastLease(_)
             | Record::Meta(_) => {}
         }
         Ok(())
@@ -295,16 +302,28 @@ struct Seen {
     last_event: Index,
     /// Whether the record before was a key (a `Meta` must follow one).
     after_key: bool,
+    /// The highest lease id seen, and the counter record's.
+    max_lease: LeaseId,
+    last_lease: Option<LeaseId>,
 }
 
 impl Seen {
     fn check(&mut self, rec: &Record, with_history: bool, with_leases: bool) -> io::Result<()> {
         let after_key = std::mem::replace(&mut self.after_key, false);
         match rec {
-            Record::Lease { .. } if !with_leases || self.in_namespace || self.applied == 0 => {
+            Record::Lease { .. }
+                if !with_leases
+                    || self.in_namespace
+                    || self.applied == 0
+                    || self.last_lease.is_some() =>
+            {
                 return Err(bad("a lease record out of place"));
             }
-            Record::Lease { .. } => {}
+            &Record::Lease { id, .. } => self.max_lease = self.max_lease.max(id),
+            Record::LastLease(_) if !with_leases || self.in_namespace => {
+                return Err(bad("a lease counter out of place"));
+            }
+            &Record::LastLease(id) => self.last_lease = Some(id),
             Record::Meta(_) if !with_leases || !after_key => {
                 return Err(bad("a key's meta out of place"));
             }
@@ -360,6 +379,12 @@ impl Seen {
                 }
                 if with_history && self.history.is_none() {
                     return Err(bad("no history record"));
+                }
+                if self.max_lease > self.last_lease.unwrap_or(0) {
+                    return Err(bad(format!(
+                        "lease {} is past the last lease id given ({:?})",
+                        self.max_lease, self.last_lease
+                    )));
                 }
             }
             &Record::Applied(i) => self.applied = i,

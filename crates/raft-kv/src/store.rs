@@ -342,8 +342,8 @@ impl KvState {
                 }
             }
             Op::LeaseGrant { ns, ttl_ms } => {
-                self.leases.grant(index, &ns, ttl_ms);
-                Output::Granted { id: index, ttl_ms }
+                let id = self.leases.grant(index, &ns, ttl_ms);
+                Output::Granted { id, ttl_ms }
             }
             Op::LeaseRevoke { id } => {
                 if !self.leases.contains(id) {
@@ -954,6 +954,34 @@ mod tests {
         let back = crate::snapshot::read(&mut bytes.as_slice()).unwrap();
         assert_eq!(back, s);
         assert_eq!(back.lease_keys(14).len(), 2);
+    }
+
+    #[test]
+    fn a_rebased_backups_leases_keep_their_ids_and_new_ones_come_after() {
+        let mut s = KvState::default();
+        let grant = || Op::LeaseGrant {
+            ns: "a".into(),
+            ttl_ms: 2_000,
+        };
+        apply(&mut s, 10, None, grant());
+        apply(&mut s, 11, None, lock("x", 10, true));
+        // A backup restored into a new cluster whose log starts again.
+        let mut s = s.rebased_at(1);
+        let out = apply(&mut s, 2, None, grant());
+        assert_eq!(
+            out,
+            Output::Granted {
+                id: 11,
+                ttl_ms: 2_000
+            }
+        );
+        assert_eq!(s.get("a", "x").unwrap().holder(), Some(10));
+        assert!(s.lease_keys(11).is_empty(), "lease 10's lock is not 11's");
+        let mut bytes = Vec::new();
+        crate::snapshot::write(&s, &mut bytes).unwrap();
+        let back = crate::snapshot::read(&mut bytes.as_slice()).unwrap();
+        assert_eq!(back.leases().last_id(), 11);
+        assert_eq!(back, s);
     }
 
     mod replicas {

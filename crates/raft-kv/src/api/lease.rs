@@ -310,7 +310,7 @@ mod tests {
     fn leases(ids: &[(LeaseId, u64)]) -> Leases {
         let mut l = Leases::default();
         for &(id, ttl) in ids {
-            l.grant(id, "n", ttl);
+            l.insert(id, "n", ttl);
         }
         l
     }
