@@ -271,6 +271,9 @@ struct SimNode {
     next_read: u64,
     /// The disk's storage id (`InitialState::storage`), drawn with it.
     storage: u64,
+    /// The disk this node's last wipe destroyed: its storage id, and the
+    /// entries it held (after its `log_prev`).
+    wiped: Option<(u64, (Index, Term), Vec<Entry>)>,
 }
 
 struct Sim {
@@ -333,7 +336,7 @@ impl Sim {
         let mut raft_cfg = Config::new(1);
         raft_cfg.election_tick = 10;
         raft_cfg.heartbeat_tick = rng.range(1, 4);
-        raft_cfg.pre_vote = rng.chance(4, 5);
+        raft_cfg.pre_vote = rng.chance(1, 2);
         raft_cfg.check_quorum = rng.chance(4, 5);
         raft_cfg.max_inflight = rng.range(1, 9) as usize;
         raft_cfg.max_append_entries = rng.range(1, 9) as usize;
@@ -341,10 +344,23 @@ impl Sim {
         // long writes widen the windows in which a crash loses data.
         let intensity = rng.range(1, 5);
         let max_disk_delay = rng.range(1, 3 * TICK + 1);
+        // Swarm testing (Groce et al.): half the seeds hold some messages
+        // up for as long as several election timeouts, so stale replies
+        // of earlier terms are common in them rather than never seen.
+        let slow = rng.chance(1, 2);
         let faults = Faults {
             drop_permille: rng.range(0, 151),
             dup_permille: rng.range(0, 51),
             max_delay: rng.range(2, 21),
+            slow_permille: if slow { rng.range(1, 201) } else { 0 },
+            // About one to two election timeouts: late enough to cross a
+            // term change, early enough to find its candidate still there.
+            max_slow: rng.range(10 * TICK, 25 * TICK + 1),
+            replay_permille: if rng.chance(1, 2) {
+                rng.range(1, 51)
+            } else {
+                0
+            },
         };
         let clients = (0..cfg.clients)
             .map(|i| Client::new(ids[i % ids.len()]))
@@ -414,6 +430,7 @@ impl Sim {
                 reads: Vec::new(),
                 next_read: 1,
                 storage: self.rng.next_u64() | 1,
+                wiped: None,
             },
         );
         if !self.ids.contains(&id) {
@@ -633,23 +650,36 @@ impl Sim {
     /// leader decided with: the one in force at the entry's index, or (once
     /// a joint phase committed and the leader moved on to the new voters
     /// alone) its latest one.
+    ///
+    /// A disk wiped since it acknowledged still counts with what it held
+    /// while the configuration records its storage: the leader rightly
+    /// counted its answer (sent before the wipe, received after), and
+    /// losing it is the wipe's doing, within the fault budget, as a wipe
+    /// right after the commit would be.
     fn check_quorum_holds(&self, r: &Raft, index: Index) -> Result<(), String> {
         let Some(e) = r.log().entry(index) else {
             return Ok(());
         };
-        let holds = |v: &NodeId| {
+        let on = |(prev, log): ((Index, Term), &[Entry])| {
+            index <= prev.0
+                || log
+                    .get((index - prev.0 - 1) as usize)
+                    .is_some_and(|d| d.index == index && d.term == e.term)
+        };
+        let holds = |v: &NodeId, conf: &Membership| {
             self.nodes.get(v).is_some_and(|n| {
-                index <= n.log_prev.0
-                    || n.durable_log
-                        .get((index - n.log_prev.0 - 1) as usize)
-                        .is_some_and(|d| d.index == index && d.term == e.term)
+                let destroyed = n
+                    .wiped
+                    .as_ref()
+                    .filter(|w| conf.storage.get(v) == Some(&w.0));
+                on((n.log_prev, &n.durable_log)) || destroyed.is_some_and(|w| on((w.1, &w.2)))
             })
         };
         let quorum = |conf: &Membership| {
             [&conf.voters, &conf.outgoing]
                 .into_iter()
                 .filter(|half| !half.is_empty())
-                .all(|half| 2 * half.iter().filter(|v| holds(v)).count() > half.len())
+                .all(|half| 2 * half.iter().filter(|v| holds(v, conf)).count() > half.len())
         };
         let (at, latest) = (r.membership_at(index), r.membership().1);
         if quorum(at) || quorum(latest) {
@@ -916,7 +946,7 @@ impl Sim {
         }
         let fresh = self.rng.next_u64() | 1;
         let n = self.nodes.get_mut(&id).expect("node exists");
-        n.durable_log.clear();
+        n.wiped = Some((n.storage, n.log_prev, std::mem::take(&mut n.durable_log)));
         n.durable_hs = HardState::default();
         n.log_prev = (0, 0);
         n.snap = None;

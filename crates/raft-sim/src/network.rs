@@ -51,7 +51,20 @@ pub struct Faults {
     pub dup_permille: u64,
     /// Largest delay, in time units; each message draws from `1..=max`.
     pub max_delay: Time,
+    /// Per-mille chance that a message is held up far longer, up to
+    /// `max_slow` (a retransmission, a queue behind a stalled peer): long
+    /// enough to arrive after elections have moved the terms on, which is
+    /// how stale replies from earlier terms reach a node.
+    pub slow_permille: u64,
+    pub max_slow: Time,
+    /// Per-mille chance, per message sent, that one of the last `PAST`
+    /// messages sent is delivered again: a duplicate of any age, so
+    /// replies of earlier terms reach nodes however the timing goes.
+    pub replay_permille: u64,
 }
+
+/// How many sent messages the network remembers for replays.
+const PAST: usize = 64;
 
 pub struct Network {
     queue: BinaryHeap<Reverse<Queued>>,
@@ -63,6 +76,8 @@ pub struct Network {
     /// Draws for messages held for a node that is down, apart from the
     /// main generator so that holding them changes no other draw.
     held: Rng,
+    /// The last messages sent, for replays.
+    past: std::collections::VecDeque<Message>,
 }
 
 impl Network {
@@ -74,6 +89,7 @@ impl Network {
             blocked: BTreeSet::new(),
             delivered: 0,
             held: Rng::new(seed ^ 0x6865_6c64),
+            past: std::collections::VecDeque::new(),
         }
     }
 
@@ -110,12 +126,32 @@ impl Network {
         if self.blocked.contains(&(m.from, m.to)) || rng.chance(self.faults.drop_permille, 1000) {
             return;
         }
+        if self.faults.replay_permille > 0 {
+            if rng.chance(self.faults.replay_permille, 1000) && !self.past.is_empty() {
+                let old = self.past[rng.range(0, self.past.len() as u64) as usize].clone();
+                let d = self.delay(rng);
+                self.schedule(now + d, Event::Deliver(Box::new(old)));
+            }
+            if self.past.len() == PAST {
+                self.past.pop_front();
+            }
+            self.past.push_back(m.clone());
+        }
         if rng.chance(self.faults.dup_permille, 1000) {
-            let d = rng.range(1, self.faults.max_delay + 1);
+            let d = self.delay(rng);
             self.schedule(now + d, Event::Deliver(Box::new(m.clone())));
         }
-        let d = rng.range(1, self.faults.max_delay + 1);
+        let d = self.delay(rng);
         self.schedule(now + d, Event::Deliver(Box::new(m)));
+    }
+
+    /// A message's time in flight.
+    fn delay(&self, rng: &mut Rng) -> Time {
+        if rng.chance(self.faults.slow_permille, 1000) {
+            rng.range(self.faults.max_delay, self.faults.max_slow + 1)
+        } else {
+            rng.range(1, self.faults.max_delay + 1)
+        }
     }
 
     pub fn is_blocked(&self, from: NodeId, to: NodeId) -> bool {
