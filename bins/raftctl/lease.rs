@@ -44,15 +44,8 @@ pub(crate) async fn lease(ctl: &Ctl, cmd: LeaseCmd) -> anyhow::Result<()> {
                 ctl.say(json!({ "ID": id, "TTL": ttl }), || format!("{id}: {ttl} s"));
                 return Ok(());
             }
-            let every = Duration::from_secs_f64(ttl / 3.0);
-            loop {
-                tokio::time::sleep(every).await;
-                if let Err(e) = renew(ctl, id).await
-                    && e.downcast_ref::<Lost>().is_some()
-                {
-                    return Err(e);
-                }
-            }
+            keep_alive(ctl.clone(), id, ttl, Arc::new(AtomicBool::new(false))).await;
+            return Err(Lost(id).into());
         }
         LeaseCmd::Revoke { id } => {
             let path = format!("/v1/lease/{id}?ns={}", ctl.ns);
@@ -121,10 +114,12 @@ async fn renew(ctl: &Ctl, id: u64) -> anyhow::Result<f64> {
     Ok(r.json().and_then(|v| v["TTL"].as_f64()).unwrap_or(0.0))
 }
 
-/// Keeps lease `id` alive every third of `ttl` (retrying failures sooner)
-/// until it is gone; then sets `lost`.
-async fn keep_alive(ctl: Ctl, id: u64, ttl: f64, lost: Arc<AtomicBool>) {
+/// Keeps lease `id` alive every third of `ttl` (a request given no
+/// longer than that; failures said on stderr and retried sooner) until it
+/// is gone; then sets `lost`.
+async fn keep_alive(mut ctl: Ctl, id: u64, ttl: f64, lost: Arc<AtomicBool>) {
     let every = Duration::from_secs_f64(ttl / 3.0);
+    ctl.client.timeout = every;
     let mut wait = every;
     loop {
         tokio::time::sleep(wait).await;
@@ -134,7 +129,10 @@ async fn keep_alive(ctl: Ctl, id: u64, ttl: f64, lost: Arc<AtomicBool>) {
                 lost.store(true, Ordering::SeqCst);
                 return;
             }
-            Err(_) => Duration::from_millis(200).min(every),
+            Err(e) => {
+                eprintln!("raftctl: keepalive of lease {id}: {e:#}; retrying");
+                Duration::from_millis(200).min(every)
+            }
         };
     }
 }
@@ -152,9 +150,7 @@ pub(crate) async fn lock(
 ) -> anyhow::Result<i32> {
     let (id, ttl_s) = grant(ctl, ttl).await?;
     let lost = Arc::new(AtomicBool::new(false));
-    let mut kept = ctl.clone();
-    kept.client.timeout = Duration::from_secs_f64(ttl_s / 3.0);
-    let keeper = tokio::spawn(keep_alive(kept, id, ttl_s, lost.clone()));
+    let keeper = tokio::spawn(keep_alive(ctl.clone(), id, ttl_s, lost.clone()));
     let fence = acquire(ctl, name, id, &lost).await;
     let code = match fence {
         Ok(fence) => run_holding(ctl, name, id, fence, command, &lost).await,

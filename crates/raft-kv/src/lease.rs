@@ -137,7 +137,7 @@ impl Leases {
     }
 
     /// Notes that `key` in `ns` now involves lease `id` (if it exists);
-    /// returns the lease when its set is due a prune.
+    /// returns whether the lease's set is due a prune.
     pub(crate) fn note(&mut self, id: LeaseId, ns: &str, key: &str) -> bool {
         let Some(l) = self.by_id.get_mut(&id) else {
             return false;
