@@ -191,7 +191,10 @@ async fn old_positions_answer_410_slow_watchers_are_cut_and_drains_end_streams()
         assert_eq!(got[1]["Index"].as_u64(), Some(oldest), "{got:?}");
 
         // A watcher that stops reading while megabytes of changes pass.
+        // It must be watching (its first line arrived) before the changes
+        // start, or it starts after them and has nothing to fall behind on.
         let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
         let slow = {
             let client = c.client.clone();
             let api = c.nodes[f].api.clone();
@@ -203,12 +206,19 @@ async fn old_positions_answer_410_slow_watchers_are_cut_and_drains_end_streams()
                 let mut blocked = Some(release_rx);
                 rt.block_on(stream(&client, &api, "/v1/watch/big", move |_| {
                     if let Some(rx) = blocked.take() {
+                        let _ = started_tx.send(());
                         let _ = rx.recv();
                     }
                     false
                 }))
             })
         };
+        let started =
+            tokio::task::spawn_blocking(move || started_rx.recv_timeout(Duration::from_secs(30)));
+        started
+            .await
+            .unwrap()
+            .expect("the slow watcher got its first line");
         let big = "x".repeat(1 << 20);
         for _ in 0..80 {
             c.put(l, "big", &big).await.unwrap();

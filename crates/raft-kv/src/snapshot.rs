@@ -421,6 +421,77 @@ mod tests {
         assert!(verify(&mut bytes.as_slice()).is_err());
     }
 
+    /// A snapshot of these records (after `Applied(9)`), ending well.
+    fn with_leases(recs: Vec<Record>) -> Vec<u8> {
+        let mut bytes = rmp_serde::to_vec(&MAGIC).unwrap();
+        let keys = recs
+            .iter()
+            .filter(|r| matches!(r, Record::Key { .. }))
+            .count();
+        let end = [
+            Record::History {
+                floor: 10,
+                events: 0,
+            },
+            Record::End {
+                keys: keys as u64,
+                sessions: 0,
+            },
+        ];
+        for r in [Record::Applied(9)].into_iter().chain(recs).chain(end) {
+            put(&mut bytes, &r).unwrap();
+        }
+        bytes
+    }
+
+    #[test]
+    fn leases_out_of_place_or_missing_are_refused() {
+        let lease = |id| Record::Lease {
+            id,
+            ns: "n".into(),
+            ttl_ms: 1_000,
+        };
+        let key = || Record::Key {
+            key: Key::from("k"),
+            data: Bytes::new(),
+            create: 1,
+            modify: 1,
+        };
+        let held_by = |id| {
+            Record::Meta(KeyMeta {
+                lease: None,
+                holder: Some(id),
+                lock_index: 1,
+            })
+        };
+        let ns = || Record::Namespace("n".into());
+        let good = vec![lease(3), Record::LastLease(5), ns(), key(), held_by(3)];
+        let st = read(&mut with_leases(good).as_slice()).unwrap();
+        assert_eq!(st.get("n", "k").unwrap().holder(), Some(3));
+        assert_eq!(st.leases().last_id(), 5);
+        for (why, recs) in [
+            (
+                "a key held by a lease not there",
+                vec![lease(3), Record::LastLease(3), ns(), key(), held_by(4)],
+            ),
+            (
+                "a lease past the counter",
+                vec![lease(3), Record::LastLease(2)],
+            ),
+            ("no counter", vec![lease(3)]),
+            (
+                "a lease after the keys",
+                vec![Record::LastLease(3), ns(), lease(3)],
+            ),
+            (
+                "meta without a key",
+                vec![lease(3), Record::LastLease(3), ns(), held_by(3)],
+            ),
+        ] {
+            assert!(read(&mut with_leases(recs).as_slice()).is_err(), "{why}");
+        }
+    }
+
     #[test]
     fn a_history_out_of_order_is_refused() {
         let event = |index| {
