@@ -3,6 +3,7 @@
 //! the log API) is left alone by the KV.
 
 use crate::lease::LeaseId;
+use crate::strings::{StrDone, StrError, StrWrite};
 use crate::txn::{TxnEntry, TxnError, TxnOp};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,8 @@ pub enum Op {
     LeaseRevoke {
         id: LeaseId,
     },
+    /// A Redis-style string write (`crate::strings`).
+    Str(StrWrite),
     /// The leader found these leases due (`crate::api::lease`): each that
     /// still exists ends as if revoked.
     LeaseExpire {
@@ -86,6 +89,8 @@ pub enum Output {
     Granted { id: LeaseId, ttl_ms: u64 },
     /// The write named a lease that does not exist (never did, or ended).
     NoLease(LeaseId),
+    /// A string write: what it did, or why it was refused.
+    Str(Result<StrDone, StrError>),
 }
 
 /// A log entry as the KV reads it.

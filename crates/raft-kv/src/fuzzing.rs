@@ -135,6 +135,13 @@ pub fn seeds() -> Vec<(String, String, Vec<u8>)> {
         ]),
         Op::LeaseRevoke { id: 1 },
         Op::LeaseExpire { ids: vec![1, 99] },
+        Op::Str(crate::strings::StrWrite {
+            ns: "db0".into(),
+            key: "n".into(),
+            edit: crate::strings::Edit::IncrBy(-3),
+            when: crate::strings::When::Always,
+            ttl: crate::strings::Ttl::For(1_500),
+        }),
     ];
     let mut out = Vec::new();
     let mut st = KvState::default();

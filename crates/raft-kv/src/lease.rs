@@ -62,6 +62,9 @@ pub struct Lease {
     /// keep it alive, read or revoke it (it may hold keys of any).
     pub ns: String,
     pub ttl_ms: u64,
+    /// A key's own lease (a Redis TTL, `crate::strings`): it holds that
+    /// one key, and ends when the key is rewritten without it or deleted.
+    pub own: bool,
     /// Keys that may involve it (see the module docs), and the set's size
     /// at its last prune.
     pub(crate) keys: OrdSet<(Key, Key)>,
@@ -86,7 +89,9 @@ impl PartialEq for Leases {
                 .by_id
                 .iter()
                 .zip(other.by_id.iter())
-                .all(|((a, x), (b, y))| a == b && (x.ttl_ms, &x.ns) == (y.ttl_ms, &y.ns))
+                .all(|((a, x), (b, y))| {
+                    a == b && (x.ttl_ms, &x.ns, x.own) == (y.ttl_ms, &y.ns, y.own)
+                })
     }
 }
 impl Eq for Leases {}
@@ -113,6 +118,12 @@ impl Leases {
         self.by_id.is_empty()
     }
 
+    /// Whether a write may attach a key to lease `id` or lock with it: it
+    /// exists and is not a key's own (`Lease::own`).
+    pub fn attachable(&self, id: LeaseId) -> bool {
+        self.by_id.get(&id).is_some_and(|l| !l.own)
+    }
+
     /// The last id given.
     pub fn last_id(&self) -> LeaseId {
         self.last_id
@@ -125,11 +136,34 @@ impl Leases {
         id
     }
 
+    /// A key's own lease (`Lease::own`), granted by the entry at `index`.
+    pub(crate) fn grant_own(&mut self, index: u64, ns: &str, ttl_ms: u64) -> LeaseId {
+        let id = self.grant(index, ns, ttl_ms);
+        if let Some(l) = self.by_id.get_mut(&id) {
+            l.own = true;
+        }
+        id
+    }
+
+    /// Ends lease `id` if it is a key's own (its key left it); other
+    /// leases live on without their keys.
+    pub(crate) fn end_own(&mut self, id: LeaseId) {
+        if self.by_id.get(&id).is_some_and(|l| l.own) {
+            self.by_id.remove(&id);
+        }
+    }
+
     /// Lease `id` as a snapshot holds it.
     pub(crate) fn insert(&mut self, id: LeaseId, ns: &str, ttl_ms: u64) {
+        self.insert_lease(id, ns, ttl_ms, false);
+    }
+
+    /// Lease `id` as a snapshot holds it, `own` or not.
+    pub(crate) fn insert_lease(&mut self, id: LeaseId, ns: &str, ttl_ms: u64, own: bool) {
         let lease = Lease {
             ns: ns.to_string(),
             ttl_ms,
+            own,
             ..Lease::default()
         };
         self.by_id.insert(id, lease);

@@ -13,6 +13,7 @@ pub mod lease;
 mod sessions;
 pub mod snapshot;
 mod store;
+pub mod strings;
 pub mod txn;
 
 pub use command::{Op, Output, Request};

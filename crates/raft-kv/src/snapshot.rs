@@ -61,6 +61,9 @@ enum Record {
         id: LeaseId,
         ns: String,
         ttl_ms: u64,
+        /// A key's own lease (`Lease::own`); missing before Redis TTLs.
+        #[serde(default)]
+        own: bool,
     },
     /// The lease and lock of the key just before.
     Meta(KeyMeta),
@@ -96,8 +99,8 @@ pub fn write(state: &KvState, w: &mut dyn Write) -> io::Result<()> {
     rmp_serde::encode::write(w, MAGIC).map_err(io::Error::other)?;
     put(w, &Record::Applied(state.applied))?;
     for (id, l) in state.leases.iter() {
-        let (ns, ttl_ms) = (l.ns.clone(), l.ttl_ms);
-        put(w, &Record::Lease { id, ns, ttl_ms })?;
+        let (ns, ttl_ms, own) = (l.ns.clone(), l.ttl_ms, l.own);
+        put(w, &Record::Lease { id, ns, ttl_ms, own })?;
     }
     if state.leases.last_id() > 0 {
         put(w, &Record::LastLease(state.leases.last_id()))?;
@@ -186,7 +189,12 @@ pub fn read(r: &mut dyn Read) -> io::Result<KvState> {
                     .insert(key.clone(), v);
                 last_key = Some(key);
             }
-            Record::Lease { id, ns, ttl_ms } => st.leases.insert(id, &ns, ttl_ms),
+            Record::Lease {
+                id,
+                ns,
+                ttl_ms,
+                own,
+            } => st.leases.insert_lease(id, &ns, ttl_ms, own),
             Record::LastLease(id) => st.leases.last_id = id,
             Record::Meta(meta) => {
                 let (n, key) = (ns.as_ref(), last_key.as_ref());
@@ -450,6 +458,7 @@ mod tests {
             id,
             ns: "n".into(),
             ttl_ms: 1_000,
+            own: false,
         };
         let key = || Record::Key {
             key: Key::from("k"),

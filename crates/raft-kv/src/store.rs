@@ -276,7 +276,7 @@ impl KvState {
                 cas,
                 lease,
             } => {
-                if let Some(id) = lease.filter(|id| !self.leases.contains(*id)) {
+                if let Some(id) = lease.filter(|id| !self.leases.attachable(*id)) {
                     return Output::NoLease(id);
                 }
                 let m = self.namespaces.entry(ns.clone()).or_default();
@@ -306,17 +306,18 @@ impl KvState {
                 {
                     return Output::Done(false);
                 }
+                let own = leases_under(m, &key, prefix);
                 let gone = remove(m, &key, prefix);
                 let removed = gone.len() as u64;
+                own.into_iter().for_each(|id| self.leases.end_own(id));
                 self.record_gone(index, &ns, gone);
                 Output::Removed(removed)
             }
             Op::DropNamespace { ns } => {
-                let gone: Vec<Key> = self
-                    .namespaces
-                    .remove(&ns)
-                    .map(|m| m.keys().cloned().collect())
-                    .unwrap_or_default();
+                let dropped = self.namespaces.remove(&ns).unwrap_or_default();
+                let own = dropped.values().filter_map(Value::lease);
+                own.for_each(|id| self.leases.end_own(id));
+                let gone: Vec<Key> = dropped.keys().cloned().collect();
                 let removed = gone.len() as u64;
                 self.record_gone(index, &ns, gone);
                 Output::Removed(removed)
@@ -329,7 +330,7 @@ impl KvState {
                 lease,
                 acquire,
             } => {
-                if !self.leases.contains(lease) {
+                if !self.leases.attachable(lease) {
                     return Output::NoLease(lease);
                 }
                 let m = self.namespaces.entry(ns.clone()).or_default();
@@ -351,6 +352,7 @@ impl KvState {
                 }
                 Output::Removed(self.end_lease(index, id))
             }
+            Op::Str(w) => Output::Str(crate::strings::apply(self, index, w)),
             Op::LeaseExpire { ids } => {
                 let deleted = ids.into_iter().map(|id| self.end_lease(index, id)).sum();
                 Output::Removed(deleted)
@@ -439,6 +441,17 @@ fn write(
     };
     m.insert(Key::from(key), v.clone());
     Some(v)
+}
+
+/// The leases of `key` in `m` (with `prefix`, of every key under it).
+fn leases_under(m: &OrdMap<Key, Value>, key: &str, prefix: bool) -> Vec<LeaseId> {
+    if !prefix {
+        return m.get(key).and_then(Value::lease).into_iter().collect();
+    }
+    m.range(Key::from(key)..)
+        .take_while(|(k, _)| k.starts_with(key))
+        .filter_map(|(_, v)| v.lease())
+        .collect()
 }
 
 /// Removes `key` from `m` (with `prefix`, every key under it); the keys
@@ -1012,10 +1025,22 @@ mod tests {
                     cas: None,
                     lease: Some(l),
                 }),
-                3 => (ns, key, 1u64..8, any::<bool>()).prop_map(|(ns, key, lease, acquire)| {
+                3 => (ns.clone(), key.clone(), 1u64..8, any::<bool>()).prop_map(|(ns, key, lease, acquire)| {
                     Op::Lock { ns: ns.into(), key: key.into(), value: Bytes::new(), lease, acquire }
                 }),
                 1 => (1u64..8).prop_map(|id| Op::LeaseRevoke { id }),
+                3 => (ns, key, 0u8..4, 0u8..3, 0u8..3).prop_map(|(ns, key, e, w, t)| {
+                    use crate::strings::{Edit, StrWrite, Ttl, When};
+                    let edit = match e {
+                        0 => Edit::Set(Bytes::from_static(b"7")),
+                        1 => Edit::IncrBy(2),
+                        2 => Edit::Append(Bytes::from_static(b"1")),
+                        _ => Edit::Keep,
+                    };
+                    let when = [When::Always, When::Missing, When::Present][w as usize];
+                    let ttl = [Ttl::Clear, Ttl::Keep, Ttl::For(1_500)][t as usize];
+                    Op::Str(StrWrite { ns: ns.into(), key: key.into(), edit, when, ttl })
+                }),
                 1 => proptest::collection::vec(1u64..8, 0..3)
                     .prop_map(|ids| Op::LeaseExpire { ids }),
             ]
@@ -1039,9 +1064,14 @@ mod tests {
                 .collect()
         }
 
-        /// Every key's lease and lock holder exists, and the lease names it.
+        /// Every key's lease and lock holder exists, and the lease names
+        /// it; a key's own lease holds no other key.
         fn leases_hold_their_keys(s: &KvState) -> bool {
-            s.namespaces.iter().all(|(ns, m)| {
+            let own_alone = s
+                .leases()
+                .iter()
+                .all(|(id, l)| !l.own || s.lease_keys(id).len() <= 1);
+            own_alone && s.namespaces.iter().all(|(ns, m)| {
                 m.iter().all(|(k, v)| {
                     [v.lease(), v.holder()].into_iter().flatten().all(|id| {
                         let held = s.lease_keys(id);

@@ -215,7 +215,7 @@ impl Scratch {
         lease: LeaseId,
         acquire: bool,
     ) -> Result<TxnEntry, String> {
-        if !self.leases.contains(lease) {
+        if !self.leases.attachable(lease) {
             return Err(format!("no lease {lease}"));
         }
         let m = self.namespaces.entry(op.ns.clone()).or_default();

@@ -293,6 +293,38 @@ impl<O: Send + 'static> Node<O> {
         self.call(|r| Command::Propose(data, r)).await
     }
 
+    /// Replicates each of `batch` in order (the driver sees them in this
+    /// order, so they land in the log in it and usually in one append),
+    /// and answers each as `propose` would, in the same order. One
+    /// entry's failure does not stop the others.
+    pub async fn propose_all(&self, batch: Vec<Bytes>) -> Vec<Result<(Index, O), NodeError>> {
+        let mut waiting = Vec::with_capacity(batch.len());
+        for data in batch {
+            if let Err(e) = self.fits(&data) {
+                waiting.push(Err(e));
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            match self.tx.send(Command::Propose(data, tx)).await {
+                Ok(()) => waiting.push(Ok(rx)),
+                Err(_) => waiting.push(Err(NodeError::ShuttingDown)),
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut out = Vec::with_capacity(waiting.len());
+        for w in waiting {
+            out.push(match w {
+                Err(e) => Err(e),
+                Ok(rx) => match tokio::time::timeout_at(deadline, rx).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(_)) => Err(NodeError::ShuttingDown),
+                    Err(_) => Err(self.timeout_error()),
+                },
+            });
+        }
+        out
+    }
+
     /// An entry over the limit could never be replicated (nor, past the
     /// write-ahead log's record limit, written): refused up front.
     fn fits(&self, data: &Bytes) -> Result<(), NodeError> {

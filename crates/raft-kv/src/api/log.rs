@@ -22,6 +22,30 @@ fn b64(b: &[u8]) -> String {
 
 /// An entry as JSON: KV writes decoded, opaque data as base64 (and as
 /// text when it is UTF-8).
+/// A string write as the log shows it.
+fn str_json(w: &crate::strings::StrWrite) -> serde_json::Value {
+    use crate::strings::{Edit, Ttl, When};
+    let edit = match &w.edit {
+        Edit::Set(v) => json!({ "set": b64(v) }),
+        Edit::IncrBy(n) => json!({ "incr_by": n }),
+        Edit::IncrByFloat(f) => json!({ "incr_by_float": f }),
+        Edit::Append(v) => json!({ "append": b64(v) }),
+        Edit::SetRange { offset, data } => json!({ "set_range": { "offset": offset, "data": b64(data) } }),
+        Edit::Keep => json!("keep"),
+    };
+    let when = match w.when {
+        When::Always => "always",
+        When::Missing => "missing",
+        When::Present => "present",
+    };
+    let ttl = match w.ttl {
+        Ttl::Clear => json!("clear"),
+        Ttl::Keep => json!("keep"),
+        Ttl::For(ms) => json!({ "ms": ms }),
+    };
+    json!({ "string": { "ns": w.ns, "key": w.key, "edit": edit, "when": when, "ttl": ttl } })
+}
+
 pub fn entry_json(e: &Entry) -> serde_json::Value {
     let mut v = json!({ "index": e.index, "term": e.term });
     match &e.payload {
@@ -71,6 +95,7 @@ pub fn entry_json(e: &Entry) -> serde_json::Value {
                     }
                     Op::LeaseRevoke { id } => json!({ "lease_revoke": { "id": id } }),
                     Op::LeaseExpire { ids } => json!({ "lease_expire": { "ids": ids } }),
+                    Op::Str(w) => str_json(&w),
                 };
                 if let Some((client, seq)) = r.session {
                     v["session"] = json!({ "client": client, "seq": seq });
