@@ -98,6 +98,8 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/v1/snapshot", Need::Read(Scope::Everything)),
     ("GET", "/v1/namespaces", Need::Read(Scope::Everything)),
     ("DELETE", "/v1/namespaces/{ns}", Need::Admin),
+    // Batches another node's front end forwards (`propose`).
+    ("POST", "/v1/raft/propose", Need::Admin),
     ("GET", "/v1/kv", Need::Read(Scope::Namespace)),
     ("GET", "/v1/kv/{*key}", Need::Read(Scope::Namespace)),
     ("PUT", "/v1/kv", Need::Write(Scope::Namespace)),

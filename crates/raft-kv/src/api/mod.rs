@@ -19,6 +19,7 @@ pub mod limits;
 mod log;
 mod metrics;
 mod probes;
+mod propose;
 mod status;
 mod txn;
 mod watch;
@@ -26,6 +27,7 @@ mod watch;
 pub use client::{ClientError, HttpsClient};
 pub use http::INDEX_HEADER;
 pub use metrics::Metrics;
+pub use propose::{ProposeError, Proposed, propose_anywhere};
 
 use crate::command::Output;
 use crate::store::KvStore;
@@ -47,7 +49,7 @@ use tokio_rustls::rustls::ServerConfig;
 
 /// Marks a request one node forwarded to another, so it is never forwarded
 /// again (a leader change mid-flight answers 503 instead of looping).
-const FORWARDED_HEADER: &str = "x-raft-forwarded";
+pub(crate) const FORWARDED_HEADER: &str = "x-raft-forwarded";
 
 /// Turns a member's address into its canonical form and default node id.
 pub type IdOf = Box<dyn Fn(&str) -> Result<(NodeId, String), String> + Send + Sync>;
@@ -414,6 +416,10 @@ async fn route(
         (&Method::GET, ["v1", "log", n]) => {
             q.allow(&[])?;
             log::one(ctx, n).await
+        }
+        (&Method::POST, ["v1", "raft", "propose"]) => {
+            q.allow(&[])?;
+            propose::serve(ctx, body).await
         }
         (&Method::GET, ["metrics"]) => q.allow(&[]).map(|()| metrics::render(ctx)),
         (&Method::GET, ["v1", "health"]) => q.allow(&[]).and_then(|()| probes::health(ctx)),
