@@ -3,6 +3,7 @@
 //! the log API) is left alone by the KV.
 
 use crate::lease::LeaseId;
+use crate::multi::{Peeked, Watched};
 use crate::strings::{StrDone, StrError, StrWrite};
 use crate::txn::{TxnEntry, TxnError, TxnOp};
 use bytes::Bytes;
@@ -64,6 +65,11 @@ pub enum Op {
     },
     /// A Redis-style string write (`crate::strings`).
     Str(StrWrite),
+    /// Redis's MULTI / EXEC: `ops` in order in this one entry, if every
+    /// watched key is unchanged (`crate::multi`). No `Multi` nests.
+    Multi { watch: Vec<Watched>, ops: Vec<Op> },
+    /// Reads keys of `ns` where the entry applies (inside a `Multi`).
+    Peek { ns: String, keys: Vec<String> },
     /// The leader found these leases due (`crate::api::lease`): each that
     /// still exists ends as if revoked.
     LeaseExpire {
@@ -91,6 +97,10 @@ pub enum Output {
     NoLease(LeaseId),
     /// A string write: what it did, or why it was refused.
     Str(Result<StrDone, StrError>),
+    /// A MULTI: each op's output, or `None` if a watched key changed.
+    Multi(Option<Vec<Output>>),
+    /// What a peek saw, key by key.
+    Peek(Vec<Peeked>),
 }
 
 /// A log entry as the KV reads it.

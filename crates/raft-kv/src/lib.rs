@@ -10,6 +10,7 @@ pub mod command;
 pub mod fuzzing;
 pub mod history;
 pub mod lease;
+pub mod multi;
 mod sessions;
 pub mod snapshot;
 mod store;

@@ -267,6 +267,14 @@ impl KvState {
         self.apply_op(index, op)
     }
 
+    /// One op of a `Multi`: anything but another `Multi`.
+    pub(crate) fn apply_inner(&mut self, index: Index, op: Op) -> Output {
+        match op {
+            Op::Multi { .. } => Output::Done(false),
+            op => self.apply_op(index, op),
+        }
+    }
+
     fn apply_op(&mut self, index: Index, op: Op) -> Output {
         match op {
             Op::Put {
@@ -353,6 +361,8 @@ impl KvState {
                 Output::Removed(self.end_lease(index, id))
             }
             Op::Str(w) => Output::Str(crate::strings::apply(self, index, w)),
+            Op::Multi { watch, ops } => Output::Multi(crate::multi::apply(self, index, &watch, ops)),
+            Op::Peek { ns, keys } => Output::Peek(crate::multi::peek(self, &ns, &keys)),
             Op::LeaseExpire { ids } => {
                 let deleted = ids.into_iter().map(|id| self.end_lease(index, id)).sum();
                 Output::Removed(deleted)

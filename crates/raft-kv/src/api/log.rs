@@ -96,6 +96,14 @@ pub fn entry_json(e: &Entry) -> serde_json::Value {
                     Op::LeaseRevoke { id } => json!({ "lease_revoke": { "id": id } }),
                     Op::LeaseExpire { ids } => json!({ "lease_expire": { "ids": ids } }),
                     Op::Str(w) => str_json(&w),
+                    Op::Multi { watch, ops } => {
+                        let watch: Vec<_> = watch
+                            .iter()
+                            .map(|w| json!({ "ns": w.ns, "key": w.key, "index": w.modify_index }))
+                            .collect();
+                        json!({ "multi": { "watch": watch, "ops": ops.len() } })
+                    }
+                    Op::Peek { ns, keys } => json!({ "peek": { "ns": ns, "keys": keys } }),
                 };
                 if let Some((client, seq)) = r.session {
                     v["session"] = json!({ "client": client, "seq": seq });
