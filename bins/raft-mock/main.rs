@@ -68,6 +68,15 @@ struct Args {
     /// Port for receiving commands (HTTPS + JSON).
     #[arg(short = 'p', long, default_value_t = 7500)]
     port: u16,
+    /// Also serve the Redis protocol (RESP2/RESP3) on this port: over TLS
+    /// with the node's certificates and the command port's client-cert
+    /// rule (docs/resp.md).
+    #[arg(long, value_name = "PORT")]
+    resp_port: Option<u16>,
+    /// Serve --resp-port in plaintext: only when the node's host is a
+    /// loopback address (refused otherwise).
+    #[arg(long, requires = "resp_port")]
+    resp_plaintext: bool,
     /// Set log reduction to True: the log is compacted (behind a
     /// snapshot) up to the highest index every member has applied.
     #[arg(short = 'r', long)]
@@ -239,6 +248,8 @@ async fn run(a: Args) -> anyhow::Result<Stopped> {
         NodeType::Passive => Mode::Passive,
     };
     cfg.log_reduction = a.log_reduction;
+    cfg.resp_port = a.resp_port;
+    cfg.resp_plaintext = a.resp_plaintext;
     cfg.watch_history = a.watch_history as usize;
     cfg.limits.max_connections = a.max_connections as usize;
     cfg.limits.max_per_client = a.max_connections_per_client as usize;
@@ -269,12 +280,20 @@ async fn run(a: Args) -> anyhow::Result<Stopped> {
     cfg.snapshot_bytes = a.snapshot_bytes;
     cfg.keep_entries = a.keep_entries;
     cfg.scrub_interval = Duration::from_secs(a.scrub_secs);
+    let plaintext = cfg.resp_plaintext;
     let node = raft_mock::start(cfg).await?;
     // Scripts read this line to learn the ports (useful with port 0).
     println!(
         "raft-mock: node {} serving peers on {} and commands on https://{}",
         node.name, node.peer_addr, node.api_addr
     );
+    if let Some(resp) = node.resp_addr {
+        let scheme = if plaintext { "redis" } else { "rediss" };
+        println!(
+            "raft-mock: node {} serving RESP on {scheme}://{resp}",
+            node.name
+        );
+    }
     let mut stop = node.stopped.clone();
     let stopped = tokio::select! {
         r = wait_for_signal() => {

@@ -21,7 +21,8 @@ pub struct Args {
     /// Stop after this many seconds instead of waiting for Ctrl-C.
     #[arg(long = "for", value_name = "SECONDS")]
     run_for: Option<u64>,
-    /// First peer port; node i uses base+i-1 (and base+500+i-1 for commands).
+    /// First peer port; node i uses base+i-1 (base+500+i-1 for commands,
+    /// base+1000+i-1 for RESP).
     #[arg(long, default_value_t = 7001)]
     base_port: u16,
     /// Where the redb files and node logs go (emptied first).
@@ -125,6 +126,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for (p, a) in &ports {
         check_free(*p)?;
         check_free(*a)?;
+        check_free(*p + 1000)?;
     }
     if args.data.exists() {
         std::fs::remove_dir_all(&args.data)
@@ -139,6 +141,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &ports,
         args.memory,
     )?;
+    for (node, (p, _)) in c.nodes.iter_mut().zip(&ports) {
+        node.extra = vec!["--resp-port".into(), (p + 1000).to_string()];
+    }
     c.start_all()?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(demo(&c, &args, &bins))?;
@@ -247,6 +252,12 @@ async fn demo(c: &ProcessCluster, args: &Args, bins: &Path) -> anyhow::Result<()
     println!("  {curl} 'https://{api}/v1/log?from=1'");
     println!("  {ctl} status");
     println!("  {ctl} put colour blue && {ctl} get colour");
+    let resp = args.base_port + 1000 + writer as u16;
+    println!(
+        "  redis-cli --tls --cacert {certs}/transport-ca.pem --cert {certs}/transport-client.crt \
+         --key {certs}/transport-client.key -p {resp} set greeting hi"
+    );
+    println!("  {curl} 'https://{api}/v1/kv/greeting?ns=db0&raw'");
     match args.run_for {
         Some(s) => println!("\nrunning for {s} s"),
         None => println!("\nrunning; Ctrl-C stops every node"),

@@ -67,9 +67,15 @@ pub enum Op {
     Str(StrWrite),
     /// Redis's MULTI / EXEC: `ops` in order in this one entry, if every
     /// watched key is unchanged (`crate::multi`). No `Multi` nests.
-    Multi { watch: Vec<Watched>, ops: Vec<Op> },
+    Multi {
+        watch: Vec<Watched>,
+        ops: Vec<Op>,
+    },
     /// Reads keys of `ns` where the entry applies (inside a `Multi`).
-    Peek { ns: String, keys: Vec<String> },
+    Peek {
+        ns: String,
+        keys: Vec<String>,
+    },
     /// The leader found these leases due (`crate::api::lease`): each that
     /// still exists ends as if revoked.
     LeaseExpire {

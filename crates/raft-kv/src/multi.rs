@@ -40,7 +40,11 @@ pub(crate) fn apply(
     if !unchanged {
         return None;
     }
-    Some(ops.into_iter().map(|op| st.apply_inner(index, op)).collect())
+    Some(
+        ops.into_iter()
+            .map(|op| st.apply_inner(index, op))
+            .collect(),
+    )
 }
 
 /// The keys `keys` of `ns` as they stand.

@@ -100,7 +100,15 @@ pub fn write(state: &KvState, w: &mut dyn Write) -> io::Result<()> {
     put(w, &Record::Applied(state.applied))?;
     for (id, l) in state.leases.iter() {
         let (ns, ttl_ms, own) = (l.ns.clone(), l.ttl_ms, l.own);
-        put(w, &Record::Lease { id, ns, ttl_ms, own })?;
+        put(
+            w,
+            &Record::Lease {
+                id,
+                ns,
+                ttl_ms,
+                own,
+            },
+        )?;
     }
     if state.leases.last_id() > 0 {
         put(w, &Record::LastLease(state.leases.last_id()))?;

@@ -111,6 +111,26 @@ impl KvState {
             .take_while(move |(k, _)| k.starts_with(prefix))
     }
 
+    /// Keys starting with `prefix` and after `after` (all of them if
+    /// `None`), in order: where a scan goes on.
+    pub fn scan_after<'a>(
+        &'a self,
+        ns: &str,
+        prefix: &'a str,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
+        use std::ops::Bound;
+        let from = match after {
+            Some(a) if a >= prefix => Bound::Excluded(Key::from(a)),
+            _ => Bound::Included(Key::from(prefix)),
+        };
+        self.namespaces
+            .get(ns)
+            .into_iter()
+            .flat_map(move |m| m.range((from.clone(), Bound::Unbounded)))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+    }
+
     /// Namespaces with their key counts.
     pub fn namespaces(&self) -> impl Iterator<Item = (&String, usize)> {
         self.namespaces.iter().map(|(n, m)| (n, m.len()))
@@ -361,7 +381,9 @@ impl KvState {
                 Output::Removed(self.end_lease(index, id))
             }
             Op::Str(w) => Output::Str(crate::strings::apply(self, index, w)),
-            Op::Multi { watch, ops } => Output::Multi(crate::multi::apply(self, index, &watch, ops)),
+            Op::Multi { watch, ops } => {
+                Output::Multi(crate::multi::apply(self, index, &watch, ops))
+            }
             Op::Peek { ns, keys } => Output::Peek(crate::multi::peek(self, &ns, &keys)),
             Op::LeaseExpire { ids } => {
                 let deleted = ids.into_iter().map(|id| self.end_lease(index, id)).sum();
@@ -1081,14 +1103,15 @@ mod tests {
                 .leases()
                 .iter()
                 .all(|(id, l)| !l.own || s.lease_keys(id).len() <= 1);
-            own_alone && s.namespaces.iter().all(|(ns, m)| {
-                m.iter().all(|(k, v)| {
-                    [v.lease(), v.holder()].into_iter().flatten().all(|id| {
-                        let held = s.lease_keys(id);
-                        held.iter().any(|(n, key, _)| n == ns.as_str() && key == k)
+            own_alone
+                && s.namespaces.iter().all(|(ns, m)| {
+                    m.iter().all(|(k, v)| {
+                        [v.lease(), v.holder()].into_iter().flatten().all(|id| {
+                            let held = s.lease_keys(id);
+                            held.iter().any(|(n, key, _)| n == ns.as_str() && key == k)
+                        })
                     })
                 })
-            })
         }
 
         fn run(kv: &mut KvStore, index: Index, op: &Op) {

@@ -265,7 +265,12 @@ mod tests {
     }
 
     fn set(key: &str, v: &str) -> StrWrite {
-        w(key, Edit::Set(Bytes::from(v.to_string())), When::Always, Ttl::Clear)
+        w(
+            key,
+            Edit::Set(Bytes::from(v.to_string())),
+            When::Always,
+            Ttl::Clear,
+        )
     }
 
     #[test]
@@ -340,7 +345,11 @@ mod tests {
         let v = |s: &'static str| Edit::Set(Bytes::from(s));
         let r = apply(&mut st, 1, w("k", v("a"), When::Present, Ttl::Clear)).unwrap();
         assert!(!r.applied && r.old.is_none());
-        assert!(apply(&mut st, 2, w("k", v("a"), When::Missing, Ttl::Clear)).unwrap().applied);
+        assert!(
+            apply(&mut st, 2, w("k", v("a"), When::Missing, Ttl::Clear))
+                .unwrap()
+                .applied
+        );
         let r = apply(&mut st, 3, w("k", v("b"), When::Missing, Ttl::Clear)).unwrap();
         assert!(!r.applied && r.old.as_deref() == Some(&b"a"[..]));
         let r = apply(&mut st, 4, w("k", v("c"), When::Present, Ttl::Clear)).unwrap();

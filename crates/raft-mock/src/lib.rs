@@ -64,6 +64,10 @@ pub struct MockConfig {
     pub neighbours: Vec<String>,
     /// The command port.
     pub port: u16,
+    /// The RESP (Redis protocol) port, if any (`raft_resp`).
+    pub resp_port: Option<u16>,
+    /// Serve RESP in plaintext (loopback addresses only).
+    pub resp_plaintext: bool,
     pub log_reduction: bool,
     /// Changes the KV keeps for watchers (`raft_kv::history`).
     pub watch_history: usize,
@@ -114,6 +118,8 @@ impl MockConfig {
             node: node.to_string(),
             neighbours: neighbours.iter().map(|s| s.to_string()).collect(),
             port,
+            resp_port: None,
+            resp_plaintext: false,
             log_reduction: false,
             watch_history: raft_kv::history::DEFAULT_KEEP,
             limits: raft_kv::api::Limits::default(),
@@ -186,7 +192,10 @@ pub struct RunningNode {
     pub name: String,
     pub peer_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// Where the RESP port listens, if it does.
+    pub resp_addr: Option<SocketAddr>,
     api: JoinHandle<()>,
+    resp: Option<JoinHandle<()>>,
     /// Set to drain the command port (`shutdown`).
     drain: tokio::sync::watch::Sender<bool>,
     background: Vec<JoinHandle<()>>,
@@ -207,6 +216,11 @@ impl RunningNode {
         let limit = raft_kv::api::DRAIN + Duration::from_secs(1);
         if tokio::time::timeout(limit, &mut api).await.is_err() {
             api.abort();
+        }
+        if let Some(mut resp) = self.resp
+            && tokio::time::timeout(limit, &mut resp).await.is_err()
+        {
+            resp.abort();
         }
         for t in &self.background {
             t.abort();
@@ -392,6 +406,10 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
             addr: api_name.clone(),
             why: e.to_string(),
         })?;
+    let resp_listener = match cfg.resp_port {
+        Some(port) => Some(resp_listen(host, port, cfg.resp_plaintext).await?),
+        None => None,
+    };
     let api_addr = api_listener.local_addr().map_err(|e| MockError::Listen {
         addr: api_name.clone(),
         why: e.to_string(),
@@ -530,6 +548,13 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         draining: draining.clone(),
         lessor: Default::default(),
     });
+    let resp_tls = (!cfg.resp_plaintext).then(|| api_tls.clone());
+    let resp_addr = resp_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let resp = resp_listener.map(|l| {
+        let (ctx, drain) = (ctx.clone(), draining.clone());
+        let config = raft_resp::RespConfig::default();
+        tokio::spawn(raft_resp::serve(l, resp_tls, ctx, config, drain))
+    });
     let api = tokio::spawn(raft_kv::api::serve(api_listener, api_tls, ctx, draining));
     tracing::info!(
         node = %name, id, mode = %cfg.mode, command_port = %api_addr,
@@ -542,7 +567,9 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         name,
         peer_addr: transport.local_addr(),
         api_addr,
+        resp_addr,
         api,
+        resp,
         drain,
         background: [Some(peers), Some(removal), joiner]
             .into_iter()
@@ -551,6 +578,24 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         stopped,
         _transport: transport,
     })
+}
+
+/// The RESP port's listener on `host`: TLS, or plaintext on loopback only
+/// (anything else could be read and written by the whole network).
+async fn resp_listen(host: &str, port: u16, plaintext: bool) -> Result<TcpListener, MockError> {
+    let name = format!("{host}:{port}");
+    let addr = resolve(&name)?;
+    if plaintext && !addr.ip().is_loopback() {
+        return Err(MockError::Settings(format!(
+            "--resp-plaintext serves only on loopback; {name} is not (drop it for TLS)"
+        )));
+    }
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| MockError::Listen {
+            addr: name,
+            why: e.to_string(),
+        })
 }
 
 /// Keeps the transport's peers equal to the members of the configuration

@@ -176,7 +176,10 @@ async fn write(ctx: &ApiContext, op: Op, q: &Query) -> ApiResult {
             ));
         }
         Output::NoLease(id) => return Err(no_lease(id)),
-        Output::Opaque | Output::Txn(_) | Output::Granted { .. } | Output::Str(_)
+        Output::Opaque
+        | Output::Txn(_)
+        | Output::Granted { .. }
+        | Output::Str(_)
         | Output::Multi(_)
         | Output::Peek(_) => {
             unreachable!("invariant broken: a KV write applied as {out:?}")

@@ -270,6 +270,55 @@ pub async fn info(ctx: &ApiContext, id: &str, q: &Query) -> ApiResult {
     Ok(http::with_index(http::json(StatusCode::OK, &v), index))
 }
 
+/// The time left on lease `id` as the leader counts it, asked of the
+/// leader when this node is not it; `None` if the lease is gone.
+pub async fn remaining_anywhere(
+    ctx: &ApiContext,
+    id: LeaseId,
+) -> Result<Option<Duration>, ApiError> {
+    let Some((ns, ttl_ms)) = ctx
+        .kv
+        .read()
+        .leases()
+        .get(id)
+        .map(|l| (l.ns.clone(), l.ttl_ms))
+    else {
+        return Ok(None);
+    };
+    if ctx.node.status().is_leader() {
+        let left = ctx.lessor.remaining(id, Instant::now());
+        return Ok(Some(left.unwrap_or(Duration::from_millis(ttl_ms))));
+    }
+    let unavailable = |why: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why);
+    let leader = ctx
+        .leader()
+        .await
+        .ok_or_else(|| unavailable("no leader".into()))?;
+    let addr = (ctx.peer_client_addr)(leader)
+        .ok_or_else(|| unavailable("the leader has not said its command port".into()))?;
+    let path = format!("/v1/lease/{id}?ns={ns}");
+    let headers = [(super::FORWARDED_HEADER, "1")];
+    let reply = ctx
+        .client
+        .request(
+            &addr,
+            hyper::Method::GET,
+            &path,
+            &headers,
+            Default::default(),
+        )
+        .await
+        .map_err(|e| unavailable(format!("asking the leader: {e}")))?;
+    if reply.status == StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    let secs = reply
+        .json()
+        .and_then(|v| v["Remaining"].as_f64())
+        .ok_or_else(|| unavailable(format!("the leader answered {}", reply.status)))?;
+    Ok(Some(Duration::from_secs_f64(secs.max(0.0))))
+}
+
 /// `DELETE /v1/lease/<id>`: ends it now.
 pub async fn revoke(ctx: &ApiContext, id: &str, q: &Query) -> ApiResult {
     q.allow(&["ns", "client", "seq"])?;

@@ -38,26 +38,26 @@ impl Default for Limits {
 
 /// Connections open now, in all and per client address.
 #[derive(Default)]
-pub(super) struct Open {
+pub struct Open {
     counts: Mutex<(usize, HashMap<IpAddr, usize>)>,
 }
 
 /// One admitted connection; dropping it frees its place.
-pub(super) struct Slot {
+pub struct Slot {
     open: Arc<Open>,
     ip: IpAddr,
 }
 
-/// Why a connection was not admitted.
+/// Why a connection was not admitted (the bound that was full).
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Full {
+pub enum Full {
     All(usize),
     Client(usize),
 }
 
 impl Open {
     /// A place for a connection from `ip`, if both bounds allow one.
-    pub(super) fn admit(self: &Arc<Self>, ip: IpAddr, limits: &Limits) -> Result<Slot, Full> {
+    pub fn admit(self: &Arc<Self>, ip: IpAddr, limits: &Limits) -> Result<Slot, Full> {
         let mut g = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let (all, per) = &mut *g;
         if *all >= limits.max_connections {

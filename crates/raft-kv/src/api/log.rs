@@ -30,7 +30,9 @@ fn str_json(w: &crate::strings::StrWrite) -> serde_json::Value {
         Edit::IncrBy(n) => json!({ "incr_by": n }),
         Edit::IncrByFloat(f) => json!({ "incr_by_float": f }),
         Edit::Append(v) => json!({ "append": b64(v) }),
-        Edit::SetRange { offset, data } => json!({ "set_range": { "offset": offset, "data": b64(data) } }),
+        Edit::SetRange { offset, data } => {
+            json!({ "set_range": { "offset": offset, "data": b64(data) } })
+        }
         Edit::Keep => json!("keep"),
     };
     let when = match w.when {

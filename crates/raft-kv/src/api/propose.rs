@@ -111,12 +111,19 @@ fn chunks<'a>(which: &'a [usize], encoded: &[Bytes], max: usize) -> Vec<&'a [usi
 /// Sends `batch` to the leader's `/v1/raft/propose`.
 async fn forward(ctx: &ApiContext, batch: Vec<Bytes>) -> Result<Vec<Proposed>, ProposeError> {
     let no_leader = |why: String| ProposeError::NoLeader(why);
-    let leader = ctx.leader().await.ok_or_else(|| no_leader("none known".into()))?;
+    let leader = ctx
+        .leader()
+        .await
+        .ok_or_else(|| no_leader("none known".into()))?;
     if leader == ctx.node.status().raft.id {
         return Err(no_leader("leadership is changing".into()));
     }
-    let addr = (ctx.peer_client_addr)(leader)
-        .ok_or_else(|| no_leader(format!("{} has not said its command port", ctx.name(leader))))?;
+    let addr = (ctx.peer_client_addr)(leader).ok_or_else(|| {
+        no_leader(format!(
+            "{} has not said its command port",
+            ctx.name(leader)
+        ))
+    })?;
     let body = rmp_serde::to_vec(&batch).expect("byte strings always serialize");
     ctx.metrics.forwarded();
     let headers = [
@@ -125,7 +132,13 @@ async fn forward(ctx: &ApiContext, batch: Vec<Bytes>) -> Result<Vec<Proposed>, P
     ];
     let reply = ctx
         .client
-        .request(&addr, Method::POST, "/v1/raft/propose", &headers, body.into())
+        .request(
+            &addr,
+            Method::POST,
+            "/v1/raft/propose",
+            &headers,
+            body.into(),
+        )
         .await
         // Sent, maybe received: the outcome is not known.
         .map_err(|e| ProposeError::Unknown(format!("forwarding to the leader: {e}")))?;
@@ -149,7 +162,9 @@ pub async fn serve(ctx: &ApiContext, body: Bytes) -> ApiResult {
         .iter()
         .position(|b| !matches!(command::decode(b), Decoded::Kv(_)))
     {
-        return Err(ApiError::bad_request(format!("request {i} is not a KV request")));
+        return Err(ApiError::bad_request(format!(
+            "request {i} is not a KV request"
+        )));
     }
     let out: Vec<Proposed> = ctx
         .node
