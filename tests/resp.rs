@@ -367,3 +367,49 @@ async fn bad_input_gets_redis_errors_and_disturbs_nothing() {
     })
     .await;
 }
+
+/// Whether Python with PyPI's `redis` package is here (`.ci/run`
+/// installs both).
+fn python_with_redis() -> bool {
+    Command::new("python3")
+        .args(["-c", "import redis"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_redis_package() {
+    if !python_with_redis() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have python3 with the redis package (.ci/run installs it)"
+        );
+        eprintln!("skipped: no python3 with the redis package (pip install redis)");
+        return;
+    }
+    let (c, ports) = resp_cluster(true);
+    deadline(120, async {
+        let leader = c.leader(&[]).await;
+        let (f1, f2) = others(leader);
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/resp_client.py");
+        let args = [
+            certs().display().to_string(),
+            ports[f1].to_string(),
+            ports[leader].to_string(),
+            ports[f2].to_string(),
+        ];
+        let out = tokio::process::Command::new("python3")
+            .arg(script)
+            .args(args)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("running python3");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}\n{err}");
+        assert!(text.contains("redis-py: all passed"), "{text}");
+        eprintln!("{text}");
+    })
+    .await;
+}

@@ -56,10 +56,17 @@ pub async fn serve<S>(
 {
     let codec = RespCodec::new(srv.config.max_bulk, srv.config.max_request);
     let mut framed = Framed::new(io, codec);
+    let mut applied = srv.api.kv.subscribe();
     loop {
         let first = tokio::select! {
             f = framed.next() => f,
-            _ = drain.wait_for(|d| *d) => break,
+            () = drained(&mut drain) => break,
+            Ok(()) = applied.changed(), if s.subs.active() => {
+                if publish(&mut framed, &mut s, srv).await.is_err() {
+                    break;
+                }
+                continue;
+            }
         };
         let mut batch = Vec::new();
         let mut broken = None;
@@ -90,6 +97,35 @@ pub async fn serve<S>(
             break;
         }
     }
+}
+
+/// Once `drain` turns true (or its sender is gone).
+pub async fn drained(drain: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = drain.wait_for(|d| *d).await;
+}
+
+/// Sends the keyspace notifications of what applied since the last
+/// pass; `Err` when the connection is done (it fell behind the history,
+/// or the client left).
+async fn publish<S>(
+    framed: &mut Framed<S, RespCodec>,
+    s: &mut Session,
+    srv: &Arc<Server>,
+) -> Result<(), ()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let frames = s.subs.pass(&srv.api.kv.read());
+    framed.codec_mut().resp3 = s.resp3;
+    let Ok(frames) = frames else {
+        let e = Frame::err("the subscriber fell behind the change history: disconnected");
+        let _ = framed.send(e).await;
+        return Err(());
+    };
+    for f in frames {
+        framed.feed(f).await.map_err(|_| ())?;
+    }
+    framed.flush().await.map_err(|_| ())
 }
 
 /// A reply still to come, and where it goes.

@@ -31,6 +31,9 @@ pub enum Frame {
     Push(Vec<Frame>),
     /// A text reply shown as is (INFO's in RESP3 is a verbatim string).
     Verbatim(String),
+    /// Several replies in a row to one command (SUBSCRIBE answers once
+    /// per channel).
+    Seq(Vec<Frame>),
 }
 
 impl Frame {
@@ -103,6 +106,7 @@ impl Frame {
                 bulk(out, b'=', format!("txt:{s}").as_bytes());
             }
             Frame::Verbatim(s) => bulk(out, b'$', s.as_bytes()),
+            Frame::Seq(items) => items.iter().for_each(|f| f.write(resp3, out)),
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod codec;
 mod conn;
 pub mod frame;
 mod glob;
+mod pubsub;
 mod session;
 
 use frame::Frame;
@@ -137,7 +138,7 @@ pub async fn serve(
         while conns.try_join_next().is_some() {}
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = drain.wait_for(|d| *d) => break,
+            () = conn::drained(&mut drain) => break,
         };
         let (tcp, peer) = match accepted {
             Ok(c) => c,

@@ -33,6 +33,8 @@ pub struct Session {
     pub last_write: u64,
     /// SCAN's cursors.
     pub cursors: Cursors,
+    /// Keyspace notification subscriptions.
+    pub subs: crate::pubsub::Subscriptions,
 }
 
 impl Session {
@@ -51,6 +53,7 @@ impl Session {
             watched: Vec::new(),
             last_write: 0,
             cursors: Cursors::default(),
+            subs: Default::default(),
         }
     }
 

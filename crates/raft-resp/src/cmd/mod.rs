@@ -9,6 +9,7 @@ mod connection;
 mod expire;
 mod keys;
 mod multi;
+mod pubsub;
 mod server;
 mod strings;
 mod types;
@@ -105,6 +106,7 @@ pub fn all() -> impl Iterator<Item = &'static Spec> {
         keys::COMMANDS,
         expire::COMMANDS,
         multi::COMMANDS,
+        pubsub::COMMANDS,
         server::COMMANDS,
         types::COMMANDS,
     ]
@@ -115,6 +117,17 @@ pub fn all() -> impl Iterator<Item = &'static Spec> {
 fn find(name: &str) -> Option<&'static Spec> {
     all().find(|s| s.name.eq_ignore_ascii_case(name))
 }
+
+/// The commands a RESP2 connection may send while subscribed.
+const WHILE_SUBSCRIBED: &[&str] = &[
+    "subscribe",
+    "psubscribe",
+    "unsubscribe",
+    "punsubscribe",
+    "ping",
+    "quit",
+    "reset",
+];
 
 /// Commands MULTI does not queue.
 const UNQUEUED: &[&str] = &[
@@ -141,6 +154,17 @@ pub fn plan(args: &[Bytes], s: &mut Session, srv: &Arc<Server>) -> Plan {
     }
     if let Err(e) = authorize(spec.kind, s) {
         return queue_failed(s, Plan::Now(e));
+    }
+    if s.subs.active() && !s.resp3 && !WHILE_SUBSCRIBED.contains(&spec.name) {
+        return Plan::Now(Frame::err(format!(
+            "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET \
+             are allowed in this context",
+            spec.name
+        )));
+    }
+    if s.subs.active() && !s.resp3 && spec.name == "ping" {
+        let msg = rest.first().cloned().unwrap_or_default();
+        return Plan::Now(Frame::Array(vec![Frame::bulk("pong"), Frame::Bulk(msg)]));
     }
     let queueing = s.multi.is_some() && !UNQUEUED.contains(&spec.name);
     let plan = (spec.run)(Call {
