@@ -3,11 +3,14 @@
 //! any node of a real `raft-mock` cluster (followers forward writes and
 //! serve reads by ReadIndex) while nodes are killed with SIGKILL and
 //! restarted, or paused with SIGSTOP; the history is then checked with the simulator's checker
-//! (Wing & Gong with Lowe's memoization, per key).
+//! (Wing & Gong with Lowe's memoization, per key). Half the clients speak
+//! RESP (SET, GET, and WATCH / GET / MULTI / SET / EXEC for the swap) to
+//! the same keys, in namespace `db0`.
 
 mod common;
 
-use common::{cluster, deadline};
+use common::resp::{Reply, RespConn};
+use common::{deadline, described};
 use raft_core::Rng;
 use raft_kv::api::client::Method;
 use raft_sim::linearizability::{self, Op, OpKind, Verdict};
@@ -24,10 +27,16 @@ async fn reads_and_writes_through_any_node_are_linearizable_under_kills_and_paus
     // Stale reads (`?stale`) are not linearizable; `LIN_READ=stale` shows
     // the check catches them.
     let query = match std::env::var("LIN_READ").as_deref() {
-        Ok("stale") => "?raw&stale",
-        _ => "?raw",
+        Ok("stale") => "?raw&stale&ns=db0",
+        _ => "?raw&ns=db0",
     };
-    let c = Arc::new(tokio::sync::Mutex::new(cluster(&["active"; 3], false)));
+    let mut c = described(&["active"; 3], false);
+    let resp_ports = raft_mock::launch::free_ports(3);
+    for (n, p) in c.c.nodes.iter_mut().zip(&resp_ports) {
+        n.extra = vec!["--resp-port".into(), p.to_string()];
+    }
+    c.start_all().expect("starting raft-mock");
+    let c = Arc::new(tokio::sync::Mutex::new(c));
     deadline(180, async {
         c.lock().await.leader(&[]).await;
         let (client, apis) = {
@@ -42,9 +51,10 @@ async fn reads_and_writes_through_any_node_are_linearizable_under_kills_and_paus
         let stop = Arc::new(AtomicBool::new(false));
         let mut clients = vec![];
         for id in 0..CLIENTS {
-            let (client, apis, history, next_value, stop) = (
+            let (client, apis, resp_ports, history, next_value, stop) = (
                 client.clone(),
                 apis.clone(),
+                resp_ports.clone(),
                 history.clone(),
                 next_value.clone(),
                 stop.clone(),
@@ -53,10 +63,27 @@ async fn reads_and_writes_through_any_node_are_linearizable_under_kills_and_paus
             clients.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     let key = rng.range(0, KEYS as u64) as u8;
-                    let api = &apis[rng.range(0, apis.len() as u64) as usize];
+                    let node = rng.range(0, apis.len() as u64) as usize;
+                    let api = &apis[node];
                     let path = format!("/v1/kv/lin{key}");
                     let call = now();
                     let pick = rng.range(0, 3);
+                    if id % 2 == 1 {
+                        let v = next_value.fetch_add(1, Ordering::Relaxed);
+                        let ops = over_resp(resp_ports[node], key, pick, v, &now).await;
+                        let mut h = history.lock().unwrap();
+                        for (kind, call, ret) in ops {
+                            h.push(Op {
+                                client: id,
+                                key,
+                                kind,
+                                call,
+                                ret,
+                            });
+                        }
+                        drop(h);
+                        continue;
+                    }
                     if pick == 2 {
                         // Compare-and-set: read the value and its index,
                         // then swap it for a new one (both operations go
@@ -79,7 +106,8 @@ async fn reads_and_writes_through_any_node_are_linearizable_under_kills_and_paus
                     let op = if pick == 0 {
                         let v = next_value.fetch_add(1, Ordering::Relaxed);
                         let body = bytes::Bytes::from(v.to_string());
-                        let r = client.request(api, Method::PUT, &path, &[], body).await;
+                        let put = format!("{path}?ns=db0");
+                        let r = client.request(api, Method::PUT, &put, &[], body).await;
                         // Anything but a success may or may not have
                         // happened (a forward timed out, a node died).
                         let ok = r.is_ok_and(|r| r.status == 200);
@@ -196,7 +224,8 @@ async fn swap(
 ) -> Vec<(OpKind, u64, Option<u64>)> {
     use base64::Engine;
     let call = now();
-    let r = client.request(api, Method::GET, path, &[], "".into()).await;
+    let get = format!("{path}?ns=db0");
+    let r = client.request(api, Method::GET, &get, &[], "".into()).await;
     let (seen, index) = match r {
         Ok(r) if r.status == 200 => {
             let v = r.json().expect("JSON");
@@ -219,7 +248,13 @@ async fn swap(
     let call = now();
     let body = bytes::Bytes::from(new.to_string());
     let r = client
-        .request(api, Method::PUT, &format!("{path}?cas={index}"), &[], body)
+        .request(
+            api,
+            Method::PUT,
+            &format!("{path}?ns=db0&cas={index}"),
+            &[],
+            body,
+        )
         .await;
     let answer = r.ok().filter(|r| r.status == 200).and_then(|r| r.json());
     let refused = answer.as_ref().and_then(|v| v.as_bool()) == Some(false);
@@ -243,4 +278,73 @@ async fn swap(
         ret,
     ));
     ops
+}
+
+/// One operation over RESP on node `port`: `pick` 0 a SET of `v`, 1 a GET,
+/// 2 a swap (WATCH, GET, MULTI, SET `v`, EXEC: applied only if the key is
+/// as the GET saw it). As `swap`: (kind, call, return) for the history.
+async fn over_resp(
+    port: u16,
+    key: u8,
+    pick: u64,
+    v: u64,
+    now: &impl Fn() -> u64,
+) -> Vec<(OpKind, u64, Option<u64>)> {
+    let k = format!("lin{key}");
+    let value = v.to_string();
+    let call = now();
+    let Ok(mut conn) = RespConn::connect(port).await else {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        return Vec::new();
+    };
+    let read = |r: Reply| match r {
+        Reply::Bulk(Some(b)) => Some(Some(
+            String::from_utf8(b)
+                .unwrap()
+                .parse::<u64>()
+                .expect("a value this test wrote"),
+        )),
+        Reply::Bulk(None) => Some(None),
+        _ => None,
+    };
+    match pick {
+        0 => {
+            let r = conn.call(&[b"SET", k.as_bytes(), value.as_bytes()]).await;
+            let ok = matches!(r, Ok(Reply::Simple(ref s)) if s == "OK");
+            if !ok {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            vec![(OpKind::Put(v), call, ok.then(now))]
+        }
+        1 => match conn.call(&[b"GET", k.as_bytes()]).await.ok().and_then(read) {
+            Some(seen) => vec![(OpKind::Get(seen), call, Some(now()))],
+            None => Vec::new(),
+        },
+        _ => {
+            let watched = conn.call(&[b"WATCH", k.as_bytes()]).await;
+            if !matches!(watched, Ok(Reply::Simple(_))) {
+                return Vec::new();
+            }
+            let Some(seen) = conn.call(&[b"GET", k.as_bytes()]).await.ok().and_then(read) else {
+                return Vec::new();
+            };
+            let mut ops = vec![(OpKind::Get(seen), call, Some(now()))];
+            let call = now();
+            let _ = conn.call(&[b"MULTI"]).await;
+            let _ = conn.call(&[b"SET", k.as_bytes(), value.as_bytes()]).await;
+            let r = conn.call(&[b"EXEC"]).await;
+            let swapped = matches!(r, Ok(Reply::Array(Some(_))));
+            // As in `swap`: only a swap known to have happened returns.
+            ops.push((
+                OpKind::Cas {
+                    expect: seen,
+                    new: v,
+                    swapped,
+                },
+                call,
+                swapped.then(now),
+            ));
+            ops
+        }
+    }
 }

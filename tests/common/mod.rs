@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+pub mod resp;
+
 /// Certificates made once per test binary, by `cargo xtask certs`'s code.
 pub fn certs() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
