@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// What to measure: `log`, `net`, `cluster` or `core`.
+    /// What to measure: `log`, `net`, `cluster`, `core` or `resp`.
     what: String,
     /// Where benchmark files go (on the disk being measured).
     #[arg(long, default_value = "target/bench")]
     dir: PathBuf,
-    /// Seconds to spend on each append measurement.
+    /// Seconds to spend on each append measurement (`resp`: the requests
+    /// per run scale with it; 2 is the default size).
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
     /// `cluster`: concurrent clients of the write runs.
@@ -39,6 +40,9 @@ pub struct Args {
     /// idle cost of holding them.
     #[arg(long, default_value_t = 0)]
     leases: usize,
+    /// `resp`: alternating runs per case (the medians are reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// `cluster`: keep the logs in memory (to see what fsync costs).
     #[arg(long)]
     memory: bool,
@@ -67,7 +71,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 args.leases,
             )?,
         },
-        other => bail!("unknown benchmark {other:?} (known: log, net, cluster, core)"),
+        "resp" => crate::bench_resp::run(&args.dir, args.rounds, args.seconds / 2.0)?,
+        other => bail!("unknown benchmark {other:?} (known: log, net, cluster, core, resp)"),
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -122,7 +122,7 @@ struct Cpu {
 }
 
 /// User + system CPU seconds of a process so far, from `/proc`.
-fn cpu_seconds(pid: &str) -> f64 {
+pub(crate) fn cpu_seconds(pid: &str) -> f64 {
     static TICK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     let hz = *TICK.get_or_init(|| {
         std::process::Command::new("getconf")

@@ -4,6 +4,7 @@ mod bench;
 mod bench_cluster;
 mod bench_core;
 mod bench_net;
+mod bench_resp;
 mod bench_watch;
 use xtask::certs;
 mod cluster;

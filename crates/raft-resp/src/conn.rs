@@ -166,8 +166,8 @@ impl Replies {
             return;
         }
         if self.pending_writes_of(&pending) {
-            let (slots, reqs, renders) = split_writes(pending);
-            let done = raft_kv::api::propose_anywhere(&srv.api, reqs).await;
+            let (slots, ops, renders) = split_writes(pending);
+            let done = propose_in_order(srv, ops).await;
             for ((i, render), r) in slots.into_iter().zip(renders).zip(done) {
                 let f = finish(s, render, r);
                 self.put(i, f);
@@ -196,18 +196,40 @@ impl Replies {
     }
 }
 
-fn split_writes(p: Vec<Waiting>) -> (Vec<usize>, Vec<Request>, Vec<Render>) {
+fn split_writes(p: Vec<Waiting>) -> (Vec<usize>, Vec<Op>, Vec<Render>) {
     let mut slots = Vec::new();
-    let mut reqs = Vec::new();
+    let mut ops = Vec::new();
     let mut renders = Vec::new();
     for w in p {
         if let Waiting::Write(i, op, render) = w {
             slots.push(i);
-            reqs.push(Request { session: None, op });
+            ops.push(op);
             renders.push(render);
         }
     }
-    (slots, reqs, renders)
+    (slots, ops, renders)
+}
+
+/// Replicates `ops` in their order: runs of plain ops as one batch each,
+/// a `Multi` (which cannot share an entry) alone, each waited for before
+/// the next is sent.
+async fn propose_in_order(srv: &Arc<Server>, ops: Vec<Op>) -> Vec<Proposed> {
+    let mut out = Vec::with_capacity(ops.len());
+    let mut run = Vec::new();
+    for op in ops {
+        if matches!(op, Op::Multi { .. }) {
+            if !run.is_empty() {
+                out.extend(srv.propose(std::mem::take(&mut run)).await);
+            }
+            out.extend(srv.propose(vec![op]).await);
+        } else {
+            run.push(op);
+        }
+    }
+    if !run.is_empty() {
+        out.extend(srv.propose(run).await);
+    }
+    out
 }
 
 /// A write's reply from its outcome; notes its index for WAIT.
@@ -343,7 +365,7 @@ async fn exec(s: &mut Session, srv: &Arc<Server>) -> Frame {
             session: None,
             op: Op::Multi { watch, ops },
         };
-        let done = raft_kv::api::propose_anywhere(&srv.api, vec![req]).await;
+        let done = srv.propose(vec![req.op]).await;
         let index = match done.into_iter().next() {
             Some(Ok((i, Output::Multi(Some(o))))) => {
                 outs = o;

@@ -20,6 +20,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod batcher;
 mod cmd;
 pub mod codec;
 mod conn;
@@ -78,6 +79,8 @@ pub struct Server {
     pub port: u16,
     /// Its limits.
     pub config: RespConfig,
+    /// Where writes go (group commit across connections).
+    batcher: batcher::Batcher,
     next_id: AtomicU64,
     clients: AtomicUsize,
 }
@@ -93,6 +96,12 @@ impl Server {
     /// Connections open now.
     pub fn clients(&self) -> usize {
         self.clients.load(Ordering::Relaxed)
+    }
+
+    /// Replicates `ops`: plain ops (batched with other connections'
+    /// writes), or one `Multi` alone.
+    pub async fn propose(&self, ops: Vec<raft_kv::Op>) -> Vec<raft_kv::api::Proposed> {
+        self.batcher.propose(ops).await
     }
 
     /// Waits for a linearizable read point (a ReadIndex barrier), unless
@@ -123,7 +132,9 @@ pub async fn serve(
     mut drain: tokio::sync::watch::Receiver<bool>,
 ) {
     let port = listener.local_addr().map_or(0, |a| a.port());
+    let batcher = batcher::Batcher::start(api.clone());
     let srv = Arc::new(Server {
+        batcher,
         api,
         started: Instant::now(),
         port,

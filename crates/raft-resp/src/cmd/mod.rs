@@ -314,4 +314,14 @@ mod tests {
         assert_eq!(names.len(), n, "a command is in two tables");
         assert!(all().all(|s| s.arity != 0 && !s.summary.is_empty()));
     }
+
+    #[test]
+    fn docs_resp_md_lists_every_command() {
+        let doc = include_str!("../../../../docs/resp.md");
+        let missing: Vec<_> = all()
+            .map(|s| s.name.to_uppercase())
+            .filter(|n| !doc.contains(&format!("`{n}`")))
+            .collect();
+        assert!(missing.is_empty(), "docs/resp.md lacks {missing:?}");
+    }
 }
