@@ -71,17 +71,7 @@ async fn reads_and_writes_through_any_node_are_linearizable_under_kills_and_paus
                     if id % 2 == 1 {
                         let v = next_value.fetch_add(1, Ordering::Relaxed);
                         let ops = over_resp(resp_ports[node], key, pick, v, &now).await;
-                        let mut h = history.lock().unwrap();
-                        for (kind, call, ret) in ops {
-                            h.push(Op {
-                                client: id,
-                                key,
-                                kind,
-                                call,
-                                ret,
-                            });
-                        }
-                        drop(h);
+                        record(&history, id, key, ops);
                         continue;
                     }
                     if pick == 2 {
@@ -90,17 +80,7 @@ async fn reads_and_writes_through_any_node_are_linearizable_under_kills_and_paus
                         // into the history).
                         let v = next_value.fetch_add(1, Ordering::Relaxed);
                         let ops = swap(&client, api, &path, v, &now).await;
-                        let mut h = history.lock().unwrap();
-                        for (kind, call, ret) in ops {
-                            h.push(Op {
-                                client: id,
-                                key,
-                                kind,
-                                call,
-                                ret,
-                            });
-                        }
-                        drop(h);
+                        record(&history, id, key, ops);
                         continue;
                     }
                     let op = if pick == 0 {
@@ -209,6 +189,20 @@ async fn reads_and_writes_through_any_node_are_linearizable_under_kills_and_paus
         }
     })
     .await;
+}
+
+/// Adds `ops` of client `id` on `key` to the history.
+fn record(history: &Mutex<Vec<Op>>, id: usize, key: u8, ops: Vec<(OpKind, u64, Option<u64>)>) {
+    let mut h = history.lock().unwrap();
+    for (kind, call, ret) in ops {
+        h.push(Op {
+            client: id,
+            key,
+            kind,
+            call,
+            ret,
+        });
+    }
 }
 
 /// A read of `path` (its value and modify index), then `PUT ?cas=<index>`

@@ -269,23 +269,7 @@ async fn redis_cli_end_to_end_through_a_follower() {
 /// closes the connection or `quiet` passes without a byte.
 async fn raw(port: u16, send: &[u8], quiet: Duration) -> (Vec<u8>, bool) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let d = certs();
-    let tls = raft_net::tls::client_config(
-        &d.join("transport-ca.pem"),
-        Some((
-            &d.join("transport-client.crt"),
-            &d.join("transport-client.key"),
-        )),
-    )
-    .unwrap();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut s = tokio_rustls::TlsConnector::from(tls)
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let mut s = common::resp::tls(port, true).await.unwrap();
     s.write_all(send).await.unwrap();
     s.flush().await.unwrap();
     let mut out = Vec::new();
@@ -343,12 +327,9 @@ async fn bad_input_gets_redis_errors_and_disturbs_nothing() {
         let text = String::from_utf8_lossy(&out);
         assert!(text.starts_with("-ERR Protocol error: too big inline request") && closed, "{text}");
         // A client without a certificate never gets in.
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", p)).await.unwrap();
-        let tls = raft_net::tls::client_config(&certs().join("transport-ca.pem"), None).unwrap();
-        let name = tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
         let refused = async {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut s = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await?;
+            let mut s = common::resp::tls(p, false).await?;
             s.write_all(b"PING\r\n").await?;
             let mut buf = [0u8; 16];
             let n = s.read(&mut buf).await?;

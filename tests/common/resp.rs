@@ -28,27 +28,32 @@ fn timed_out() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time")
 }
 
+/// A TLS connection to 127.0.0.1:`port` with the test client
+/// certificate (`with_cert`) or none.
+pub async fn tls(port: u16, with_cert: bool) -> std::io::Result<TlsStream<TcpStream>> {
+    let d = super::certs();
+    let (crt, key) = (
+        d.join("transport-client.crt"),
+        d.join("transport-client.key"),
+    );
+    let pair = with_cert.then_some((crt.as_path(), key.as_path()));
+    let tls = raft_net::tls::client_config(&d.join("transport-ca.pem"), pair)
+        .map_err(std::io::Error::other)?;
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let go = async {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+        tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+    };
+    tokio::time::timeout(LIMIT, go)
+        .await
+        .map_err(|_| timed_out())?
+}
+
 impl RespConn {
     pub async fn connect(port: u16) -> std::io::Result<RespConn> {
-        let d = super::certs();
-        let tls = raft_net::tls::client_config(
-            &d.join("transport-ca.pem"),
-            Some((
-                &d.join("transport-client.crt"),
-                &d.join("transport-client.key"),
-            )),
-        )
-        .map_err(std::io::Error::other)?;
-        let name = tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-        let go = async {
-            let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
-            tokio_rustls::TlsConnector::from(tls)
-                .connect(name, tcp)
-                .await
-        };
-        let s = tokio::time::timeout(LIMIT, go)
-            .await
-            .map_err(|_| timed_out())??;
+        let s = tls(port, true).await?;
         Ok(RespConn { s, buf: Vec::new() })
     }
 

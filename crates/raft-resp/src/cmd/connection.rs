@@ -1,69 +1,22 @@
 //! Connection commands: PING, ECHO, HELLO, AUTH, SELECT, CLIENT, READONLY,
 //! READWRITE, QUIT, RESET.
 
-use super::{Call, Kind, Plan, Spec, syntax};
+use super::{Call, Plan, Spec, syntax};
 use crate::frame::Frame;
 use bytes::Bytes;
 
-pub const COMMANDS: &[Spec] = &[
-    spec("ping", -1, "Returns PONG, or the message given", ping),
-    spec("echo", 2, "Returns the message given", echo),
-    spec(
-        "hello",
-        -1,
-        "Picks RESP2 or RESP3 and describes the server",
-        hello,
-    ),
-    spec(
-        "auth",
-        -2,
-        "Accepted and ignored: the TLS client certificate authenticates",
-        auth,
-    ),
-    spec(
-        "select",
-        2,
-        "Picks the namespace: db<n> for a number, else the name given",
-        select,
-    ),
-    spec(
-        "client",
-        -2,
-        "SETNAME, GETNAME, ID, INFO, LIST, SETINFO, NO-EVICT, NO-TOUCH",
-        client,
-    ),
-    spec(
-        "readonly",
-        1,
-        "Reads on this connection are served locally, maybe stale",
-        readonly,
-    ),
-    spec(
-        "readwrite",
-        1,
-        "Reads on this connection are linearizable again",
-        readwrite,
-    ),
-    spec("quit", -1, "Closes the connection", quit),
-    spec("reset", 1, "Resets the connection's state", reset),
-];
-
-const fn spec(
-    name: &'static str,
-    arity: i32,
-    summary: &'static str,
-    run: fn(Call<'_>) -> Plan,
-) -> Spec {
-    Spec {
-        name,
-        arity,
-        kind: Kind::Conn,
-        keys: (0, 0, 0),
-        group: "connection",
-        summary,
-        run,
-    }
-}
+pub const COMMANDS: &[Spec] = table! { "connection":
+    "ping", -1, Conn, NONE, "Returns PONG, or the message given", ping;
+    "echo", 2, Conn, NONE, "Returns the message given", echo;
+    "hello", -1, Conn, NONE, "Picks RESP2 or RESP3 and describes the server", hello;
+    "auth", -2, Conn, NONE, "Accepted and ignored: the TLS client certificate authenticates", auth;
+    "select", 2, Conn, NONE, "Picks the namespace: db<n> for a number, else the name given", select;
+    "client", -2, Conn, NONE, "SETNAME, GETNAME, ID, INFO, LIST, SETINFO, NO-EVICT, NO-TOUCH", client;
+    "readonly", 1, Conn, NONE, "Reads on this connection are served locally, maybe stale", readonly;
+    "readwrite", 1, Conn, NONE, "Reads on this connection are linearizable again", readwrite;
+    "quit", -1, Conn, NONE, "Closes the connection", quit;
+    "reset", 1, Conn, NONE, "Resets the connection's state", reset;
+};
 
 fn ping(c: Call<'_>) -> Plan {
     Plan::Now(match c.args {

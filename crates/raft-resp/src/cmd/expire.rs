@@ -3,74 +3,20 @@
 //! leader; a key expires when the leader's expiry entry commits.
 
 use super::strings::{Expiry, absolute, relative};
-use super::{Call, Kind, Plan, Spec, attempt, int, key, unexpected, write};
+use super::{Call, Plan, Spec, attempt, int, key, unexpected, write};
 use crate::frame::Frame;
 use raft_kv::strings::{Edit, StrWrite, Ttl, When};
 use raft_kv::{Op, Output};
 
-pub const COMMANDS: &[Spec] = &[
-    spec(
-        "expire",
-        -3,
-        Kind::Write,
-        "Sets a key's TTL in seconds",
-        expire,
-    ),
-    spec(
-        "pexpire",
-        -3,
-        Kind::Write,
-        "Sets a key's TTL in milliseconds",
-        pexpire,
-    ),
-    spec(
-        "expireat",
-        -3,
-        Kind::Write,
-        "Expires a key at a unix time (s)",
-        expireat,
-    ),
-    spec(
-        "pexpireat",
-        -3,
-        Kind::Write,
-        "Expires a key at a unix time (ms)",
-        pexpireat,
-    ),
-    spec(
-        "ttl",
-        2,
-        Kind::Read,
-        "Seconds left (-1: no TTL, -2: no key)",
-        ttl,
-    ),
-    spec(
-        "pttl",
-        2,
-        Kind::Read,
-        "Milliseconds left (-1: no TTL, -2: no key)",
-        pttl,
-    ),
-    spec("persist", 2, Kind::Write, "Clears a key's TTL", persist),
-];
-
-const fn spec(
-    name: &'static str,
-    arity: i32,
-    kind: Kind,
-    summary: &'static str,
-    run: fn(Call<'_>) -> Plan,
-) -> Spec {
-    Spec {
-        name,
-        arity,
-        kind,
-        keys: (1, 1, 1),
-        group: "generic",
-        summary,
-        run,
-    }
-}
+pub const COMMANDS: &[Spec] = table! { "generic":
+    "expire", -3, Write, ONE, "Sets a key's TTL in seconds", expire;
+    "pexpire", -3, Write, ONE, "Sets a key's TTL in milliseconds", pexpire;
+    "expireat", -3, Write, ONE, "Expires a key at a unix time (s)", expireat;
+    "pexpireat", -3, Write, ONE, "Expires a key at a unix time (ms)", pexpireat;
+    "ttl", 2, Read, ONE, "Seconds left (-1: no TTL, -2: no key)", ttl;
+    "pttl", 2, Read, ONE, "Milliseconds left (-1: no TTL, -2: no key)", pttl;
+    "persist", 2, Write, ONE, "Clears a key's TTL", persist;
+};
 
 /// EXPIRE and its kin: `when` makes the expiry from the number given.
 fn expire_with(c: Call<'_>, when: fn(i64, &str) -> Result<Expiry, Frame>) -> Plan {

@@ -1,83 +1,22 @@
 //! Keyspace commands: DEL, UNLINK, EXISTS, TYPE, KEYS, SCAN, DBSIZE,
 //! FLUSHDB.
 
-use super::{
-    Call, Kind, Local, Plan, Spec, attempt, int, key, keys_of, peek, syntax, unexpected, write,
-};
+use super::{Call, Local, Plan, Spec, attempt, int, key, keys_of, peek, syntax, unexpected, write};
 use crate::frame::Frame;
 use crate::glob;
 use bytes::Bytes;
 use raft_kv::{Op, Output};
 
-pub const COMMANDS: &[Spec] = &[
-    spec(
-        "del",
-        -2,
-        Kind::Write,
-        "Deletes keys, in one entry; how many existed",
-        del,
-    ),
-    spec(
-        "unlink",
-        -2,
-        Kind::Write,
-        "DEL (deleting is never slow here)",
-        del,
-    ),
-    spec(
-        "exists",
-        -2,
-        Kind::Read,
-        "How many of the keys exist",
-        exists,
-    ),
-    spec("type", 2, Kind::Read, "string, or none", type_of),
-    spec("keys", 2, Kind::Read, "The keys matching a pattern", keys),
-    spec(
-        "scan",
-        -2,
-        Kind::Read,
-        "Iterates over the keys (MATCH COUNT TYPE)",
-        scan,
-    ),
-    spec(
-        "dbsize",
-        1,
-        Kind::Read,
-        "How many keys the namespace holds",
-        dbsize,
-    ),
-    spec(
-        "flushdb",
-        -1,
-        Kind::Admin,
-        "Drops the namespace; replies once that is committed",
-        flushdb,
-    ),
-];
-
-const fn spec(
-    name: &'static str,
-    arity: i32,
-    kind: Kind,
-    summary: &'static str,
-    run: fn(Call<'_>) -> Plan,
-) -> Spec {
-    let keys = if arity == 1 || name.len() == 4 && arity == 2 && name.as_bytes()[0] == b'k' {
-        (0, 0, 0)
-    } else {
-        (1, -1, 1)
-    };
-    Spec {
-        name,
-        arity,
-        kind,
-        keys,
-        group: "keyspace",
-        summary,
-        run,
-    }
-}
+pub const COMMANDS: &[Spec] = table! { "keyspace":
+    "del", -2, Write, ALL, "Deletes keys, in one entry; how many existed", del;
+    "unlink", -2, Write, ALL, "DEL (deleting is never slow here)", del;
+    "exists", -2, Read, ALL, "How many of the keys exist", exists;
+    "type", 2, Read, ONE, "string, or none", type_of;
+    "keys", 2, Read, NONE, "The keys matching a pattern", keys;
+    "scan", -2, Read, NONE, "Iterates over the keys (MATCH COUNT TYPE)", scan;
+    "dbsize", 1, Read, NONE, "How many keys the namespace holds", dbsize;
+    "flushdb", -1, Admin, NONE, "Drops the namespace; replies once that is committed", flushdb;
+};
 
 fn delete(ns: &str, key: String) -> Op {
     Op::Delete {

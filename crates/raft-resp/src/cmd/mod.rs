@@ -5,6 +5,32 @@
 //! carries plans out, batching a pipeline's writes into one proposal
 //! round and its reads behind one read barrier.
 
+/// A group's command table: `name, arity, kind, keys, summary, handler;`
+/// per command (`Kind` by its variant's name; `keys` one of `NONE`,
+/// `ONE`, `ALL`, `PAIRS`).
+macro_rules! table {
+    ($group:literal: $($name:literal, $arity:literal, $kind:ident, $keys:ident, $summary:literal, $run:ident;)*) => {
+        &[$($crate::cmd::Spec {
+            name: $name,
+            arity: $arity,
+            kind: $crate::cmd::Kind::$kind,
+            keys: $crate::cmd::$keys,
+            group: $group,
+            summary: $summary,
+            run: $run,
+        }),*]
+    };
+}
+
+/// Key positions (first, last, step) for COMMAND: none.
+pub const NONE: (i32, i32, i32) = (0, 0, 0);
+/// The first argument.
+pub const ONE: (i32, i32, i32) = (1, 1, 1);
+/// Every argument.
+pub const ALL: (i32, i32, i32) = (1, -1, 1);
+/// Every other argument, from the first (MSET's keys).
+pub const PAIRS: (i32, i32, i32) = (1, -1, 2);
+
 mod connection;
 mod expire;
 mod keys;

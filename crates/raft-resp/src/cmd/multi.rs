@@ -2,59 +2,16 @@
 //! the queued commands as one entry (`raft_kv::multi`), applied only if
 //! every WATCHed key still has the modify index it had when watched.
 
-use super::{Call, Kind, Plan, Spec, keys_of};
+use super::{Call, Plan, Spec, keys_of};
 use crate::frame::Frame;
 
-pub const COMMANDS: &[Spec] = &[
-    spec("multi", 1, Kind::Conn, "Starts queueing commands", multi),
-    spec(
-        "exec",
-        1,
-        Kind::Conn,
-        "Runs the queued commands as one entry",
-        exec,
-    ),
-    spec(
-        "discard",
-        1,
-        Kind::Conn,
-        "Drops the queued commands",
-        discard,
-    ),
-    spec(
-        "watch",
-        -2,
-        Kind::Read,
-        "EXEC applies only if these keys are unchanged",
-        watch,
-    ),
-    spec(
-        "unwatch",
-        1,
-        Kind::Conn,
-        "Forgets the watched keys",
-        unwatch,
-    ),
-];
-
-const fn spec(
-    name: &'static str,
-    arity: i32,
-    kind: Kind,
-    summary: &'static str,
-    run: fn(Call<'_>) -> Plan,
-) -> Spec {
-    let keys = if arity < 0 { (1, -1, 1) } else { (0, 0, 0) };
-    Spec {
-        name,
-        arity,
-        kind,
-        keys,
-        group: "transactions",
-        summary,
-        run,
-    }
-}
+pub const COMMANDS: &[Spec] = table! { "transactions":
+    "multi", 1, Conn, NONE, "Starts queueing commands", multi;
+    "exec", 1, Conn, NONE, "Runs the queued commands as one entry", exec;
+    "discard", 1, Conn, NONE, "Drops the queued commands", discard;
+    "watch", -2, Read, ALL, "EXEC applies only if these keys are unchanged", watch;
+    "unwatch", 1, Conn, NONE, "Forgets the watched keys", unwatch;
+};
 
 fn multi(c: Call<'_>) -> Plan {
     if c.s.multi.is_some() {

@@ -2,65 +2,17 @@
 //! notifications, `crate::pubsub`) and PUBLISH (refused: messages are not
 //! replicated, only changes are).
 
-use super::{Call, Kind, Plan, Spec};
+use super::{Call, Plan, Spec};
 use crate::frame::Frame;
 use crate::pubsub::confirm;
 
-pub const COMMANDS: &[Spec] = &[
-    spec(
-        "subscribe",
-        -2,
-        Kind::Read,
-        "Keyspace notification channels",
-        subscribe,
-    ),
-    spec(
-        "psubscribe",
-        -2,
-        Kind::Read,
-        "Keyspace notification patterns",
-        psubscribe,
-    ),
-    spec(
-        "unsubscribe",
-        -1,
-        Kind::Conn,
-        "Leaves channels (all if none named)",
-        unsubscribe,
-    ),
-    spec(
-        "punsubscribe",
-        -1,
-        Kind::Conn,
-        "Leaves patterns (all if none named)",
-        punsubscribe,
-    ),
-    spec(
-        "publish",
-        3,
-        Kind::Write,
-        "Refused: only keyspace notifications are published",
-        publish,
-    ),
-];
-
-const fn spec(
-    name: &'static str,
-    arity: i32,
-    kind: Kind,
-    summary: &'static str,
-    run: fn(Call<'_>) -> Plan,
-) -> Spec {
-    Spec {
-        name,
-        arity,
-        kind,
-        keys: (0, 0, 0),
-        group: "pubsub",
-        summary,
-        run,
-    }
-}
+pub const COMMANDS: &[Spec] = table! { "pubsub":
+    "subscribe", -2, Read, NONE, "Keyspace notification channels", subscribe;
+    "psubscribe", -2, Read, NONE, "Keyspace notification patterns", psubscribe;
+    "unsubscribe", -1, Conn, NONE, "Leaves channels (all if none named)", unsubscribe;
+    "punsubscribe", -1, Conn, NONE, "Leaves patterns (all if none named)", punsubscribe;
+    "publish", 3, Write, NONE, "Refused: only keyspace notifications are published", publish;
+};
 
 /// Starts publishing from what this node applied next, when the first
 /// subscription is made.
@@ -70,58 +22,63 @@ fn start(c: &mut Call<'_>) {
     }
 }
 
-fn subscribe(mut c: Call<'_>) -> Plan {
+/// Channels (SUBSCRIBE) or patterns (PSUBSCRIBE).
+#[derive(Clone, Copy)]
+enum Which {
+    Channels,
+    Patterns,
+}
+
+fn set<'a>(c: &'a mut Call<'_>, which: Which) -> &'a mut std::collections::BTreeSet<bytes::Bytes> {
+    match which {
+        Which::Channels => &mut c.s.subs.channels,
+        Which::Patterns => &mut c.s.subs.patterns,
+    }
+}
+
+/// (P)SUBSCRIBE: one confirmation per name.
+fn join(mut c: Call<'_>, which: Which, kind: &str) -> Plan {
     start(&mut c);
     let mut replies = Vec::new();
-    for ch in c.args {
-        c.s.subs.channels.insert(ch.clone());
-        replies.push(confirm("subscribe", Some(ch.clone()), c.s.subs.count()));
+    for name in c.args {
+        set(&mut c, which).insert(name.clone());
+        replies.push(confirm(kind, Some(name.clone()), c.s.subs.count()));
     }
     Plan::Now(Frame::Seq(replies))
 }
 
-fn psubscribe(mut c: Call<'_>) -> Plan {
-    start(&mut c);
+/// (P)UNSUBSCRIBE: the names given, or all; one confirmation each (one
+/// with no name when there were none).
+fn leave(mut c: Call<'_>, which: Which, kind: &str) -> Plan {
+    let named: Vec<_> = match c.args {
+        [] => set(&mut c, which).iter().cloned().collect(),
+        some => some.to_vec(),
+    };
     let mut replies = Vec::new();
-    for p in c.args {
-        c.s.subs.patterns.insert(p.clone());
-        replies.push(confirm("psubscribe", Some(p.clone()), c.s.subs.count()));
+    for name in named {
+        set(&mut c, which).remove(&name);
+        replies.push(confirm(kind, Some(name), c.s.subs.count()));
+    }
+    if replies.is_empty() {
+        replies.push(confirm(kind, None, c.s.subs.count()));
     }
     Plan::Now(Frame::Seq(replies))
+}
+
+fn subscribe(c: Call<'_>) -> Plan {
+    join(c, Which::Channels, "subscribe")
+}
+
+fn psubscribe(c: Call<'_>) -> Plan {
+    join(c, Which::Patterns, "psubscribe")
 }
 
 fn unsubscribe(c: Call<'_>) -> Plan {
-    let named: Vec<_> = if c.args.is_empty() {
-        c.s.subs.channels.iter().cloned().collect()
-    } else {
-        c.args.to_vec()
-    };
-    let mut replies = Vec::new();
-    for ch in named {
-        c.s.subs.channels.remove(&ch);
-        replies.push(confirm("unsubscribe", Some(ch), c.s.subs.count()));
-    }
-    if replies.is_empty() {
-        replies.push(confirm("unsubscribe", None, c.s.subs.count()));
-    }
-    Plan::Now(Frame::Seq(replies))
+    leave(c, Which::Channels, "unsubscribe")
 }
 
 fn punsubscribe(c: Call<'_>) -> Plan {
-    let named: Vec<_> = if c.args.is_empty() {
-        c.s.subs.patterns.iter().cloned().collect()
-    } else {
-        c.args.to_vec()
-    };
-    let mut replies = Vec::new();
-    for p in named {
-        c.s.subs.patterns.remove(&p);
-        replies.push(confirm("punsubscribe", Some(p), c.s.subs.count()));
-    }
-    if replies.is_empty() {
-        replies.push(confirm("punsubscribe", None, c.s.subs.count()));
-    }
-    Plan::Now(Frame::Seq(replies))
+    leave(c, Which::Patterns, "punsubscribe")
 }
 
 fn publish(_: Call<'_>) -> Plan {

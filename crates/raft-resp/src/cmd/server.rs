@@ -1,62 +1,20 @@
 //! Server commands: INFO, ROLE, WAIT, COMMAND, CONFIG GET, TIME.
 
-use super::{Call, Kind, Plan, Spec, attempt, int};
+use super::{Call, Plan, Spec, attempt, int};
 use crate::Server;
 use crate::frame::Frame;
 use raft_kv::KvState;
 use std::fmt::Write;
 use std::time::Duration;
 
-pub const COMMANDS: &[Spec] = &[
-    spec(
-        "info",
-        -1,
-        "Server, clients, replication and keyspace facts",
-        info,
-    ),
-    spec(
-        "role",
-        1,
-        "master or replica, with the replication offset",
-        role,
-    ),
-    spec(
-        "wait",
-        3,
-        "How many replicas hold this connection's writes",
-        wait,
-    ),
-    spec(
-        "command",
-        -1,
-        "The commands served (COUNT DOCS INFO LIST)",
-        command,
-    ),
-    spec(
-        "config",
-        -2,
-        "CONFIG GET of the few settings clients ask for",
-        config,
-    ),
-    spec("time", 1, "This node's clock", time),
-];
-
-const fn spec(
-    name: &'static str,
-    arity: i32,
-    summary: &'static str,
-    run: fn(Call<'_>) -> Plan,
-) -> Spec {
-    Spec {
-        name,
-        arity,
-        kind: Kind::Status,
-        keys: (0, 0, 0),
-        group: "server",
-        summary,
-        run,
-    }
-}
+pub const COMMANDS: &[Spec] = table! { "server":
+    "info", -1, Status, NONE, "Server, clients, replication and keyspace facts", info;
+    "role", 1, Status, NONE, "master or replica, with the replication offset", role;
+    "wait", 3, Status, NONE, "How many replicas hold this connection's writes", wait;
+    "command", -1, Status, NONE, "The commands served (COUNT DOCS INFO LIST)", command;
+    "config", -2, Status, NONE, "CONFIG GET of the few settings clients ask for", config;
+    "time", 1, Status, NONE, "This node's clock", time;
+};
 
 fn role_name(srv: &Server) -> &'static str {
     if srv.api.node.status().is_leader() {

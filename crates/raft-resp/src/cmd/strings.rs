@@ -1,115 +1,36 @@
 //! String commands. Each write is one entry (`raft_kv::strings`), applied
 //! to the value the key holds then; each read is a peek at a read point.
 
-use super::{Call, Kind, Plan, Spec, attempt, int, key, keys_of, peek, syntax, unexpected, write};
+use super::{Call, Plan, Spec, attempt, int, key, keys_of, peek, syntax, unexpected, write};
 use crate::frame::Frame;
 use bytes::Bytes;
 use raft_kv::multi::Watched;
 use raft_kv::strings::{Edit, StrDone, StrWrite, Ttl, When};
 use raft_kv::{Op, Output};
 
-pub const COMMANDS: &[Spec] = &[
-    r("get", 2, "The value of a key", get),
-    w(
-        "set",
-        -3,
-        "Sets a key (NX XX GET EX PX EXAT PXAT KEEPTTL)",
-        set,
-    ),
-    w("setnx", 3, "Sets a key if it does not exist", setnx),
-    w("setex", 4, "Sets a key with a TTL in seconds", setex),
-    w("psetex", 4, "Sets a key with a TTL in milliseconds", psetex),
-    w("getset", 3, "Sets a key, returning the old value", getset),
-    w("getdel", 2, "Deletes a key, returning its value", getdel),
-    w(
-        "getex",
-        -2,
-        "The value of a key, setting or clearing its TTL",
-        getex,
-    ),
-    r("mget", -2, "The values of keys", mget),
-    keyed("mset", -3, (1, -1, 2), "Sets keys, in one entry", mset),
-    keyed(
-        "msetnx",
-        -3,
-        (1, -1, 2),
-        "Sets keys if none exists, in one entry",
-        msetnx,
-    ),
-    w("incr", 2, "Adds 1 to an integer", incr),
-    w("incrby", 3, "Adds to an integer", incrby),
-    w("decr", 2, "Takes 1 from an integer", decr),
-    w("decrby", 3, "Takes from an integer", decrby),
-    w("incrbyfloat", 3, "Adds to a float", incrbyfloat),
-    w("append", 3, "Appends to a value; the new length", append),
-    r("strlen", 2, "The length of a value", strlen),
-    r("getrange", 4, "Part of a value", getrange),
-    r(
-        "substr",
-        4,
-        "Part of a value (GETRANGE's old name)",
-        getrange,
-    ),
-    w(
-        "setrange",
-        4,
-        "Overwrites part of a value; the new length",
-        setrange,
-    ),
-];
-
-const fn r(
-    name: &'static str,
-    arity: i32,
-    summary: &'static str,
-    run: fn(Call<'_>) -> Plan,
-) -> Spec {
-    let keys = if arity < 0 { (1, -1, 1) } else { (1, 1, 1) };
-    Spec {
-        name,
-        arity,
-        kind: Kind::Read,
-        keys,
-        group: "string",
-        summary,
-        run,
-    }
-}
-
-const fn w(
-    name: &'static str,
-    arity: i32,
-    summary: &'static str,
-    run: fn(Call<'_>) -> Plan,
-) -> Spec {
-    Spec {
-        name,
-        arity,
-        kind: Kind::Write,
-        keys: (1, 1, 1),
-        group: "string",
-        summary,
-        run,
-    }
-}
-
-const fn keyed(
-    name: &'static str,
-    arity: i32,
-    keys: (i32, i32, i32),
-    summary: &'static str,
-    run: fn(Call<'_>) -> Plan,
-) -> Spec {
-    Spec {
-        name,
-        arity,
-        kind: Kind::Write,
-        keys,
-        group: "string",
-        summary,
-        run,
-    }
-}
+pub const COMMANDS: &[Spec] = table! { "string":
+    "get", 2, Read, ONE, "The value of a key", get;
+    "set", -3, Write, ONE, "Sets a key (NX XX GET EX PX EXAT PXAT KEEPTTL)", set;
+    "setnx", 3, Write, ONE, "Sets a key if it does not exist", setnx;
+    "setex", 4, Write, ONE, "Sets a key with a TTL in seconds", setex;
+    "psetex", 4, Write, ONE, "Sets a key with a TTL in milliseconds", psetex;
+    "getset", 3, Write, ONE, "Sets a key, returning the old value", getset;
+    "getdel", 2, Write, ONE, "Deletes a key, returning its value", getdel;
+    "getex", -2, Write, ONE, "The value of a key, setting or clearing its TTL", getex;
+    "mget", -2, Read, ALL, "The values of keys", mget;
+    "mset", -3, Write, PAIRS, "Sets keys, in one entry", mset;
+    "msetnx", -3, Write, PAIRS, "Sets keys if none exists, in one entry", msetnx;
+    "incr", 2, Write, ONE, "Adds 1 to an integer", incr;
+    "incrby", 3, Write, ONE, "Adds to an integer", incrby;
+    "decr", 2, Write, ONE, "Takes 1 from an integer", decr;
+    "decrby", 3, Write, ONE, "Takes from an integer", decrby;
+    "incrbyfloat", 3, Write, ONE, "Adds to a float", incrbyfloat;
+    "append", 3, Write, ONE, "Appends to a value; the new length", append;
+    "strlen", 2, Read, ONE, "The length of a value", strlen;
+    "getrange", 4, Read, ONE, "Part of a value", getrange;
+    "substr", 4, Read, ONE, "Part of a value (GETRANGE's old name)", getrange;
+    "setrange", 4, Write, ONE, "Overwrites part of a value; the new length", setrange;
+};
 
 /// A string write on the session's namespace.
 fn str_op(c: &Call<'_>, key: String, edit: Edit, when: When, ttl: Ttl) -> Op {
