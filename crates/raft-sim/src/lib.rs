@@ -14,6 +14,7 @@
 
 pub mod checker;
 mod churn;
+mod cuts;
 pub mod linearizability;
 pub mod network;
 mod snapshots;
@@ -21,6 +22,7 @@ mod workload;
 
 use bytes::Bytes;
 use checker::Checker;
+use cuts::Cuts;
 use linearizability::{Key, Op, OpKind, Value};
 use network::{Event, Faults, Network, TICK, Time};
 use raft_core::{
@@ -319,6 +321,8 @@ struct Sim {
     /// the moments right after an election are where the subtle commit
     /// rules (Raft figure 8) matter.
     doomed: Vec<(NodeId, u64)>,
+    /// Leaders cut off at the moments the commit rules decide.
+    cuts: Cuts,
     max_disk_delay: Time,
     /// Disks still to wipe (`SimConfig::wipes`).
     wipes_left: usize,
@@ -340,6 +344,17 @@ impl Sim {
         raft_cfg.check_quorum = rng.chance(4, 5);
         raft_cfg.max_inflight = rng.range(1, 9) as usize;
         raft_cfg.max_append_entries = rng.range(1, 9) as usize;
+        // A quarter of the seeds cut leaders off at the moments the commit
+        // rules decide (figure 8), mostly with one-entry appends, which
+        // hand an old term's entries over apart from the new term's.
+        let cuts = if rng.chance(1, 4) {
+            if rng.chance(1, 2) {
+                raft_cfg.max_append_entries = 1;
+            }
+            Cuts::draw(&mut rng)
+        } else {
+            Cuts::off()
+        };
         // How hard this seed shakes the cluster, and how slow its disks are:
         // long writes widen the windows in which a crash loses data.
         let intensity = rng.range(1, 5);
@@ -395,6 +410,7 @@ impl Sim {
             replaced: 0,
             led: BTreeMap::new(),
             doomed: Vec::new(),
+            cuts,
             ids: ids.clone(),
             cfg,
         };
@@ -628,6 +644,19 @@ impl Sim {
                 s.conf_index
             );
         }
+        if r.role() == Role::Leader && !self.healing {
+            let (term, commit) = (r.term(), r.log().committed);
+            if self
+                .cuts
+                .observe(id, term, commit, self.tick, &mut self.rng)
+            {
+                if self.cfg.trace {
+                    eprintln!("t={} CUT leader {id} off (term {term})", self.now);
+                }
+                self.net.isolate(id, &self.ids);
+            }
+        }
+        let r = self.nodes[&id].raft.as_ref().expect("live");
         let committed_before = self.checker.committed_len();
         self.checker.on_state(r)?;
         let committed_now = self.checker.committed_len();
@@ -830,6 +859,9 @@ impl Sim {
         let n = self.ids.len() as u64;
         let k = self.intensity;
         let pick = |rng: &mut Rng| rng.range(1, n + 1);
+        for id in self.cuts.due(self.tick) {
+            self.net.release(id);
+        }
         if self.rng.chance(3 * k, 1000) {
             let id = pick(&mut self.rng);
             self.crash(id);
@@ -881,6 +913,7 @@ impl Sim {
         }
         if self.rng.chance(15, 1000) {
             self.net.heal();
+            self.cuts.clear();
         }
         if self.rng.chance(3 * k, 1000) {
             let id = pick(&mut self.rng);
@@ -1070,6 +1103,7 @@ impl Sim {
         // Links stay lossy (fair-loss): Raft must make progress and every
         // node converge without a perfect network, only a connected one.
         self.net.heal();
+        self.cuts.clear();
         for id in self.ids.clone() {
             if self.nodes[&id].raft.is_none() && !self.retired.contains(&id) {
                 self.start_node(id);

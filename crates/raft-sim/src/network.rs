@@ -168,6 +168,17 @@ impl Network {
         }
     }
 
+    /// Cuts every link of `id`, both ways.
+    pub fn isolate(&mut self, id: NodeId, all: &[NodeId]) {
+        let rest: Vec<NodeId> = all.iter().copied().filter(|&o| o != id).collect();
+        self.partition(&[id], &rest);
+    }
+
+    /// Restores every link of `id` (including any another fault cut).
+    pub fn release(&mut self, id: NodeId) {
+        self.blocked.retain(|&(a, b)| a != id && b != id);
+    }
+
     pub fn block_one_way(&mut self, from: NodeId, to: NodeId) {
         self.blocked.insert((from, to));
     }
