@@ -213,6 +213,8 @@ impl RaftLog {
         );
         if self.matches(index, term) {
             self.entries.drain(..(index + 1 - self.start) as usize);
+            self.persisted = self.persisted.max(index);
+            self.unstable_from = self.unstable_from.max(index + 1);
         } else {
             self.entries.clear();
             self.persisted = index;
@@ -220,8 +222,6 @@ impl RaftLog {
         }
         self.start = index + 1;
         self.start_prev_term = term;
-        self.persisted = self.persisted.max(index);
-        self.unstable_from = self.unstable_from.max(index + 1);
         self.committed = index;
         self.applying = index;
         self.applied = index;
@@ -402,6 +402,94 @@ mod tests {
         assert_eq!(l.first_index_of_term_at(5), 3);
         assert_eq!(l.last_index_of_term(3, 6), Some(5));
         assert_eq!(l.last_index_of_term(2, 6), None);
+    }
+
+    #[test]
+    fn entry_is_none_outside_the_log() {
+        let mut l = log_of(&[1, 1, 2, 2]);
+        l.commit_to(2);
+        l.applied_to(0);
+        let _ = l.take_committed(usize::MAX);
+        l.applied_to(2);
+        l.compact_to(2);
+        assert!(l.entry(2).is_none(), "compacted");
+        assert!(l.entry(5).is_none(), "past the end");
+        assert_eq!(l.entry(3).map(|e| e.term), Some(2));
+        assert_eq!(l.term(2), Some(1), "the term before the log is kept");
+        assert_eq!(l.term(1), None);
+    }
+
+    #[test]
+    fn slice_stops_past_the_byte_budget() {
+        let l = log_of(&[1, 1, 1]);
+        let one = l.entry(1).expect("entry").size();
+        assert_eq!(l.slice(1, 3, 0).len(), 1, "at least one entry");
+        assert_eq!(l.slice(1, 3, 2 * one).len(), 2, "exactly two fit");
+        assert_eq!(l.slice(1, 3, 2 * one - 1).len(), 1);
+        assert_eq!(l.slice(1, 3, usize::MAX).len(), 3);
+        assert_eq!(l.slice(2, 9, usize::MAX).len(), 2, "clamped to the log");
+    }
+
+    fn applied_log(terms: &[Term], applied: Index) -> RaftLog {
+        let mut l = log_of(terms);
+        l.commit_to(applied);
+        let _ = l.take_committed(usize::MAX);
+        l.applied_to(applied);
+        l
+    }
+
+    #[test]
+    fn compaction_drops_through_the_index_once() {
+        let mut l = applied_log(&[1, 1, 2, 2], 3);
+        l.compact_to(1);
+        assert_eq!(l.first_index(), 2, "the first entry goes");
+        l.compact_to(1);
+        l.compact_to(0);
+        assert_eq!(l.first_index(), 2, "compacting below the log is a no-op");
+        l.compact_to(2);
+        assert_eq!((l.first_index(), l.term(2)), (3, Some(1)));
+        l.compact_to(3);
+        assert_eq!(l.term(3), Some(2), "the same term as the first entry");
+        assert_eq!(l.first_index_of_term_at(4), 4, "never below the log");
+    }
+
+    #[test]
+    fn snapshot_keeps_a_matching_tail_still_to_persist() {
+        let mut l = log_of(&[1]);
+        l.append(ents(&[(2, 1), (3, 1), (4, 1)]));
+        l.restore_snapshot(3, 1);
+        assert_eq!((l.first_index(), l.last_index()), (4, 4));
+        let unstable: Vec<Index> = l.take_unstable().iter().map(|e| e.index).collect();
+        assert_eq!(unstable, [4], "only what follows the snapshot");
+        assert_eq!((l.committed, l.applied, l.persisted), (3, 3, 3));
+    }
+
+    #[test]
+    fn snapshot_discards_a_conflicting_log() {
+        let mut l = log_of(&[1, 1, 1, 1]);
+        l.restore_snapshot(3, 2);
+        assert_eq!((l.first_index(), l.last_index(), l.last_term()), (4, 3, 2));
+        assert!(l.take_unstable().is_empty());
+        assert_eq!(l.persisted, 3, "the discarded entries are not durable");
+        l.append(ents(&[(4, 2)]));
+        assert_eq!(l.take_unstable().len(), 1);
+        assert!(l.persisted_to(4, 2));
+    }
+
+    #[test]
+    fn persist_acks_count_once_and_only_for_entries_handed_out() {
+        let mut l = log_of(&[1]);
+        l.append(ents(&[(2, 1), (3, 1)]));
+        assert!(!l.persisted_to(2, 1), "not handed out yet");
+        let _ = l.take_unstable();
+        assert!(l.persisted_to(2, 1));
+        assert!(!l.persisted_to(2, 1), "already durable");
+        assert!(!l.persisted_to(1, 1), "below what is durable");
+        assert!(!l.has_committed_to_apply());
+        l.commit_to(2);
+        assert!(l.has_committed_to_apply());
+        let _ = l.take_committed(usize::MAX);
+        assert!(!l.has_committed_to_apply(), "handed out");
     }
 
     #[test]

@@ -452,4 +452,69 @@ mod tests {
         c.truncate_from(6);
         assert_eq!(c.latest().0, 6, "the base is never truncated");
     }
+
+    #[test]
+    fn a_removed_member_leaves_no_address_or_storage() {
+        let mut m = Membership::new([1, 2])
+            .apply(&[add(3)])
+            .unwrap()
+            .leave_joint();
+        m.storage = BTreeMap::from([(1, 11), (3, 33)]);
+        let gone = m.apply(&[ConfChange::Remove { id: 3 }]).unwrap();
+        assert_eq!(gone.storage.get(&3), Some(&33), "still an outgoing voter");
+        assert!(gone.addresses.contains_key(&3));
+        let done = gone.leave_joint();
+        assert!(!done.storage.contains_key(&3), "{done:?}");
+        assert!(!done.addresses.contains_key(&3), "{done:?}");
+        assert_eq!(done.storage.get(&1), Some(&11));
+    }
+
+    #[test]
+    fn storage_is_recorded_for_voters_once() {
+        let m = Membership::new([1, 2])
+            .apply(&[ConfChange::AddLearner {
+                id: 3,
+                address: "n3".into(),
+            }])
+            .unwrap();
+        assert_eq!(m.with_storage(&BTreeMap::from([(3, 7)])), None, "a learner");
+        assert_eq!(m.with_storage(&BTreeMap::from([(1, 0)])), None, "no id");
+        let r = m.with_storage(&BTreeMap::from([(1, 7)])).expect("new");
+        assert_eq!(r.storage, BTreeMap::from([(1, 7)]));
+        assert_eq!(r.with_storage(&BTreeMap::from([(1, 8)])), None, "kept");
+    }
+
+    #[test]
+    fn invalid_configurations_are_named() {
+        let mut m = Membership::new([1, 2]);
+        assert!(m.validate().is_ok());
+        m.learners.insert(2);
+        assert!(m.validate().unwrap_err().contains("node 2"));
+        let mut m = Membership::new([1, 2]);
+        m.learners_next.insert(3);
+        assert!(m.validate().unwrap_err().contains("pending learner"));
+        assert!(Membership::new([0, 1]).validate().is_err());
+        assert!(Membership::new([]).validate().is_err());
+    }
+
+    #[test]
+    fn in_force_between_is_the_configurations_of_that_range() {
+        let mut c = ConfLog::new(0, Membership::new([1]));
+        c.push(5, Membership::new([1, 2]));
+        c.push(9, Membership::new([1, 2, 3]));
+        let got =
+            |lo, hi| -> Vec<usize> { c.in_force_between(lo, hi).map(|m| m.voters.len()).collect() };
+        assert_eq!(got(5, 7), [2]);
+        assert_eq!(got(4, 9), [1, 2, 3]);
+        assert_eq!(got(1, 3), [1]);
+    }
+
+    #[test]
+    fn reset_replaces_every_configuration() {
+        let mut c = ConfLog::new(0, Membership::new([1]));
+        c.push(5, Membership::new([1, 2]));
+        c.reset(3, Membership::new([7]));
+        assert_eq!(c.latest(), (3, &Membership::new([7])));
+        assert_eq!(c.at(9), &Membership::new([7]));
+    }
 }

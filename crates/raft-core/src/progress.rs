@@ -246,6 +246,9 @@ mod tests {
         assert!(p.maybe_update(7));
         assert!(!p.is_paused());
         assert_eq!((p.matched, p.next), (7, 8));
+        p.sent_append(9, 2);
+        assert!(!p.maybe_update(7), "a repeated acknowledgement is old news");
+        assert!(p.is_paused(), "and does not answer the probe");
     }
 
     #[test]
@@ -278,5 +281,55 @@ mod tests {
             !p.maybe_decr_to(5, 1),
             "rejection at or below matched is stale"
         );
+    }
+
+    #[test]
+    fn a_replicating_rejection_never_takes_next_to_matched() {
+        let mut p = Progress::new(10, 4);
+        p.matched = 5;
+        p.become_replicate();
+        assert!(p.maybe_decr_to(9, 2));
+        assert_eq!((p.state, p.next), (ProgressState::Probe, 6));
+    }
+
+    #[test]
+    fn a_tail_is_lost_only_below_matched() {
+        let mut p = Progress::new(10, 4);
+        p.matched = 5;
+        assert!(!p.lost_tail(5), "it holds what it acknowledged");
+        assert!(!p.lost_tail(7));
+        assert_eq!((p.matched, p.lost_tails, p.repair_to), (5, 0, 0));
+        assert!(p.lost_tail(3));
+        assert_eq!((p.matched, p.lost_tails, p.repair_to), (3, 1, 5));
+        p.maybe_update(4);
+        assert_eq!(p.repair_to, 5, "repairing until it holds 5 again");
+        p.maybe_update(5);
+        assert_eq!(p.repair_to, 0, "repaired");
+    }
+
+    #[test]
+    fn empty_appends_take_no_window_slot() {
+        let mut p = Progress::new(1, 2);
+        p.become_replicate();
+        p.sent_append(0, 0);
+        assert!(p.inflights.is_empty());
+        assert_eq!(p.next, 1);
+    }
+
+    #[test]
+    fn the_window_frees_its_oldest_slot_and_clears() {
+        let mut w = Inflights::new(3);
+        assert!(w.is_empty());
+        w.add(2);
+        w.add(4);
+        w.add(6);
+        assert!(w.is_full() && !w.is_empty());
+        w.free_first();
+        assert_eq!(w.len(), 2);
+        w.free_to(4);
+        assert_eq!(w.len(), 1);
+        w.clear();
+        assert!(w.is_empty());
+        assert_eq!(w.len(), 0);
     }
 }

@@ -256,4 +256,15 @@ mod tests {
         let acked = |id| Some([0, 9, 9, 2, 1, 1][id as usize]);
         assert_eq!(j.committed_index(acked), 1);
     }
+
+    #[test]
+    fn sizes_and_the_simple_joint_config() {
+        let m = MajorityConfig::new([1, 2, 3]);
+        assert_eq!((m.len(), m.is_empty()), (3, false));
+        let none = MajorityConfig::default();
+        assert_eq!((none.len(), none.is_empty()), (0, true));
+        let j = JointConfig::simple([4, 5]);
+        assert_eq!((j.incoming.len(), j.outgoing.len()), (2, 0));
+        assert!(j.incoming.contains(4) && !j.incoming.contains(1));
+    }
 }

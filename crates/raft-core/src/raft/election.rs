@@ -185,3 +185,71 @@ impl Raft {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::Raft;
+    use crate::config::{Config, InitialState};
+    use crate::message::{Body, Message};
+    use crate::types::Mode;
+
+    /// Ticks a fresh node 2 of 1, 2, 3 (election tick 10) until it asks
+    /// for votes; returns how many ticks that took.
+    fn ticks_to_campaign(mode: Mode, seed: u64) -> u64 {
+        let mut cfg = Config::new(2);
+        cfg.election_tick = 10;
+        cfg.mode = mode;
+        cfg.seed = seed;
+        let mut r = Raft::new(cfg, InitialState::new_cluster([1, 2, 3])).unwrap();
+        let _ = r.ready();
+        for tick in 1..=100 {
+            r.tick();
+            let rd = r.ready();
+            if rd
+                .messages
+                .iter()
+                .any(|m| matches!(m.body, Body::RequestVote { .. }))
+            {
+                return tick;
+            }
+        }
+        panic!("no campaign in 100 ticks");
+    }
+
+    /// Active nodes wait one to two election timeouts, reluctant ones two
+    /// to three, each drawn at random over the whole range.
+    #[test]
+    fn campaigns_start_within_the_modes_range() {
+        for (mode, lo, hi) in [(Mode::Active, 10, 20), (Mode::Reluctant, 20, 30)] {
+            let waits: Vec<u64> = (0..200).map(|s| ticks_to_campaign(mode, s)).collect();
+            let (min, max) = (waits.iter().min(), waits.iter().max());
+            assert!(
+                waits.iter().all(|w| (lo..hi).contains(w)),
+                "{mode:?}: {waits:?}"
+            );
+            assert_eq!((min, max), (Some(&lo), Some(&(hi - 1))), "{mode:?}");
+        }
+    }
+
+    /// A message meant for another node, or seemingly from this one, is
+    /// ignored entirely (its term too).
+    #[test]
+    fn misaddressed_messages_are_ignored() {
+        let mut r = Raft::new(Config::new(2), InitialState::new_cluster([1, 2, 3])).unwrap();
+        for (from, to) in [(1, 3), (2, 2)] {
+            r.step(Message {
+                from,
+                to,
+                term: 5,
+                mode: Mode::Active,
+                body: Body::Heartbeat {
+                    commit: 0,
+                    read_round: 0,
+                    all_applied: 0,
+                },
+                storage: 0,
+            });
+            assert_eq!(r.term(), 0, "from {from} to {to}");
+        }
+    }
+}
