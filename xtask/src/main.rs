@@ -9,6 +9,7 @@ mod bench_watch;
 use xtask::certs;
 mod cluster;
 mod fuzz;
+mod mutants;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,9 @@ enum Task {
     /// Fuzz the parsers of untrusted bytes with AFL++ (cargo-afl); prints
     /// one JSON document.
     Fuzz(fuzz::Args),
+    /// Mutation testing of raft-core's protocol (cargo-mutants); prints
+    /// one JSON document.
+    Mutants(mutants::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,5 +47,6 @@ fn main() -> anyhow::Result<()> {
         Task::Certs(args) => certs::run(args),
         Task::Cluster(args) => cluster::run(args),
         Task::Fuzz(args) => fuzz::run(args),
+        Task::Mutants(args) => mutants::run(args),
     }
 }
