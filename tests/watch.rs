@@ -221,7 +221,7 @@ async fn old_positions_answer_410_slow_watchers_are_cut_and_drains_end_streams()
             .expect("the slow watcher got its first line");
         let big = "x".repeat(1 << 20);
         for _ in 0..80 {
-            c.put(l, "big", &big).await.unwrap();
+            c.put_at_leader("big", &big).await;
         }
         release_tx.send(()).unwrap();
         let lines = slow.await.unwrap();

@@ -124,6 +124,25 @@ impl TestCluster {
         Ok(index(&r))
     }
 
+    /// A put through whichever node leads, asked again of the new leader
+    /// when leadership moved under it (a 503 names the new leader: the
+    /// write was not proposed). For loads heavy enough to cost a leader
+    /// its lease on a loaded machine.
+    pub async fn put_at_leader(&self, key: &str, value: &str) -> u64 {
+        for attempt in 1.. {
+            let l = self.leader(&[]).await;
+            match self.put(l, key, value).await {
+                Ok(index) => return index,
+                Err(e) if attempt < 5 && e.starts_with("503") => {
+                    eprintln!("put {key} at node {l}: {e}; asking the leader again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("put {key} at node {l}: {e}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
     /// A key's value read at node `i` (linearizable unless `stale`).
     pub async fn get(&self, i: usize, key: &str, stale: bool) -> Result<Option<String>, String> {
         let q = if stale { "&stale" } else { "" };
