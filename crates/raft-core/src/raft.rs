@@ -11,6 +11,8 @@ mod identity;
 mod reads;
 mod replication;
 mod snapshot;
+#[cfg(test)]
+mod testkit;
 mod transfer;
 
 use crate::config::{Config, InitialState};
@@ -643,5 +645,166 @@ impl Raft {
 impl std::fmt::Debug for Raft {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}", self.status())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::{ack, heartbeat, leader, msg, node, node_from, persist, sends};
+    use crate::config::InitialState;
+    use crate::message::{Body, RejectHint};
+    use crate::types::{Mode, Role};
+    use bytes::Bytes;
+
+    fn vote_request(from: u64, to: u64, term: u64, pre_vote: bool) -> crate::Message {
+        let body = Body::RequestVote {
+            pre_vote,
+            last_index: 0,
+            last_term: 0,
+            transfer: false,
+        };
+        msg(from, to, term, body)
+    }
+
+    /// What the driver reads to persist and to route: the storage id it
+    /// gave, the mode it configured, the leader this node follows.
+    #[test]
+    fn accessors_report_the_nodes_state() {
+        let state = InitialState {
+            storage: 77,
+            ..InitialState::new_cluster([1, 2, 3])
+        };
+        let mut r = node_from(2, state, |c| c.mode = Mode::Reluctant);
+        assert_eq!(
+            (r.storage(), r.mode(), r.leader()),
+            (77, Mode::Reluctant, None)
+        );
+        r.step(heartbeat(2, 1, 0));
+        assert_eq!(r.leader(), Some(1));
+    }
+
+    /// A follower that hears its leader ignores vote requests for one
+    /// election timeout (dissertation §4.2.3), and no longer: after
+    /// `election_tick` ticks of silence the lease is over.
+    #[test]
+    fn the_leaders_lease_lasts_election_tick_ticks() {
+        // Reluctant: its own timeout (20..30 ticks) stays out of the way.
+        let mut r = node(2, |c| c.mode = Mode::Reluctant);
+        r.step(heartbeat(2, 1, 0));
+        for _ in 0..9 {
+            r.tick();
+        }
+        r.step(vote_request(3, 2, 2, false));
+        assert_eq!(
+            r.term(),
+            1,
+            "a vote request inside the lease raised the term"
+        );
+        r.tick();
+        r.step(vote_request(3, 2, 2, false));
+        assert_eq!(r.term(), 2, "the lease outlived election_tick ticks");
+    }
+
+    /// A pre-vote from an earlier term is refused out loud, so the
+    /// pre-candidate learns of the newer term and stops asking.
+    #[test]
+    fn a_pre_vote_from_an_earlier_term_is_refused() {
+        let mut r = node(2, |_| {});
+        r.step(heartbeat(2, 3, 0));
+        r.step(vote_request(3, 2, 2, true));
+        let rd = r.ready();
+        let refused = |b: &Body| {
+            matches!(
+                b,
+                Body::VoteResponse {
+                    pre_vote: true,
+                    granted: false
+                }
+            )
+        };
+        assert!(sends(&rd, 3, refused), "{:?}", rd.messages);
+        assert!(rd.messages.iter().all(|m| m.term == 3));
+    }
+
+    /// Only a leader counts acknowledgements. A leader that stepped down
+    /// in its own term (check-quorum) still holds a peer's match for an
+    /// entry it had not made durable; making it durable as a follower
+    /// commits nothing: the next leader says what is committed.
+    #[test]
+    fn a_follower_commits_nothing_by_its_own_persistence() {
+        let mut r = leader(|_| {});
+        r.propose(Bytes::from_static(b"x")).unwrap();
+        let rd = r.ready();
+        assert_eq!(rd.entries.last().map(|e| e.index), Some(2));
+        ack(&mut r, 2, 2);
+        assert_eq!(r.status().commit, 1, "test set-up: 2 is not durable here");
+        for _ in 0..20 {
+            r.tick();
+        }
+        assert_eq!(r.role(), Role::Follower, "test set-up: check-quorum");
+        assert_eq!(r.term(), 1);
+        r.on_persisted(2, 1);
+        assert_eq!(r.status().commit, 1);
+    }
+
+    /// A candidate that steps down on hearing a higher term starts a new
+    /// election timeout; only a follower that merely hears of a higher
+    /// term (and no leader) keeps its timer running.
+    #[test]
+    fn a_candidate_stepping_down_starts_a_fresh_timeout() {
+        for seed in 0..20 {
+            // One entry, so the term-2 request (empty log) is refused and
+            // the refusal does not reset the timer either.
+            let state = InitialState {
+                entries: vec![crate::Entry {
+                    term: 1,
+                    index: 1,
+                    payload: crate::Payload::Noop,
+                }],
+                hard_state: crate::HardState {
+                    term: 1,
+                    vote: None,
+                    commit: 0,
+                },
+                ..InitialState::new_cluster([1, 2, 3])
+            };
+            let mut r = node_from(2, state, |c| {
+                c.seed = seed;
+                c.check_quorum = false;
+            });
+            r.campaign().unwrap();
+            for _ in 0..9 {
+                r.tick();
+            }
+            assert_eq!((r.role(), r.term()), (Role::Candidate, 2), "seed {seed}");
+            r.step(vote_request(3, 2, 3, false));
+            assert_eq!((r.role(), r.term()), (Role::Follower, 3), "seed {seed}");
+            let _ = persist(&mut r);
+            for _ in 0..9 {
+                r.tick();
+            }
+            assert_eq!(r.term(), 3, "seed {seed}: campaigned within 9 ticks");
+        }
+    }
+
+    /// A peer that lost entries it had acknowledged shows as repairing
+    /// until it holds them again.
+    #[test]
+    fn status_shows_a_repair_in_progress() {
+        let mut r = leader(|_| {});
+        r.propose(Bytes::from_static(b"x")).unwrap();
+        persist(&mut r);
+        ack(&mut r, 2, 2);
+        let hint = RejectHint {
+            conflict_term: None,
+            conflict_index: 2,
+        };
+        let body = Body::AppendResponse {
+            index: 2,
+            reject: Some(hint),
+        };
+        r.step(msg(2, 1, 1, body));
+        let p = r.status().peers.into_iter().find(|p| p.id == 2).unwrap();
+        assert_eq!((p.lost_tails, p.repairing, p.matched), (1, true, 1));
     }
 }

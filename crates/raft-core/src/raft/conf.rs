@@ -119,3 +119,74 @@ impl Raft {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::membership::{ConfChange, Membership};
+    use crate::message::Body;
+    use crate::raft::testkit::{ack, leader, msg, node, persist, sends};
+    use crate::types::{Entry, Payload, Role};
+    use bytes::Bytes;
+
+    fn entry(term: u64, index: u64, payload: Payload) -> Entry {
+        Entry {
+            term,
+            index,
+            payload,
+        }
+    }
+
+    /// A configuration entry that a new leader's log overwrites is no
+    /// longer in force on the follower (§6: a node uses the latest
+    /// configuration in its log, committed or not).
+    #[test]
+    fn an_overwritten_configuration_is_no_longer_in_force() {
+        let mut r = node(2, |_| {});
+        let four = Membership::new([1, 2, 3, 4]);
+        let entries = vec![
+            entry(1, 1, Payload::Noop),
+            entry(1, 2, Payload::Config(Box::new(four))),
+        ];
+        let body = Body::Append {
+            prev_index: 0,
+            prev_term: 0,
+            entries,
+            commit: 1,
+        };
+        r.step(msg(1, 2, 1, body));
+        assert_eq!(r.voters().len(), 4, "test set-up: 4 joined");
+        let body = Body::Append {
+            prev_index: 1,
+            prev_term: 1,
+            entries: vec![entry(2, 2, Payload::Noop)],
+            commit: 1,
+        };
+        r.step(msg(3, 2, 2, body));
+        assert_eq!(r.log().last_index(), 2);
+        assert_eq!(r.voters(), [1, 2, 3].into());
+        assert_eq!(r.membership().1, &Membership::new([1, 2, 3]));
+    }
+
+    /// A leader whose removal commits hands over to a voter holding its
+    /// whole log: node 3 here, not node 2 (one entry behind), and never
+    /// itself.
+    #[test]
+    fn a_removed_leader_hands_over_to_a_caught_up_voter() {
+        let mut r = leader(|_| {});
+        r.propose_conf_change(&[ConfChange::Remove { id: 1 }])
+            .unwrap();
+        persist(&mut r);
+        ack(&mut r, 2, 2);
+        ack(&mut r, 3, 2);
+        persist(&mut r);
+        assert_eq!(r.membership().0, 3, "test set-up: the joint phase is left");
+        r.propose(Bytes::from_static(b"x")).unwrap();
+        persist(&mut r);
+        ack(&mut r, 2, 3);
+        ack(&mut r, 3, 4);
+        assert_eq!(r.role(), Role::Follower, "test set-up: the removal commits");
+        let rd = r.ready();
+        let told = |to| sends(&rd, to, |b| matches!(b, Body::TimeoutNow));
+        assert!(told(3) && !told(2) && !told(1), "{:?}", rd.messages);
+    }
+}

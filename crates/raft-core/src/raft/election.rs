@@ -190,8 +190,11 @@ impl Raft {
 mod tests {
     use crate::Raft;
     use crate::config::{Config, InitialState};
+    use crate::membership::Membership;
     use crate::message::{Body, Message};
+    use crate::raft::testkit::{msg, node, sends};
     use crate::types::Mode;
+    use crate::types::{Entry, Payload};
 
     /// Ticks a fresh node 2 of 1, 2, 3 (election tick 10) until it asks
     /// for votes; returns how many ticks that took.
@@ -251,5 +254,70 @@ mod tests {
             });
             assert_eq!(r.term(), 0, "from {from} to {to}");
         }
+    }
+
+    fn vote_request(from: u64, term: u64, pre_vote: bool) -> Message {
+        let body = Body::RequestVote {
+            pre_vote,
+            last_index: 0,
+            last_term: 0,
+            transfer: false,
+        };
+        msg(from, 2, term, body)
+    }
+
+    /// One vote per term (§5.2): a node that voted for 3 in term 2
+    /// refuses node 1 that term, for real and in a pre-vote asking about
+    /// that same term (a pre-vote is granted freely only for a later one).
+    #[test]
+    fn a_node_that_voted_refuses_others_that_term() {
+        let mut r = node(2, |c| c.check_quorum = false);
+        r.step(vote_request(3, 2, false));
+        let rd = r.ready();
+        let granted = |b: &Body| matches!(b, Body::VoteResponse { granted: true, .. });
+        assert!(sends(&rd, 3, granted), "test set-up: 2 votes for 3");
+        for pre_vote in [true, false] {
+            r.step(vote_request(1, 2, pre_vote));
+            let rd = r.ready();
+            assert!(!sends(&rd, 1, granted), "pre_vote {pre_vote}: voted twice");
+            let refused = |b: &Body| matches!(b, Body::VoteResponse { granted: false, .. });
+            assert!(sends(&rd, 1, refused), "pre_vote {pre_vote}: no answer");
+        }
+    }
+
+    /// An append from leader 1 in term 1 carrying configuration `m` at
+    /// `index` (after `index - 1` of term 1) and committing it.
+    fn append_conf(index: u64, m: Membership) -> Message {
+        let entries = vec![Entry {
+            term: 1,
+            index,
+            payload: Payload::Config(Box::new(m)),
+        }];
+        let body = Body::Append {
+            prev_index: index - 1,
+            prev_term: if index > 1 { 1 } else { 0 },
+            entries,
+            commit: index,
+        };
+        msg(1, 2, 1, body)
+    }
+
+    /// A node being rebuilt abstains (votes for no one, acknowledges
+    /// nothing as a voter) while the committed configurations keep it a
+    /// voter, and stops once one makes it a learner.
+    #[test]
+    fn a_rebuilt_node_abstains_until_demoted() {
+        let mut r = node(2, |c| c.rebuilding = true);
+        let mut with_learner = Membership::new([1, 2, 3]);
+        with_learner.learners.insert(4);
+        r.step(append_conf(1, with_learner));
+        r.tick();
+        assert_eq!(r.status().commit, 1, "test set-up: the append applies");
+        assert!(r.status().rebuilding, "stopped abstaining while a voter");
+        let mut demoted = Membership::new([1, 3]);
+        demoted.learners.insert(2);
+        r.step(append_conf(2, demoted));
+        r.tick();
+        assert!(!r.status().rebuilding, "still abstaining once demoted");
     }
 }

@@ -121,3 +121,110 @@ impl Raft {
         conf.with_storage(&self.peer_storage)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Replaced;
+    use crate::Raft;
+    use crate::config::InitialState;
+    use crate::membership::{ConfChange, Membership};
+    use crate::message::{Body, Message};
+    use crate::raft::testkit::{leader, msg, node_from, persist, round, vote_granted};
+    use crate::types::Payload;
+
+    /// A node whose own log records another storage id for it stops at
+    /// its next tick: it is not the member the cluster knows.
+    #[test]
+    fn a_node_its_log_says_was_replaced_stops() {
+        let mut m = Membership::new([1, 2, 3]);
+        m.storage.insert(2, 5);
+        let state = InitialState {
+            storage: 9,
+            membership: m,
+            ..Default::default()
+        };
+        let mut r = node_from(2, state, |_| {});
+        r.tick();
+        let want = Replaced {
+            peer: None,
+            known: 5,
+            ours: 9,
+        };
+        assert_eq!(r.replaced(), Some(want));
+    }
+
+    /// Leader 1 hears node 2 (storage 22) answer a heartbeat.
+    fn hear_storage(r: &mut Raft) {
+        let body = Body::HeartbeatResponse {
+            read_round: 0,
+            applied: 0,
+        };
+        r.step(Message {
+            storage: 22,
+            ..msg(2, 1, 1, body)
+        });
+    }
+
+    fn recorded(r: &Raft) -> Option<u64> {
+        r.membership().1.storage.get(&2).copied()
+    }
+
+    /// The record of a storage id is a configuration change: never
+    /// proposed during a leadership transfer, only after it.
+    #[test]
+    fn no_storage_id_is_recorded_during_a_transfer() {
+        let mut r = leader(|_| {});
+        hear_storage(&mut r);
+        r.transfer_leader(3).unwrap();
+        for _ in 0..10 {
+            round(&mut r);
+            assert_eq!(recorded(&r), None, "recorded during the transfer");
+        }
+        round(&mut r);
+        assert_eq!(recorded(&r), Some(22), "not recorded after the transfer");
+    }
+
+    /// Nor while another configuration change is pending.
+    #[test]
+    fn no_storage_id_is_recorded_while_a_change_is_pending() {
+        let mut r = leader(|_| {});
+        let learner = ConfChange::AddLearner {
+            id: 4,
+            address: "h4".into(),
+        };
+        r.propose_conf_change(&[learner]).unwrap();
+        persist(&mut r);
+        hear_storage(&mut r);
+        r.tick();
+        assert_eq!(
+            r.log().last_index(),
+            2,
+            "a second change while one is pending"
+        );
+    }
+
+    /// Nor in a joint configuration: a leader elected during a joint
+    /// phase starts its term with a no-op, not with a record.
+    #[test]
+    fn no_storage_id_is_recorded_in_a_joint_phase() {
+        let mut joint = Membership::new([1, 2, 3]);
+        joint.outgoing = [1, 2, 4].into();
+        let state = InitialState {
+            membership: joint,
+            ..Default::default()
+        };
+        let mut r = node_from(1, state, |_| {});
+        r.campaign().unwrap();
+        persist(&mut r);
+        r.step(Message {
+            storage: 22,
+            ..vote_granted(2, 1)
+        });
+        let rd = persist(&mut r);
+        let first = rd.entries.first().map(|e| &e.payload);
+        assert!(
+            matches!(first, Some(Payload::Noop)),
+            "the term began with a record"
+        );
+    }
+}

@@ -358,3 +358,146 @@ impl Raft {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::message::{Body, RejectHint};
+    use crate::raft::testkit::{
+        ack, heartbeat, heartbeat_answer, leader, msg, node, persist, round, sends,
+    };
+    use crate::types::{Mode, Role};
+    use crate::{Error, Ready};
+    use bytes::Bytes;
+
+    /// Whether `rd` sends `to` an append carrying entry `index`.
+    fn appends(rd: &Ready, to: u64, index: u64) -> bool {
+        sends(rd, to, |b| match b {
+            Body::Append { entries, .. } => entries.iter().any(|e| e.index == index),
+            _ => false,
+        })
+    }
+
+    fn replicating(r: &crate::Raft, id: u64) -> bool {
+        let peers = r.status().peers;
+        peers.iter().find(|p| p.id == id).unwrap().replicating
+    }
+
+    /// An idle, caught-up follower stays in the replicating state however
+    /// many heartbeats pass: only appends in flight can stall.
+    #[test]
+    fn idle_followers_keep_replicating() {
+        let mut r = leader(|_| {});
+        for _ in 0..6 {
+            round(&mut r);
+        }
+        assert!(replicating(&r, 2) && replicating(&r, 3));
+    }
+
+    /// Appends lost on the way (the follower answers heartbeats but never
+    /// acknowledges) are sent again after a few heartbeat rounds.
+    #[test]
+    fn lost_appends_are_resent_after_stalled_rounds() {
+        let mut r = leader(|_| {});
+        r.propose(Bytes::from_static(b"x")).unwrap();
+        let rd = persist(&mut r);
+        assert!(
+            appends(&rd, 2, 2),
+            "test set-up: entry 2 went out (and is lost)"
+        );
+        ack(&mut r, 3, 2);
+        let resent = (0..6).position(|_| appends(&round(&mut r), 2, 2));
+        // The first answer records the match the rounds after it compare
+        // with; three rounds without progress (STALLED_ROUNDS) follow.
+        assert_eq!(resent, Some(3), "resent after round (0-based)");
+        assert!(!replicating(&r, 2), "the peer is probed again");
+    }
+
+    /// With the inflight window full, a heartbeat answer frees its oldest
+    /// slot, so one lost append does not stop the pipeline for good.
+    #[test]
+    fn a_heartbeat_answer_frees_a_full_window() {
+        let mut r = leader(|c| c.max_inflight = 1);
+        r.propose(Bytes::from_static(b"x")).unwrap();
+        assert!(appends(&persist(&mut r), 2, 2), "test set-up");
+        r.propose(Bytes::from_static(b"y")).unwrap();
+        assert!(
+            !appends(&persist(&mut r), 2, 3),
+            "test set-up: the window is full"
+        );
+        heartbeat_answer(&mut r, 2);
+        assert!(appends(&r.ready(), 2, 3), "the window stayed full");
+    }
+
+    /// A window with room keeps its count: a heartbeat answer frees a
+    /// slot only when the window is full, so no more than `max_inflight`
+    /// appends are ever out unacknowledged.
+    #[test]
+    fn a_heartbeat_answer_leaves_a_window_with_room_alone() {
+        let mut r = leader(|c| c.max_inflight = 3);
+        for (i, data) in ["a", "b"].into_iter().enumerate() {
+            r.propose(Bytes::from(data)).unwrap();
+            assert!(appends(&persist(&mut r), 2, 2 + i as u64), "test set-up");
+        }
+        heartbeat_answer(&mut r, 2);
+        persist(&mut r);
+        r.propose(Bytes::from_static(b"c")).unwrap();
+        assert!(appends(&persist(&mut r), 2, 4), "the third append fits");
+        r.propose(Bytes::from_static(b"d")).unwrap();
+        assert!(
+            !appends(&persist(&mut r), 2, 5),
+            "a fourth append out of three slots"
+        );
+    }
+
+    /// A transfer whose target never takes over is abandoned after an
+    /// election timeout, not before: proposals are refused meanwhile.
+    #[test]
+    fn a_stuck_transfer_is_abandoned_after_an_election_timeout() {
+        let mut r = leader(|_| {});
+        r.propose(Bytes::from_static(b"x")).unwrap();
+        persist(&mut r);
+        ack(&mut r, 2, 2);
+        r.transfer_leader(3).unwrap();
+        for tick in 1..10 {
+            round(&mut r);
+            let refused = r.propose(Bytes::from_static(b"y"));
+            assert_eq!(refused, Err(Error::TransferInProgress(3)), "tick {tick}");
+        }
+        round(&mut r);
+        assert!(r.propose(Bytes::from_static(b"y")).is_ok());
+    }
+
+    /// A passive node never campaigns, even when a leader (that thought
+    /// it active) tells it to take over.
+    #[test]
+    fn a_passive_follower_ignores_timeout_now() {
+        let mut r = node(2, |c| c.mode = Mode::Passive);
+        r.step(heartbeat(2, 1, 0));
+        r.step(msg(1, 2, 1, Body::TimeoutNow));
+        assert_eq!((r.role(), r.term()), (Role::Follower, 1));
+    }
+
+    /// A rejection older than the acknowledgement it arrives after (it
+    /// names a conflicting term, so the follower's log did not end there)
+    /// is not a lost tail: the acknowledged match stands.
+    #[test]
+    fn a_stale_rejection_is_not_a_lost_tail() {
+        let mut r = leader(|_| {});
+        r.propose_batch([Bytes::from_static(b"x"), Bytes::from_static(b"y")])
+            .unwrap();
+        persist(&mut r);
+        ack(&mut r, 2, 3);
+        let hint = RejectHint {
+            conflict_term: Some(1),
+            conflict_index: 1,
+        };
+        let body = Body::AppendResponse {
+            index: 2,
+            reject: Some(hint),
+        };
+        r.step(msg(2, 1, 1, body));
+        let peers = r.status().peers;
+        let p = peers.iter().find(|p| p.id == 2).unwrap();
+        assert_eq!((p.lost_tails, p.matched), (0, 3));
+    }
+}

@@ -129,3 +129,79 @@ impl Raft {
             .min(mine);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::message::{Body, RejectHint, SnapshotMeta};
+    use crate::raft::testkit::{ack, leader, msg, persist};
+    use crate::{Error, Membership, Raft};
+    use bytes::Bytes;
+
+    fn meta(index: u64, term: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            index,
+            term,
+            membership: Membership::new([1, 2, 3]),
+            digest: None,
+        }
+    }
+
+    /// Leader 1 with entries 1..=3 committed (3 never acknowledged
+    /// beyond the no-op) and applied up to `applied`.
+    fn with_three(applied: u64) -> Raft {
+        let mut r = leader(|_| {});
+        r.propose_batch([Bytes::from_static(b"x"), Bytes::from_static(b"y")])
+            .unwrap();
+        persist(&mut r);
+        ack(&mut r, 2, 3);
+        assert_eq!(r.status().commit, 3, "test set-up");
+        let last = r.ready().committed.last().map(|e| e.index);
+        assert_eq!(last, Some(3), "test set-up: handed out to apply");
+        r.on_applied(applied);
+        r
+    }
+
+    /// A snapshot must be of an applied entry of this log: an index not
+    /// applied yet, or a term the log does not hold there, is refused.
+    #[test]
+    fn compact_refuses_a_snapshot_not_of_this_logs_applied_entries() {
+        let mut r = with_three(2);
+        let bad = |r: &mut Raft, m| matches!(r.compact(m, 0), Err(Error::InvalidSnapshot(_)));
+        assert!(bad(&mut r, meta(3, 1)), "an entry not applied yet");
+        assert!(bad(&mut r, meta(2, 7)), "another term at that index");
+        assert_eq!(r.compact(meta(2, 1), 2), Ok(2));
+    }
+
+    /// A follower installs only a snapshot past its commit index.
+    #[test]
+    fn only_a_snapshot_past_the_commit_index_is_wanted() {
+        let r = with_three(3);
+        assert!(!r.wants_snapshot(&meta(3, 1)));
+        assert!(r.wants_snapshot(&meta(4, 1)));
+    }
+
+    /// Node 3 lost its log after the leader compacted past it: it gets a
+    /// snapshot. A transfer reported done leaves it waiting for the
+    /// acknowledgement; one reported failed probes it again.
+    #[test]
+    fn only_a_failed_snapshot_transfer_is_retried() {
+        let mut r = with_three(3);
+        r.compact(meta(3, 1), 3).unwrap();
+        let hint = RejectHint {
+            conflict_term: None,
+            conflict_index: 1,
+        };
+        let body = Body::AppendResponse {
+            index: 1,
+            reject: Some(hint),
+        };
+        r.step(msg(3, 1, 1, body));
+        let snapshotting = |r: &Raft| r.status().peers.iter().any(|p| p.id == 3 && p.snapshotting);
+        assert!(snapshotting(&r), "test set-up: 3 needs the snapshot");
+        assert_eq!(r.ready().send_snapshots.len(), 1);
+        r.report_snapshot(3, true);
+        assert!(snapshotting(&r), "a finished transfer was abandoned");
+        r.report_snapshot(3, false);
+        assert!(!snapshotting(&r), "a failed transfer is not retried");
+    }
+}

@@ -81,3 +81,32 @@ impl Raft {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::message::{Body, Message};
+    use crate::raft::testkit::{leader, msg, persist, sends};
+    use crate::types::Mode;
+
+    /// A passive leader hands over to an active peer rather than a
+    /// reluctant one when both are caught up and heard from.
+    #[test]
+    fn a_passive_leader_prefers_an_active_heir() {
+        let mut r = leader(|_| {});
+        r.set_mode(Mode::Passive);
+        for (from, mode) in [(2, Mode::Reluctant), (3, Mode::Active)] {
+            let body = Body::HeartbeatResponse {
+                read_round: 0,
+                applied: 0,
+            };
+            r.step(Message {
+                mode,
+                ..msg(from, 1, 1, body)
+            });
+        }
+        r.tick();
+        let rd = persist(&mut r);
+        let told = |to| sends(&rd, to, |b| matches!(b, Body::TimeoutNow));
+        assert!(told(3) && !told(2), "{:?}", rd.messages);
+    }
+}
