@@ -650,9 +650,9 @@ impl std::fmt::Debug for Raft {
 
 #[cfg(test)]
 mod tests {
-    use super::testkit::{ack, heartbeat, leader, msg, node, node_from, persist, sends};
+    use super::testkit::{ack, heartbeat, leader, msg, node, node_from, persist, reject, sends};
     use crate::config::InitialState;
-    use crate::message::{Body, RejectHint};
+    use crate::message::Body;
     use crate::types::{Mode, Role};
     use bytes::Bytes;
 
@@ -795,15 +795,7 @@ mod tests {
         r.propose(Bytes::from_static(b"x")).unwrap();
         persist(&mut r);
         ack(&mut r, 2, 2);
-        let hint = RejectHint {
-            conflict_term: None,
-            conflict_index: 2,
-        };
-        let body = Body::AppendResponse {
-            index: 2,
-            reject: Some(hint),
-        };
-        r.step(msg(2, 1, 1, body));
+        reject(&mut r, 2, 2, None, 2);
         let p = r.status().peers.into_iter().find(|p| p.id == 2).unwrap();
         assert_eq!((p.lost_tails, p.repairing, p.matched), (1, true, 1));
     }

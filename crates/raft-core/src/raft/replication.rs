@@ -361,9 +361,9 @@ impl Raft {
 
 #[cfg(test)]
 mod tests {
-    use crate::message::{Body, RejectHint};
+    use crate::message::Body;
     use crate::raft::testkit::{
-        ack, heartbeat, heartbeat_answer, leader, msg, node, persist, round, sends,
+        ack, heartbeat, heartbeat_answer, leader, msg, node, persist, reject, round, sends,
     };
     use crate::types::{Mode, Role};
     use crate::{Error, Ready};
@@ -487,15 +487,7 @@ mod tests {
             .unwrap();
         persist(&mut r);
         ack(&mut r, 2, 3);
-        let hint = RejectHint {
-            conflict_term: Some(1),
-            conflict_index: 1,
-        };
-        let body = Body::AppendResponse {
-            index: 2,
-            reject: Some(hint),
-        };
-        r.step(msg(2, 1, 1, body));
+        reject(&mut r, 2, 2, Some(1), 1);
         let peers = r.status().peers;
         let p = peers.iter().find(|p| p.id == 2).unwrap();
         assert_eq!((p.lost_tails, p.matched), (0, 3));

@@ -132,8 +132,8 @@ impl Raft {
 
 #[cfg(test)]
 mod tests {
-    use crate::message::{Body, RejectHint, SnapshotMeta};
-    use crate::raft::testkit::{ack, leader, msg, persist};
+    use crate::message::SnapshotMeta;
+    use crate::raft::testkit::{ack, leader, persist, reject};
     use crate::{Error, Membership, Raft};
     use bytes::Bytes;
 
@@ -187,15 +187,7 @@ mod tests {
     fn only_a_failed_snapshot_transfer_is_retried() {
         let mut r = with_three(3);
         r.compact(meta(3, 1), 3).unwrap();
-        let hint = RejectHint {
-            conflict_term: None,
-            conflict_index: 1,
-        };
-        let body = Body::AppendResponse {
-            index: 1,
-            reject: Some(hint),
-        };
-        r.step(msg(3, 1, 1, body));
+        reject(&mut r, 3, 1, None, 1);
         let snapshotting = |r: &Raft| r.status().peers.iter().any(|p| p.id == 3 && p.snapshotting);
         assert!(snapshotting(&r), "test set-up: 3 needs the snapshot");
         assert_eq!(r.ready().send_snapshots.len(), 1);

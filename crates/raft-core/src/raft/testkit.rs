@@ -3,7 +3,7 @@
 
 use crate::Raft;
 use crate::config::{Config, InitialState};
-use crate::message::{Body, Message};
+use crate::message::{Body, Message, RejectHint};
 use crate::ready::Ready;
 use crate::types::{Index, Mode, NodeId, Term};
 
@@ -74,6 +74,27 @@ pub(crate) fn ack(r: &mut Raft, from: NodeId, index: Index) {
     let body = Body::AppendResponse {
         index,
         reject: None,
+    };
+    r.step(msg(from, 1, r.term(), body));
+}
+
+/// Leader 1 hears `from` reject an append after `index`: its log holds
+/// `conflict_term` there from `conflict_index` on (`None`: it ends before
+/// `index`, at `conflict_index - 1`).
+pub(crate) fn reject(
+    r: &mut Raft,
+    from: NodeId,
+    index: Index,
+    conflict_term: Option<Term>,
+    conflict_index: Index,
+) {
+    let hint = RejectHint {
+        conflict_term,
+        conflict_index,
+    };
+    let body = Body::AppendResponse {
+        index,
+        reject: Some(hint),
     };
     r.step(msg(from, 1, r.term(), body));
 }
