@@ -3,6 +3,7 @@
 import os
 import signal
 import threading
+import time
 
 import pytest
 
@@ -123,7 +124,66 @@ def test_a_node_that_is_down_is_passed_over(nodes, certs):
         c.kv("py-fail").get("k")
 
 
-@pytest.mark.parametrize("example", ["log_access.py", "metastore.py"])
+
+def test_a_lease_kept_alive_outlives_its_ttl_and_takes_its_keys(client):
+    kv = client.kv("py-lease")
+    with client.lease(1.5, "py-lease") as lease:
+        assert kv.put("svc/a", "10.0.0.7", lease=lease.id)
+        assert lease.id in client.leases("py-lease")
+        time.sleep(3.5)  # over twice the TTL: the keepalive holds it
+        assert not lease.lost.is_set()
+        assert kv.get("svc/a") == b"10.0.0.7"
+        assert lease.info()["Keys"][0]["Key"] == "svc/a"
+    assert kv.get("svc/a") is None, "revoking the lease deleted its key"
+    with pytest.raises(NotFound):
+        lease.keepalive()
+
+
+def test_a_lease_left_alone_expires(client):
+    kv = client.kv("py-lease")
+    lease = client.lease(1, "py-lease")
+    kv.put("tmp", "x", lease=lease.id)
+    deadline = time.monotonic() + 20
+    while kv.get("tmp") is not None:
+        assert time.monotonic() < deadline, "the lease never expired"
+        time.sleep(0.2)
+    assert lease.revoke() == 0
+
+
+def test_locks_exclude_each_other_and_fence(client, nodes, certs):
+    kv = client.kv("py-lock")
+    with kv.lock("jobs/nightly", "worker-1", ttl=5) as first:
+        assert first.fence > 0
+        with Client(nodes, certs) as other:
+            with pytest.raises(TimeoutError):
+                other.kv("py-lock").lock("jobs/nightly", ttl=5, timeout=1).acquire()
+            # Waiting for the holder: released below, from another thread.
+            threading.Timer(0.5, first.release).start()
+            with other.kv("py-lock").lock("jobs/nightly", "worker-2", ttl=5, timeout=10) as second:
+                assert second.fence > first.fence
+                assert kv.get("jobs/nightly") == b"worker-2"
+
+
+def test_transactions_all_or_nothing(client):
+    t = client.txn().set("acct/a", "70", ns="py-txn").set("acct/b", "30", ns="py-txn")
+    r = t.get_tree("acct/", ns="py-txn").commit()
+    assert r.ok and [e.key for e in r.results][-2:] == ["acct/a", "acct/b"]
+    a = client.kv("py-txn").entry("acct/a")
+    moved = (
+        client.txn()
+        .check_index("acct/a", a.modify_index + 1, ns="py-txn")
+        .delete("acct/b", ns="py-txn")
+        .commit()
+    )
+    assert not moved.ok and moved.errors[0]["OpIndex"] == 0
+    assert client.kv("py-txn").get("acct/b") == b"30", "a failed transaction changed nothing"
+    ok = client.txn().cas("acct/a", "60", a.modify_index, ns="py-txn").commit()
+    assert ok.ok and client.kv("py-txn").get("acct/a") == b"60"
+
+EXAMPLES = ["log_access.py", "metastore.py", "processors.py", "fsm.py"]
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
 def test_the_examples_run(example, nodes, certs):
     import subprocess
     import sys

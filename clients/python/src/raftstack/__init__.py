@@ -17,15 +17,21 @@ from .errors import (
     Unavailable,
 )
 from .kv import KV, Entry, Event
+from .lease import Lease, Lock
 from .log import Log, LogEntry
+from .txn import Txn, TxnResult
 
 __all__ = [
     "Client",
     "KV",
     "Entry",
     "Event",
+    "Lease",
+    "Lock",
     "Log",
     "LogEntry",
+    "Txn",
+    "TxnResult",
     "RaftstackError",
     "BadRequest",
     "Forbidden",

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import random
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .kv import KV
+from .lease import Lease
 from .log import Log
-from .transport import Params, Transport, tls_context
+from .transport import Answer, Params, Transport, tls_context
+from .txn import Txn
 
 
 class Client:
@@ -50,16 +52,39 @@ class Client:
         return KV(self, namespace)
 
     def session_write(
-        self, method: str, path: str, params: Params, body: Optional[bytes]
-    ) -> Any:
+        self,
+        method: str,
+        path: str,
+        params: Params,
+        body: Optional[bytes],
+        ok: Tuple[int, ...] = (),
+    ) -> Answer:
         """A write under this client's session: numbered once, retried on
         any node with the same number until one answers, so it applies
-        once. Returns the node's JSON answer."""
+        once. Returns the node's answer (2xx, or a status in ``ok``)."""
         with self._write:
             self.seq += 1
             p = dict(params)
             p.update(client=self.client_id, seq=self.seq)
-            return self.transport.request(method, path, p, body).json()
+            return self.transport.request(method, path, p, body, ok=ok)
+
+    def lease(self, ttl: float, namespace: str = "default") -> Lease:
+        """Grants a lease of ``ttl`` seconds (1 s to 24 h). Use it as a
+        context manager to keep it alive in the background and revoke it
+        at the end, or call ``keepalive()`` yourself."""
+        params = {"ttl": f"{int(ttl * 1000)}ms", "ns": namespace}
+        v = self.session_write("PUT", "/v1/lease", params, None).json()
+        return Lease(self, int(v["ID"]), float(v["TTL"]), namespace)
+
+    def leases(self, namespace: str = "default") -> Dict[int, float]:
+        """The namespace's leases and their TTLs."""
+        listed = self.transport.request("GET", "/v1/leases", {"ns": namespace}).json()
+        return {int(v["ID"]): float(v["TTL"]) for v in listed}
+
+    def txn(self) -> Txn:
+        """A transaction: operations added to it apply in one log entry,
+        all or none (``Txn.commit``)."""
+        return Txn(self)
 
     def status(self) -> Dict[str, Any]:
         """The status of the node that answers (``GET /v1/status``)."""

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 if TYPE_CHECKING:
     from .client import Client
+    from .lease import Lock
 
 Value = Union[bytes, str]
 
@@ -102,12 +103,24 @@ class KV:
         """Sets the key. With ``cas``, only if its ``modify_index`` is
         ``cas`` (0: only if it does not exist); returns whether it was set."""
         params = {"ns": self.namespace, "cas": cas, "lease": lease}
-        return self._c.session_write("PUT", self._path(key), params, _bytes(value)) is True
+        a = self._c.session_write("PUT", self._path(key), params, _bytes(value))
+        return a.json() is True
 
     def delete(self, key: str, *, recurse: bool = False, cas: Optional[int] = None) -> bool:
         """Deletes the key (``recurse``: every key under the prefix)."""
         params = {"ns": self.namespace, "recurse": recurse, "cas": cas}
-        return self._c.session_write("DELETE", self._path(key), params, None) is True
+        return self._c.session_write("DELETE", self._path(key), params, None).json() is True
+
+    def lock(self, key: str, value: Value = b"", *, ttl: float = 10.0, timeout: Optional[float] = None) -> "Lock":
+        """A lock on ``key`` (Consul's), held on a lease of its own kept
+        alive in the background: ``with kv.lock("jobs/nightly") as l:``
+        waits until it holds the lock (at most ``timeout`` seconds, then
+        ``TimeoutError``), writes ``value`` and gives ``l.fence``, the
+        lock's fencing value; leaving releases the lock and revokes the
+        lease."""
+        from .lease import Lock
+
+        return Lock(self, key, _bytes(value), ttl, timeout)
 
     def list(self, prefix: str = "", *, stale: bool = False) -> List[Entry]:
         """Every key under ``prefix``, in key order."""
