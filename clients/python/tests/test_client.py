@@ -1,5 +1,6 @@
 """The client against a real three-node cluster over mutual TLS."""
 
+import asyncio
 import os
 import signal
 import threading
@@ -7,7 +8,7 @@ import time
 
 import pytest
 
-from raftstack import BadRequest, Client, Conflict, NotFound, Unavailable
+from raftstack import AsyncClient, BadRequest, Client, Conflict, NotFound, Unavailable
 
 
 def test_kv_round_trip_in_namespaces(client):
@@ -179,6 +180,30 @@ def test_transactions_all_or_nothing(client):
     assert client.kv("py-txn").get("acct/b") == b"30", "a failed transaction changed nothing"
     ok = client.txn().cas("acct/a", "60", a.modify_index, ns="py-txn").commit()
     assert ok.ok and client.kv("py-txn").get("acct/a") == b"60"
+
+
+def test_the_asyncio_client(nodes, certs):
+    async def run():
+        async with AsyncClient(nodes, certs) as c:
+            kv = c.kv("py-aio")
+            # Concurrent reads while a watch runs, on one event loop.
+            start = (await c.status())["commit_index"] + 1
+            events = kv.watch("a/", recurse=True, start=start)
+            assert all(await asyncio.gather(*(kv.put(f"a/{i}", str(i)) for i in range(5))))
+            got = sorted([(await events.__anext__()).key for _ in range(5)])
+            await events.aclose()
+            assert got == [f"a/{i}" for i in range(5)]
+            assert await kv.get("a/3") == b"3"
+            async with kv.lock("a/lock", "me") as lock:
+                assert lock.fence > 0
+            i = await c.append(b"from asyncio")
+            follow = c.follow(i)
+            assert (await follow.__anext__())["text"] == "from asyncio"
+            await follow.aclose()
+            r = await c.commit(c.txn().check_not_exists("a/9", ns="py-aio"))
+            assert r.ok
+
+    asyncio.run(run())
 
 EXAMPLES = ["log_access.py", "metastore.py", "processors.py", "fsm.py"]
 

@@ -6,6 +6,7 @@
     print(c.kv("team1").get("colour"))
 """
 
+from .aio import AsyncClient, AsyncKV, AsyncLease, AsyncLock
 from .client import Client
 from .errors import (
     BadRequest,
@@ -23,6 +24,10 @@ from .txn import Txn, TxnResult
 
 __all__ = [
     "Client",
+    "AsyncClient",
+    "AsyncKV",
+    "AsyncLease",
+    "AsyncLock",
     "KV",
     "Entry",
     "Event",
