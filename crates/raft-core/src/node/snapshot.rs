@@ -230,9 +230,21 @@ mod tests {
             },
             chunk: 4,
             window: 2,
-            ack_timeout: Duration::from_millis(50),
+            // Long against a loaded machine's scheduling delays, so no
+            // chunk is resent while a test waits for the first ones.
+            ack_timeout: Duration::from_millis(300),
             retries: 3,
         }
+    }
+
+    /// Waits (up to 10 s: no timing is assumed) until `n` chunks were
+    /// sent, and takes what was sent.
+    fn take(t: &Recorder, n: usize) -> Vec<(u64, usize, bool)> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while t.0.lock().unwrap().len() < n && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        chunks(t)
     }
 
     fn chunks(t: &Recorder) -> Vec<(u64, usize, bool)> {
@@ -254,20 +266,18 @@ mod tests {
         let h = spawn_sender(spec(&t, (0..10).collect()), move |d| {
             let _ = tx.send(matches!(d, SenderDone::Delivered(2)));
         });
-        std::thread::sleep(Duration::from_millis(20));
         assert_eq!(
-            chunks(&t),
+            take(&t, 2),
             [(0, 4, false), (4, 4, false)],
             "a window of two"
         );
         h.ack(4);
-        std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(chunks(&t), [(8, 2, true)]);
-        // The last chunk is "lost": after a timeout it is sent again.
-        std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(chunks(&t), [(4, 4, false), (8, 2, true)]);
+        assert_eq!(take(&t, 1), [(8, 2, true)]);
+        // The acknowledgement of the rest is "lost": after a timeout,
+        // everything after the acknowledged 4 bytes is sent again.
+        assert_eq!(take(&t, 2), [(4, 4, false), (8, 2, true)]);
         h.ack(10);
-        assert!(rx.recv_timeout(Duration::from_secs(2)).unwrap());
+        assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap());
     }
 
     #[test]
@@ -279,14 +289,12 @@ mod tests {
         let h = spawn_sender(s, move |d| {
             let _ = tx.send(matches!(d, SenderDone::Delivered(2)));
         });
-        std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(chunks(&t), [(0, 4, false)]);
+        assert_eq!(take(&t, 1), [(0, 4, false)]);
         // The follower already holds 8 bytes from a transfer that failed.
         h.ack(8);
-        std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(chunks(&t), [(8, 2, true)]);
+        assert_eq!(take(&t, 1), [(8, 2, true)]);
         h.ack(10);
-        assert!(rx.recv_timeout(Duration::from_secs(2)).unwrap());
+        assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap());
     }
 
     #[test]
@@ -296,6 +304,6 @@ mod tests {
         let _h = spawn_sender(spec(&t, vec![7; 3]), move |d| {
             let _ = tx.send(matches!(d, SenderDone::Failed(2, _)));
         });
-        assert!(rx.recv_timeout(Duration::from_secs(2)).unwrap());
+        assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap());
     }
 }
