@@ -1,6 +1,8 @@
 //! raft-mock: one raftstack node, with pyraftlog-mock's flags.
 
-use clap::{Parser, ValueEnum};
+mod config;
+
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use raft_core::Mode;
 use raft_mock::{MockConfig, Stop};
 use std::path::PathBuf;
@@ -175,10 +177,41 @@ struct Args {
     /// may do (clients with one get the role it names).
     #[arg(long, value_enum, default_value = "readonly")]
     anonymous_role: AnonymousRole,
+    /// Log lines as text, or as one JSON object each (for log shippers).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// A TOML file of settings, keyed by the long flag names
+    /// (`resp-port = 8001`, `neighbours = ["7002", "7003"]`). The command
+    /// line wins over RAFTSTACK_<FLAG> environment variables, which win
+    /// over the file, which wins over the defaults.
+    #[arg(long, value_name = "FILE", env = "RAFTSTACK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print the settings as resolved (a config file, each line saying
+    /// where its value came from) and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let cmd = config::with_env(Args::command());
+    let resolved = match config::resolve(&cmd, std::env::args_os().collect()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("raft-mock: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if resolved.matches.get_flag("print_config") {
+        print!("{}", config::print(&cmd, &resolved));
+        return ExitCode::SUCCESS;
+    }
+    let args = Args::from_arg_matches(&resolved.matches).unwrap_or_else(|e| e.exit());
     let level = match args.log_level {
         Level::Debug => tracing::Level::DEBUG,
         Level::Info => tracing::Level::INFO,
@@ -186,11 +219,15 @@ fn main() -> ExitCode {
         Level::Error | Level::Critical => tracing::Level::ERROR,
     };
     // Colour only on a terminal: node logs usually go to files.
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     raft_mock::raise_fd_limit();
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.threads {
