@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{TestCluster, certs, deadline, described};
+use common::{TestCluster, certs, deadline, described, have_python_module};
 use raft_kv::api::client::Method;
 use raft_mock::launch::free_ports;
 use redis::{Commands, RedisResult, Value};
@@ -349,23 +349,9 @@ async fn bad_input_gets_redis_errors_and_disturbs_nothing() {
     .await;
 }
 
-/// Whether Python with PyPI's `redis` package is here (`.ci/run`
-/// installs both).
-fn python_with_redis() -> bool {
-    Command::new("python3")
-        .args(["-c", "import redis"])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_redis_package() {
-    if !python_with_redis() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have python3 with the redis package (.ci/run installs it)"
-        );
-        eprintln!("skipped: no python3 with the redis package (pip install redis)");
+    if !have_python_module("redis") {
         return;
     }
     let (c, ports) = resp_cluster(true);

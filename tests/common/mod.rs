@@ -40,6 +40,24 @@ pub fn raftctl(nodes: &[String], args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Whether python3 with `module` is here; when not, the test is skipped,
+/// except in CI (`.ci/run` installs the modules the tests use), where
+/// that is a failure.
+pub fn have_python_module(module: &str) -> bool {
+    let here = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !here {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have python3 with {module} (.ci/run installs it)"
+        );
+        eprintln!("skipped: no python3 with {module} (pip install {module})");
+    }
+    here
+}
+
 /// Fast timings for tests: 20 ms ticks, elections after 200-400 ms.
 pub const FLAGS: &[&str] = &["--tick-ms", "20", "--election-ticks", "10", "-l", "DEBUG"];
 
