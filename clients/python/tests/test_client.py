@@ -158,6 +158,8 @@ def test_locks_exclude_each_other_and_fence(client, nodes, certs):
         with Client(nodes, certs) as other:
             with pytest.raises(TimeoutError):
                 other.kv("py-lock").lock("jobs/nightly", ttl=5, timeout=1).acquire()
+            # The waiter that gave up let its lease go.
+            assert list(client.leases("py-lock")) == [first.lease.id]
             # Waiting for the holder: released below, from another thread.
             threading.Timer(0.5, first.release).start()
             with other.kv("py-lock").lock("jobs/nightly", "worker-2", ttl=5, timeout=10) as second:

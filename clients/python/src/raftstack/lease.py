@@ -100,6 +100,22 @@ class Lock:
         c = self._kv._c
         self.lease = c.lease(self._ttl, self._kv.namespace)
         self.lease.start_keepalive()
+        try:
+            return self._wait_until_held()
+        except BaseException:
+            # Not held (timed out, no node, interrupted): let the lease go
+            # with it, rather than keep it alive for nothing (if no node
+            # takes the revoke, it expires: its keepalive has stopped).
+            try:
+                self.lease.revoke()
+            except RaftstackError:
+                pass
+            self.lease = None
+            raise
+
+    def _wait_until_held(self) -> "Lock":
+        assert self.lease is not None
+        c = self._kv._c
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         path = self._kv._path(self.key)
         while True:
@@ -109,7 +125,6 @@ class Lock:
                 self.fence = a.index
                 return self
             if deadline is not None and time.monotonic() >= deadline:
-                self.lease.revoke()
                 raise TimeoutError(f"lock {self.key!r} not acquired in {self._timeout} s")
             self._wait_for_change(a.index, deadline)
 
