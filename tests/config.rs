@@ -110,3 +110,17 @@ fn a_bad_config_file_is_refused_naming_the_setting() {
     let out = run(&["--config", "/nonexistent/raftstack.toml"], &[]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("reading the config file"));
 }
+
+#[test]
+fn help_and_version_answer_as_usual() {
+    let out = run(&["--help"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.starts_with("Run a raftstack node"), "{help}");
+    assert!(help.contains("[env: RAFTSTACK_RESP_PORT=]"), "{help}");
+    let out = run(&["--version"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("raft-mock "));
+    let out = run(&["--no-such-flag"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}

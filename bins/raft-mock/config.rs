@@ -42,11 +42,13 @@ pub struct Resolved {
 
 /// Resolves `argv` (with its program name) against `cmd`.
 pub fn resolve(cmd: &Command, argv: Vec<OsString>) -> anyhow::Result<Resolved> {
+    // Errors are left for the full parse below; --help and --version
+    // are answered here, as clap answers them.
     let pre = cmd
         .clone()
         .ignore_errors(true)
         .try_get_matches_from(&argv)
-        .context("reading the command line")?;
+        .unwrap_or_else(|e| e.exit());
     let Some(file) = pre.get_one::<std::path::PathBuf>("config") else {
         let matches = cmd
             .clone()
