@@ -288,7 +288,11 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
                 Command::Propose(data, r) => proposals.push((data, Waiter::Applied(r))),
                 Command::Append(data, r) => proposals.push((data, Waiter::Appended(r))),
                 Command::Read(r) => self.read(r),
-                Command::SetMode(mode) => self.raft.set_mode(mode),
+                Command::SetMode(mode, r) => {
+                    self.raft.set_mode(mode);
+                    self.publish();
+                    let _ = r.send(Ok(()));
+                }
                 Command::Transfer(to, r) => {
                     let res = self.raft.transfer_leader(to);
                     let _ = r.send(res.map_err(NodeError::from_protocol));

@@ -212,7 +212,8 @@ enum Command<O> {
     /// is appended, for callers that follow the log themselves.
     Append(Bytes, Reply<(Index, Term)>),
     Read(Reply<Index>),
-    SetMode(Mode),
+    /// Answered once the mode is in effect and shown in the status.
+    SetMode(Mode, Reply<()>),
     Transfer(NodeId, Reply<()>),
     /// Answered with the configuration entry's index once it is applied.
     ChangeConf(Vec<ConfChange>, Reply<Index>),
@@ -351,11 +352,10 @@ impl<O: Send + 'static> Node<O> {
         self.call(Command::Read).await
     }
 
+    /// Sets this node's mode; answers once it is in effect (and shown by
+    /// [`Node::status`]).
     pub async fn set_mode(&self, mode: Mode) -> Result<(), NodeError> {
-        self.tx
-            .send(Command::SetMode(mode))
-            .await
-            .map_err(|_| NodeError::ShuttingDown)
+        self.call(|r| Command::SetMode(mode, r)).await
     }
 
     /// Starts handing leadership to `to` (leader only).
