@@ -5,7 +5,7 @@ mod common;
 
 use common::{cluster, deadline};
 use raft_core::Rng;
-use raft_kv::api::client::Method;
+use raft_http::client::Method;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -460,7 +460,7 @@ async fn clients_without_a_certificate_are_refused() {
         c.leader(&[]).await;
         let tls =
             raft_net::tls::client_config(&common::certs().join("transport-ca.pem"), None).unwrap();
-        let anon = raft_kv::api::HttpsClient::new(tls);
+        let anon = raft_http::HttpsClient::new(tls);
         let r = anon
             .request(&c.nodes[0].api, Method::GET, "/", &[], bytes::Bytes::new())
             .await;
@@ -612,7 +612,7 @@ async fn health_live_and_ready_answer_by_status_code() {
         let l = c.leader(&[]).await;
         let f = (l + 1) % 3;
         c.put(l, "k", "v").await.unwrap();
-        let code = |r: Result<raft_kv::api::client::Reply, _>| r.map(|r| r.status.as_u16());
+        let code = |r: Result<raft_http::client::Reply, _>| r.map(|r| r.status.as_u16());
         for path in ["/v1/health", "/livez", "/readyz"] {
             assert_eq!(
                 code(c.request(f, Method::GET, path, "").await).ok(),

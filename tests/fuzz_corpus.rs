@@ -15,7 +15,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("snapshot_file", raft_log::fuzzing::snapshot_file),
     ("kv_snapshot", raft_kv::fuzzing::snapshot),
     ("kv_command", raft_kv::fuzzing::command),
-    ("http_request", raft_kv::fuzzing::request),
+    ("http_request", raft_http::fuzzing::request),
 ];
 
 fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {

@@ -294,7 +294,7 @@ async fn the_scrub_finds_a_flipped_byte_in_a_running_nodes_snapshot_and_replaces
 /// `raft_scrub_damage_total` on node `i`.
 async fn damage_found(c: &TestCluster, i: usize) -> f64 {
     let r = c
-        .request(i, raft_kv::api::client::Method::GET, "/metrics", "")
+        .request(i, raft_http::client::Method::GET, "/metrics", "")
         .await;
     let text = String::from_utf8_lossy(&r.expect("metrics").body).to_string();
     text.lines()

@@ -6,8 +6,8 @@ mod common;
 
 use bytes::Bytes;
 use common::{cluster, deadline};
-use raft_kv::api::HttpsClient;
-use raft_kv::api::client::Method;
+use raft_http::HttpsClient;
+use raft_http::client::Method;
 use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -12,7 +12,7 @@ mod common;
 use common::resp::{Reply, RespConn};
 use common::{deadline, described};
 use raft_core::Rng;
-use raft_kv::api::client::Method;
+use raft_http::client::Method;
 use raft_sim::linearizability::{self, Op, OpKind, Verdict};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -210,7 +210,7 @@ fn record(history: &Mutex<Vec<Op>>, id: usize, key: u8, ops: Vec<(OpKind, u64, O
 /// return). A failed read leaves both out; a swap of unknown outcome has
 /// no return.
 async fn swap(
-    client: &raft_kv::api::HttpsClient,
+    client: &raft_http::HttpsClient,
     api: &str,
     path: &str,
     new: u64,

@@ -7,7 +7,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{TestCluster, cluster, deadline, write_many};
-use raft_kv::api::client::Method;
+use raft_http::client::Method;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{TestCluster, certs, deadline, described, have_python_module};
-use raft_kv::api::client::Method;
+use raft_http::client::Method;
 use raft_mock::launch::free_ports;
 use redis::{Commands, RedisResult, Value};
 use std::process::Command;

@@ -8,9 +8,9 @@
 mod common;
 
 use common::{cluster, deadline};
-use raft_kv::api::HttpsClient;
-use raft_kv::api::access::{Need, ROUTES, Scope};
-use raft_kv::api::client::Method;
+use raft_http::HttpsClient;
+use raft_http::access::{Need, ROUTES, Scope};
+use raft_http::client::Method;
 use std::path::Path;
 use std::time::Duration;
 

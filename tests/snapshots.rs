@@ -4,7 +4,7 @@
 mod common;
 
 use common::{TestCluster, cluster_with, deadline, described, write_many};
-use raft_kv::api::client::Method;
+use raft_http::client::Method;
 use std::time::Duration;
 
 async fn status_u64(c: &TestCluster, i: usize, field: &str) -> u64 {

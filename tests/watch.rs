@@ -6,7 +6,7 @@
 mod common;
 
 use common::{cluster_with, deadline, stream};
-use raft_kv::api::client::Method;
+use raft_http::client::Method;
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

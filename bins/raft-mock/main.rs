@@ -299,7 +299,7 @@ async fn run(a: Args) -> anyhow::Result<Stopped> {
     cfg.max_inflight = a.max_inflight;
     cfg.require_client_cert = matches!(a.client_certs, ClientCerts::Required);
     cfg.anonymous_role = {
-        use raft_kv::api::access::Role;
+        use raft_http::access::Role;
         match a.anonymous_role {
             AnonymousRole::None => None,
             AnonymousRole::Readonly => Some(Role::ReadOnly),

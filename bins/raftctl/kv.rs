@@ -3,7 +3,7 @@
 use super::{Ctl, array, check, enc};
 use anyhow::bail;
 use bytes::Bytes;
-use raft_kv::api::client::{Method, StatusCode};
+use raft_http::client::{Method, StatusCode};
 use serde_json::json;
 use std::io::Write;
 

@@ -4,7 +4,7 @@
 use super::{Ctl, check, enc, index_of};
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use raft_kv::api::client::{Method, StatusCode};
+use raft_http::client::{Method, StatusCode};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,8 +4,8 @@
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use raft_kv::api::HttpsClient;
-use raft_kv::api::client::{ClientError, Method, Reply};
+use raft_http::HttpsClient;
+use raft_http::client::{ClientError, Method, Reply};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -204,7 +204,7 @@ impl Ctl {
 /// An answer's `X-Raft-Index` (0 if it has none).
 fn index_of(r: &Reply) -> u64 {
     r.headers
-        .get(raft_kv::api::INDEX_HEADER)
+        .get(raft_http::INDEX_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)

@@ -4,7 +4,7 @@
 use super::{Ctl, enc};
 use anyhow::bail;
 use bytes::Bytes;
-use raft_kv::api::client::Method;
+use raft_http::client::Method;
 use std::time::Duration;
 
 /// How long `raftctl add` waits for a learner that makes no progress

@@ -5,7 +5,7 @@ use super::Ctl;
 use anyhow::{Context, bail};
 use base64::Engine;
 use bytes::Bytes;
-use raft_kv::api::client::{Method, StatusCode};
+use raft_http::client::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const USAGE: &str = "an operation is VERB KEY [VALUE | INDEX]: set KEY VALUE, cas KEY INDEX VALUE, \

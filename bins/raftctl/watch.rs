@@ -4,7 +4,7 @@
 use super::{Ctl, check, enc};
 use anyhow::bail;
 use base64::Engine;
-use raft_kv::api::client::ClientError;
+use raft_http::client::ClientError;
 use std::time::Duration;
 
 /// Where the watch is: every event below `from` was printed (0: not known

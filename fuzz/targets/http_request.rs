@@ -1,7 +1,7 @@
-//! Fuzz target: `raft_kv::fuzzing::request`.
+//! Fuzz target: `raft_http::fuzzing::request`.
 
 fn main() {
     afl::fuzz!(|data: &[u8]| {
-        raft_kv::fuzzing::request(data);
+        raft_http::fuzzing::request(data);
     });
 }

@@ -7,6 +7,7 @@ fn main() {
         raft_net::fuzzing::seeds(),
         raft_log::fuzzing::seeds(),
         raft_kv::fuzzing::seeds(),
+        raft_http::fuzzing::seeds(),
     ]
     .concat();
     for (target, name, bytes) in all {

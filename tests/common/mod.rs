@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use raft_kv::api::client::{Method, Reply};
+use raft_http::client::{Method, Reply};
 use raft_mock::launch::{ProcessCluster, free_ports};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -228,7 +228,7 @@ pub async fn index_of(c: &TestCluster, i: usize) -> u64 {
 
 pub fn index(r: &Reply) -> u64 {
     r.headers
-        .get(raft_kv::api::INDEX_HEADER)
+        .get(raft_http::INDEX_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -312,7 +312,7 @@ impl<F: FnMut(&serde_json::Value) -> bool> std::io::Write for Collect<F> {
 /// The JSON lines a node streams for `path` (a watch, a log follow) until
 /// `stop` says so or the stream ends.
 pub async fn stream(
-    client: &raft_kv::api::HttpsClient,
+    client: &raft_http::HttpsClient,
     api: &str,
     path: &str,
     stop: impl FnMut(&serde_json::Value) -> bool + Send,

@@ -6,8 +6,8 @@
 
 use crate::cluster::{build_binaries, ensure_certs};
 use bytes::Bytes;
-use raft_kv::api::HttpsClient;
-use raft_kv::api::client::Method;
+use raft_http::HttpsClient;
+use raft_http::client::Method;
 use raft_mock::launch::{ProcessCluster, free_ports};
 use serde_json::{Value, json};
 use std::path::Path;

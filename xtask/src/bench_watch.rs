@@ -5,8 +5,8 @@
 //! `probe/<n>` every 20 ms; the time from sending it to each watcher
 //! seeing it is the delivery latency.
 
-use raft_kv::api::HttpsClient;
-use raft_kv::api::client::Method;
+use raft_http::HttpsClient;
+use raft_http::client::Method;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

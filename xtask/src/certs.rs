@@ -131,7 +131,7 @@ pub fn make_certs(dir: &Path, force: bool) -> anyhow::Result<Vec<String>> {
 }
 
 /// A command-port client certificate's parameters: its role and the
-/// namespaces it is limited to (`raft_kv::api::access`).
+/// namespaces it is limited to (`raft_http::access`).
 fn client_params(
     cn: &str,
     role: &str,

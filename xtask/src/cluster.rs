@@ -4,7 +4,7 @@
 //! another node, prints what to try, and runs until Ctrl-C (or `--for`).
 
 use anyhow::{Context, bail};
-use raft_kv::api::client::Method;
+use raft_http::client::Method;
 use raft_mock::launch::ProcessCluster;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -46,15 +46,8 @@ pub fn snapshot(data: &[u8]) {
     }
 }
 
-/// `data` as a command-port request: a method (the first byte) and a
-/// request target (the rest), parsed as the port parses it.
-pub fn request(data: &[u8]) {
-    crate::api::fuzz::request(data);
-}
-
 /// Inputs the real encoders made: a command of every kind (with and
-/// without a session), the snapshot of a state they built, and a request
-/// for every route with the parameters its endpoint takes. Each is
+/// without a session) and the snapshot of a state they built. Each is
 /// (target, name, bytes).
 pub fn seeds() -> Vec<(String, String, Vec<u8>)> {
     use crate::command::{Op, Request, encode};
@@ -179,34 +172,5 @@ pub fn seeds() -> Vec<(String, String, Vec<u8>)> {
     let mut snap = Vec::new();
     snapshot::write(&st, &mut snap).expect("in memory");
     out.push(("kv_snapshot".into(), "state".into(), snap));
-    let methods = ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"];
-    let queries = [
-        "",
-        "?ns=a&cas=3&client=1&seq=2",
-        "?recurse&keys&index=5&wait=10s",
-        "?raw&stale&consistent=false",
-        "?from=1&to=9",
-        "?address=127.0.0.1:7004&id=4&learner&wait",
-        "?id=2&redirect=true",
-        "?ns=%61%62&x=%zz",
-        "?ttl=10s&lease=2&acquire=2",
-    ];
-    for (k, (method, pattern, _)) in crate::api::access::ROUTES.iter().enumerate() {
-        let m = methods
-            .iter()
-            .position(|x| x == method)
-            .expect("a known method") as u8;
-        let path = pattern
-            .replace("{*key}", "dir/a%20key")
-            .replace("{n}", "7")
-            .replace("{ns}", "a");
-        let q = queries[k % queries.len()];
-        let name = format!("route-{k}");
-        out.push((
-            "http_request".into(),
-            name,
-            [&[m][..], path.as_bytes(), q.as_bytes()].concat(),
-        ));
-    }
     out
 }

@@ -69,6 +69,14 @@ impl Encoded {
     }
 }
 
+impl Event {
+    /// The event as watchers are sent it: made by `make` for the first
+    /// watcher that asks, then shared by the rest.
+    pub fn encoded_or(&self, make: impl FnOnce() -> Bytes) -> Bytes {
+        self.encoded.get_or(make)
+    }
+}
+
 impl PartialEq for Encoded {
     fn eq(&self, _: &Self) -> bool {
         true

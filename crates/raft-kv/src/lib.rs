@@ -1,10 +1,9 @@
 //! The replicated key-value store of raftstack: namespaces, get / put /
 //! delete / compare-and-set / prefix listing, client sessions for
-//! exactly-once retries; and the HTTPS/JSON command port (`api`) that
-//! serves it, the node's status and the consensus log to any HTTP client.
-//! The endpoints are documented in `docs/api.md`.
+//! exactly-once retries, leases, the watch history and transactions: the
+//! state machine alone, with no network in it. The HTTPS/JSON command port
+//! that serves it is the `raft-http` crate (endpoints in `docs/api.md`).
 
-pub mod api;
 pub mod command;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

@@ -5,8 +5,8 @@
 use bytes::Bytes;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use raft_kv::api::HttpsClient;
-use raft_kv::api::client::{ClientError, Method, Reply};
+use raft_http::HttpsClient;
+use raft_http::client::{ClientError, Method, Reply};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

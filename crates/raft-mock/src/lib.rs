@@ -10,7 +10,7 @@ pub use removal::Stop;
 
 use raft_core::node::{Node, NodeConfig};
 use raft_core::{Config, Index, Mode, NodeId, SnapshotStore};
-use raft_kv::api::{ApiContext, HttpsClient, Metrics, TransportCounters};
+use raft_http::{ApiContext, HttpsClient, Metrics, TransportCounters};
 use raft_kv::{KvStore, Output};
 use raft_net::{NetConfig, TlsFiles, TlsSetup, Transport};
 use std::collections::BTreeMap;
@@ -72,7 +72,7 @@ pub struct MockConfig {
     /// Changes the KV keeps for watchers (`raft_kv::history`).
     pub watch_history: usize,
     /// Bounds on the command port's connections (each watch holds one).
-    pub limits: raft_kv::api::Limits,
+    pub limits: raft_http::Limits,
     /// The redb log file; `None` keeps everything in memory.
     pub file: Option<PathBuf>,
     pub certs: PathBuf,
@@ -86,7 +86,7 @@ pub struct MockConfig {
     pub require_client_cert: bool,
     /// The role of command-port clients without a certificate (with
     /// `require_client_cert` off); `None` refuses them.
-    pub anonymous_role: Option<raft_kv::api::access::Role>,
+    pub anonymous_role: Option<raft_http::access::Role>,
     /// The command port (`host:port`) of any member of an existing
     /// cluster to join; the node asks to be added and is promoted to voter
     /// once caught up.
@@ -122,7 +122,7 @@ impl MockConfig {
             resp_plaintext: false,
             log_reduction: false,
             watch_history: raft_kv::history::DEFAULT_KEEP,
-            limits: raft_kv::api::Limits::default(),
+            limits: raft_http::Limits::default(),
             file: None,
             certs: PathBuf::from("certs"),
             cluster: "raftstack".into(),
@@ -131,7 +131,7 @@ impl MockConfig {
             heartbeat_ticks: 1,
             max_inflight: DEFAULT_MAX_INFLIGHT,
             require_client_cert: true,
-            anonymous_role: Some(raft_kv::api::access::Role::ReadOnly),
+            anonymous_role: Some(raft_http::access::Role::ReadOnly),
             join: None,
             snapshot_entries: 100_000,
             snapshot_bytes: 64 << 20,
@@ -208,12 +208,12 @@ pub struct RunningNode {
 
 impl RunningNode {
     /// Drains the command port (no new connections; requests in flight
-    /// finish, for up to `raft_kv::api::DRAIN`), then stops the node (its
+    /// finish, for up to `raft_http::DRAIN`), then stops the node (its
     /// log closes cleanly).
     pub async fn shutdown(self) {
         self.drain.send_replace(true);
         let mut api = self.api;
-        let limit = raft_kv::api::DRAIN + Duration::from_secs(1);
+        let limit = raft_http::DRAIN + Duration::from_secs(1);
         if tokio::time::timeout(limit, &mut api).await.is_err() {
             api.abort();
         }
@@ -555,7 +555,7 @@ pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
         let config = raft_resp::RespConfig::default();
         tokio::spawn(raft_resp::serve(l, resp_tls, ctx, config, drain))
     });
-    let api = tokio::spawn(raft_kv::api::serve(api_listener, api_tls, ctx, draining));
+    let api = tokio::spawn(raft_http::serve(api_listener, api_tls, ctx, draining));
     tracing::info!(
         node = %name, id, mode = %cfg.mode, command_port = %api_addr,
         storage = %cfg.file.as_ref().map_or("memory".into(), |p| p.display().to_string()),
@@ -687,7 +687,7 @@ async fn configuration(client: &HttpsClient, addr: &str) -> Result<serde_json::V
     let reply = client
         .request(
             addr,
-            raft_kv::api::client::Method::GET,
+            raft_http::client::Method::GET,
             path,
             &[],
             Default::default(),
@@ -744,7 +744,7 @@ async fn join(node: Node<Output>, client: HttpsClient, addr: String, me: String)
         let r = client
             .request(
                 &addr,
-                raft_kv::api::client::Method::PUT,
+                raft_http::client::Method::PUT,
                 &path,
                 &[],
                 Default::default(),

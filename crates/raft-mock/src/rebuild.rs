@@ -16,7 +16,7 @@
 
 use crate::{MockError, Output, snapshot_dir};
 use raft_core::node::Node;
-use raft_kv::api::client::HttpsClient;
+use raft_http::client::HttpsClient;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -100,7 +100,7 @@ pub(crate) async fn run(node: Node<Output>, ask: Option<Ask>, mark: PathBuf) {
     while !done(&rx.borrow_and_update()) {
         if let Some(a) = &ask {
             let path = format!("/v1/operator/raft/peer?address={}&id={id}&rebuild", a.me);
-            let put = raft_kv::api::client::Method::PUT;
+            let put = raft_http::client::Method::PUT;
             let via = &a.via;
             match a
                 .client

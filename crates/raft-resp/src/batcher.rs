@@ -9,7 +9,7 @@
 //! entries too. A write that is itself a `Multi` (EXEC, MSET...) is an
 //! entry of its own: Multis do not nest.
 
-use raft_kv::api::{ApiContext, ProposeError, Proposed};
+use raft_http::{ApiContext, ProposeError, Proposed};
 use raft_kv::{Op, Output, Request};
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -122,7 +122,7 @@ async fn entry(api: &ApiContext, jobs: Vec<Job>) {
             session: None,
             op: ops.remove(0),
         };
-        raft_kv::api::propose_anywhere(api, vec![req]).await
+        raft_http::propose_anywhere(api, vec![req]).await
     } else {
         let n = ops.len();
         let req = Request {
@@ -132,7 +132,7 @@ async fn entry(api: &ApiContext, jobs: Vec<Job>) {
                 ops,
             },
         };
-        let mut done = raft_kv::api::propose_anywhere(api, vec![req]).await;
+        let mut done = raft_http::propose_anywhere(api, vec![req]).await;
         match done.pop() {
             Some(Ok((index, Output::Multi(Some(outs))))) if outs.len() == n => {
                 outs.into_iter().map(|o| Ok((index, o))).collect()

@@ -14,7 +14,7 @@ use crate::frame::Frame;
 use crate::session::Session;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use raft_core::node::NodeError;
-use raft_kv::api::{ProposeError, Proposed};
+use raft_http::{ProposeError, Proposed};
 use raft_kv::multi::Watched;
 use raft_kv::{Op, Output, Request};
 use std::sync::Arc;

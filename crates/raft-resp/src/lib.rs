@@ -6,12 +6,12 @@
 //! The port speaks TLS with the node's certificates and, like the command
 //! port, takes the role a client certificate names; a plaintext listener
 //! is for loopback only. Any node serves any client: a follower sends
-//! writes to the leader (`raft_kv::api::propose_anywhere`) and reads
+//! writes to the leader (`raft_http::propose_anywhere`) and reads
 //! behind a ReadIndex barrier of its own. The commands, their mapping onto
 //! the KV and what differs from Redis are in `docs/resp.md`.
 //!
 //! ```no_run
-//! # async fn run(api: std::sync::Arc<raft_kv::api::ApiContext>,
+//! # async fn run(api: std::sync::Arc<raft_http::ApiContext>,
 //! #              tls: std::sync::Arc<tokio_rustls::rustls::ServerConfig>) {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:6379").await.unwrap();
 //! let (_stop, drain) = tokio::sync::watch::channel(false);
@@ -31,9 +31,9 @@ mod session;
 
 use frame::Frame;
 use raft_core::NodeId;
-use raft_kv::api::ApiContext;
-use raft_kv::api::access::{Principal, Role};
-use raft_kv::api::limits::Open;
+use raft_http::ApiContext;
+use raft_http::access::{Principal, Role};
+use raft_http::limits::Open;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -100,7 +100,7 @@ impl Server {
 
     /// Replicates `ops`: plain ops (batched with other connections'
     /// writes), or one `Multi` alone.
-    pub async fn propose(&self, ops: Vec<raft_kv::Op>) -> Vec<raft_kv::api::Proposed> {
+    pub async fn propose(&self, ops: Vec<raft_kv::Op>) -> Vec<raft_http::Proposed> {
         self.batcher.propose(ops).await
     }
 
@@ -123,7 +123,7 @@ impl Server {
 /// `tls` (client certificates as it requires), or in plaintext when
 /// `None` (the caller keeps that to loopback). Then stops accepting, lets
 /// each connection finish the commands it is running (up to
-/// `raft_kv::api::DRAIN`) and returns.
+/// `raft_http::DRAIN`) and returns.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
@@ -174,7 +174,7 @@ pub async fn serve(
     }
     drop(listener);
     let finished = async { while conns.join_next().await.is_some() {} };
-    if tokio::time::timeout(raft_kv::api::DRAIN, finished)
+    if tokio::time::timeout(raft_http::DRAIN, finished)
         .await
         .is_err()
     {

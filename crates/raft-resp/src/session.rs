@@ -1,7 +1,7 @@
 //! What one connection remembers between commands.
 
 use crate::cmd::Queued;
-use raft_kv::api::access::Principal;
+use raft_http::access::Principal;
 use raft_kv::multi::Watched;
 use std::net::SocketAddr;
 

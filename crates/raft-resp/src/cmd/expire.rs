@@ -92,7 +92,7 @@ fn time_left(c: Call<'_>, unit_ms: u64) -> Plan {
             let Some(id) = lease else {
                 return Frame::Integer(-1);
             };
-            match raft_kv::api::lease::remaining_anywhere(&srv.api, id).await {
+            match raft_http::lease::remaining_anywhere(&srv.api, id).await {
                 Ok(Some(left)) => {
                     let ms = left.as_millis() as u64;
                     Frame::Integer(((ms + unit_ms / 2) / unit_ms) as i64)

@@ -45,7 +45,7 @@ use crate::frame::Frame;
 use crate::session::Session;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use raft_kv::api::access::{self, Need, Scope};
+use raft_http::access::{self, Need, Scope};
 use raft_kv::{KvState, Op, Output};
 use std::sync::Arc;
 

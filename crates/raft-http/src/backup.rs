@@ -54,7 +54,7 @@ pub async fn snapshot(ctx: &ApiContext, q: &Query) -> ApiResult {
             buf: Vec::with_capacity(PIECE),
         };
         // A client that hangs up ends the stream with BrokenPipe.
-        if let Err(e) = crate::snapshot::write(&view, &mut w) {
+        if let Err(e) = raft_kv::snapshot::write(&view, &mut w) {
             tracing::debug!("backup stream ended early: {e}");
         }
     });

@@ -1,6 +1,8 @@
-//! The command port: HTTP/1.1 + JSON over TLS. Any HTTP client is a
-//! client. Endpoints are documented in `docs/api.md`; Consul's KV API is
-//! the model where it fits.
+//! The command port of raftstack: HTTP/1.1 + JSON over TLS, serving the
+//! replicated KV of `raft-kv`, the consensus log, watches, leases,
+//! transactions, the node's status and its operator endpoints. Any HTTP
+//! client is a client. Endpoints are documented in `docs/api.md`; Consul's
+//! KV API is the model where it fits.
 //!
 //! A follower forwards writes to the leader's command port (or answers 307
 //! to the leader when asked to with `?redirect`); reads are served by any
@@ -12,6 +14,8 @@ mod blocking;
 pub mod client;
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzz;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod http;
 mod kv;
 pub mod lease;
@@ -29,8 +33,6 @@ pub use http::INDEX_HEADER;
 pub use metrics::Metrics;
 pub use propose::{ProposeError, Proposed, propose_anywhere};
 
-use crate::command::Output;
-use crate::store::KvStore;
 use bytes::Bytes;
 use http::{ApiError, ApiResult, Body, Query};
 use hyper::body::Incoming;
@@ -40,6 +42,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 pub use limits::Limits;
 use raft_core::NodeId;
 use raft_core::node::Node;
+use raft_kv::KvStore;
+use raft_kv::Output;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -261,7 +265,7 @@ fn admit(
     };
     let ask = access::Ask {
         need,
-        namespace: q.get("ns").unwrap_or(crate::store::DEFAULT_NAMESPACE),
+        namespace: q.get("ns").unwrap_or(raft_kv::DEFAULT_NAMESPACE),
         address: q.get("address"),
         forwarded,
     };

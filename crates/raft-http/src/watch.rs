@@ -1,7 +1,7 @@
 //! `GET /v1/watch/<key>`: the changes to a key (or, with `?recurse`, to
 //! every key under a prefix) as a stream of newline-delimited JSON events,
 //! served by any node from its own applied state and its watch history
-//! (`crate::history`).
+//! (`raft_kv::history`).
 //!
 //! Without `?from` the stream starts linearizably: after a read barrier at
 //! index R (the `X-Raft-Index` header), with the events from R+1 on. With
@@ -17,14 +17,14 @@
 
 use super::ApiContext;
 use super::http::{self, ApiError, ApiResult, ChannelBody, Query};
-use crate::history::{Compacted, Event};
-use crate::store::KvState;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use raft_core::Index;
+use raft_kv::KvState;
+use raft_kv::history::{Compacted, Event};
 use serde_json::json;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -89,7 +89,7 @@ pub fn collect(kv: &KvState, filter: &Filter, pos: Index) -> Result<Batch, Compa
         }
         if filter.wants(e) {
             // Encoded once, for every watcher.
-            lines.extend_from_slice(&e.encoded.get_or(|| line(event_json(e))));
+            lines.extend_from_slice(&e.encoded_or(|| line(event_json(e))));
         }
     }
     Ok(Batch {
@@ -191,7 +191,7 @@ pub async fn watch(ctx: &ApiContext, key: &str, q: &Query) -> ApiResult {
 
 /// What a stream needs of the node.
 struct StreamCtx {
-    kv: crate::store::KvStore,
+    kv: raft_kv::KvStore,
     draining: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -321,9 +321,9 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{self, Op, Request};
-    use crate::store::KvStore;
     use raft_core::node::StateMachine;
+    use raft_kv::KvStore;
+    use raft_kv::command::{self, Op, Request};
 
     fn put(kv: &mut KvStore, index: Index, key: &str) {
         let op = Op::Put {

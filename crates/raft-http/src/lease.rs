@@ -1,7 +1,7 @@
 //! `/v1/lease` and `/v1/leases`: leases with a TTL, kept alive by their
 //! owner, that take their keys (and locks) with them when they end.
 //!
-//! Which leases exist is replicated state (`crate::lease`); when each is
+//! Which leases exist is replicated state (`raft_kv::lease`); when each is
 //! due is the leader's alone. The leader keeps a deadline per lease on its
 //! monotonic clock (`Lessor`): a lease it first sees gets its full TTL
 //! from then, a keepalive sets it to a full TTL from when the keepalive
@@ -18,10 +18,10 @@
 use super::ApiContext;
 use super::http::{self, ApiError, ApiResult, Query};
 use super::kv;
-use crate::command::{Op, Output};
-use crate::lease::{LeaseId, Leases, MAX_TTL_MS, MIN_TTL_MS};
 use hyper::StatusCode;
 use raft_core::Term;
+use raft_kv::command::{Op, Output};
+use raft_kv::lease::{LeaseId, Leases, MAX_TTL_MS, MIN_TTL_MS};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -356,12 +356,19 @@ pub async fn list(ctx: &ApiContext, q: &Query) -> ApiResult {
 mod tests {
     use super::*;
 
-    fn leases(ids: &[(LeaseId, u64)]) -> Leases {
-        let mut l = Leases::default();
-        for &(id, ttl) in ids {
-            l.insert(id, "n", ttl);
+    /// Leases granted in order (ids 1, 2, ...) with these TTLs.
+    fn leases(ttls: &[u64]) -> Leases {
+        use raft_core::node::StateMachine;
+        let mut kv = raft_kv::KvStore::default();
+        for (i, &ttl_ms) in ttls.iter().enumerate() {
+            let op = raft_kv::Op::LeaseGrant {
+                ns: "n".into(),
+                ttl_ms,
+            };
+            let r = raft_kv::Request { session: None, op };
+            kv.apply(i as u64 + 1, &raft_kv::command::encode(&r));
         }
-        l
+        kv.read().leases().clone()
     }
 
     #[test]
@@ -369,7 +376,7 @@ mod tests {
         let lessor = Lessor::default();
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let l = leases(&[(1, 1_000), (2, 3_000)]);
+        let l = leases(&[1_000, 3_000]);
         assert!(lessor.due(Some(5), &l, t0).is_empty());
         assert!(lessor.due(Some(5), &l, t0 + ms(999)).is_empty());
         assert_eq!(lessor.due(Some(5), &l, t0 + ms(1_000)), [1]);
@@ -384,7 +391,7 @@ mod tests {
         let lessor = Lessor::default();
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let l = leases(&[(1, 1_000)]);
+        let l = leases(&[1_000]);
         lessor.due(Some(5), &l, t0);
         assert!(lessor.renew(5, 1, 1_000, t0 + ms(900)));
         assert!(lessor.due(Some(5), &l, t0 + ms(1_800)).is_empty());

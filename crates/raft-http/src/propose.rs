@@ -6,11 +6,11 @@
 
 use super::ApiContext;
 use super::http::{self, ApiError, ApiResult};
-use crate::command::{self, Decoded, Output, Request};
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use raft_core::Index;
 use raft_core::node::NodeError;
+use raft_kv::command::{self, Decoded, Output, Request};
 use serde::{Deserialize, Serialize};
 
 /// Why a proposal did not apply.

@@ -1,17 +1,17 @@
 //! `PUT /v1/txn`: Consul's transaction endpoint. The body is a JSON list
 //! of `{"KV": {...}}` operations; they apply in one log entry, all or
 //! none: 200 with `Results`, or 409 with `Errors` naming each failing
-//! operation (`crate::txn`).
+//! operation (`raft_kv::txn`).
 
 use super::ApiContext;
 use super::access::{self, Need, Principal, Scope};
 use super::http::{self, ApiError, ApiResult, Query};
 use super::kv;
-use crate::command::{Op, Output};
-use crate::txn::{MAX_OPS, TxnEntry, TxnError, TxnOp, Verb};
 use base64::Engine;
 use bytes::Bytes;
 use hyper::StatusCode;
+use raft_kv::command::{Op, Output};
+use raft_kv::txn::{MAX_OPS, TxnEntry, TxnError, TxnOp, Verb};
 use serde::{Deserialize, Serialize};
 
 /// One item of the request list: only KV operations are served (Consul's
@@ -173,7 +173,7 @@ fn parse(op: KvOp) -> Result<TxnOp, ApiError> {
         ));
     }
     let ns = op.namespace.filter(|n| !n.is_empty());
-    let ns = ns.unwrap_or_else(|| crate::store::DEFAULT_NAMESPACE.to_string());
+    let ns = ns.unwrap_or_else(|| raft_kv::DEFAULT_NAMESPACE.to_string());
     kv::check_namespace(&ns)?;
     let tree = matches!(op.verb.as_str(), "get-tree" | "delete-tree");
     kv::check_key(&op.key, tree)?;

@@ -2,12 +2,12 @@
 
 use super::ApiContext;
 use super::http::{self, ApiError, ApiResult, Query};
-use crate::command::{self, Op, Output, Request};
-use crate::store::{DEFAULT_NAMESPACE, Value};
 use base64::Engine;
 use bytes::Bytes;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Response, StatusCode};
+use raft_kv::command::{self, Op, Output, Request};
+use raft_kv::{DEFAULT_NAMESPACE, Value};
 use serde_json::json;
 
 pub const MAX_KEY: usize = 1024;

@@ -3,13 +3,13 @@
 
 use super::ApiContext;
 use super::http::{self, ApiError, ApiResult, ChannelBody, Query};
-use crate::command::{self, Decoded, Op};
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use raft_core::{Entry, Payload};
+use raft_kv::command::{self, Decoded, Op};
 use serde_json::json;
 use std::time::Duration;
 
@@ -23,8 +23,8 @@ fn b64(b: &[u8]) -> String {
 /// An entry as JSON: KV writes decoded, opaque data as base64 (and as
 /// text when it is UTF-8).
 /// A string write as the log shows it.
-fn str_json(w: &crate::strings::StrWrite) -> serde_json::Value {
-    use crate::strings::{Edit, Ttl, When};
+fn str_json(w: &raft_kv::strings::StrWrite) -> serde_json::Value {
+    use raft_kv::strings::{Edit, Ttl, When};
     let edit = match &w.edit {
         Edit::Set(v) => json!({ "set": b64(v) }),
         Edit::IncrBy(n) => json!({ "incr_by": n }),
