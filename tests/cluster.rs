@@ -620,6 +620,19 @@ async fn health_live_and_ready_answer_by_status_code() {
                 "{path}"
             );
         }
+        // The port describes itself: every route of the table, by method.
+        let doc = c
+            .request(f, Method::GET, "/v1/openapi.json", "")
+            .await
+            .unwrap();
+        assert_eq!(doc.status, 200);
+        let doc = doc.json().unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        for r in raft_http::routes::ROUTES {
+            let path = r.pattern.replace("{*", "{");
+            let op = &doc["paths"][path.as_str()][r.method.to_lowercase()];
+            assert!(op["summary"].is_string(), "{} {}", r.method, r.pattern);
+        }
         // A follower alone has no leader: red, not ready, still live.
         c.kill(l);
         c.kill((l + 2) % 3);

@@ -8,10 +8,10 @@
 //! status and data, asks to add or rebuild itself, and sends the requests
 //! it forwards for its own clients, which it authorized itself. A
 //! certificate with no role at all is refused, as is a route no rule
-//! covers: `ROUTES` decides every route the router serves.
+//! covers: `routes::ROUTES` gives every route its need.
 
 use super::http::ApiError;
-use hyper::{Method, StatusCode};
+use hyper::StatusCode;
 use raft_net::{ClientIdentity, NodeIdentity};
 use tokio_rustls::rustls::pki_types::CertificateDer;
 
@@ -67,96 +67,6 @@ pub enum Scope {
     Namespace,
     /// All of it: the log, every namespace.
     Everything,
-}
-
-/// Every route the command port serves and what it needs. `{x}` is one
-/// path segment, `{*x}` the rest of the path (either may be empty: the
-/// handler says what it needs there, e.g. a key); HEAD is routed as GET.
-pub const ROUTES: &[(&str, &str, Need)] = &[
-    ("GET", "/", Need::Status),
-    ("GET", "/v1/status", Need::Status),
-    ("GET", "/v1/status/leader", Need::Status),
-    ("GET", "/v1/status/peers", Need::Status),
-    ("GET", "/v1/mode", Need::Status),
-    ("GET", "/v1/operator/raft/configuration", Need::Status),
-    ("GET", "/metrics", Need::Status),
-    ("GET", "/v1/health", Need::Status),
-    ("GET", "/livez", Need::Status),
-    ("GET", "/readyz", Need::Status),
-    ("PATCH", "/", Need::Admin),
-    ("PUT", "/v1/mode", Need::Admin),
-    ("POST", "/v1/operator/raft/transfer-leader", Need::Admin),
-    ("PUT", "/v1/operator/raft/peer", Need::AddMember),
-    ("DELETE", "/v1/operator/raft/peer", Need::Admin),
-    ("POST", "/", Need::Write(Scope::Everything)),
-    ("POST", "/v1/log", Need::Write(Scope::Everything)),
-    ("GET", "/v1/log", Need::Read(Scope::Everything)),
-    ("GET", "/log", Need::Read(Scope::Everything)),
-    ("GET", "/log/{n}", Need::Read(Scope::Everything)),
-    ("GET", "/v1/log/follow", Need::Read(Scope::Everything)),
-    ("GET", "/v1/log/{n}", Need::Read(Scope::Everything)),
-    ("GET", "/v1/snapshot", Need::Read(Scope::Everything)),
-    ("GET", "/v1/namespaces", Need::Read(Scope::Everything)),
-    ("DELETE", "/v1/namespaces/{ns}", Need::Admin),
-    // Batches another node's front end forwards (`propose`).
-    ("POST", "/v1/raft/propose", Need::Admin),
-    ("GET", "/v1/kv", Need::Read(Scope::Namespace)),
-    ("GET", "/v1/kv/{*key}", Need::Read(Scope::Namespace)),
-    ("PUT", "/v1/kv", Need::Write(Scope::Namespace)),
-    ("PUT", "/v1/kv/{*key}", Need::Write(Scope::Namespace)),
-    ("DELETE", "/v1/kv", Need::Write(Scope::Namespace)),
-    ("DELETE", "/v1/kv/{*key}", Need::Write(Scope::Namespace)),
-    ("GET", "/v1/watch", Need::Read(Scope::Namespace)),
-    ("GET", "/v1/watch/{*key}", Need::Read(Scope::Namespace)),
-    // Each operation's namespace is checked too, once the body is read.
-    ("PUT", "/v1/txn", Need::Write(Scope::Namespace)),
-    // A lease belongs to a namespace (its `?ns=`).
-    ("PUT", "/v1/lease", Need::Write(Scope::Namespace)),
-    ("GET", "/v1/leases", Need::Read(Scope::Namespace)),
-    ("GET", "/v1/lease/{id}", Need::Read(Scope::Namespace)),
-    ("DELETE", "/v1/lease/{id}", Need::Write(Scope::Namespace)),
-    (
-        "PUT",
-        "/v1/lease/{id}/keepalive",
-        Need::Write(Scope::Namespace),
-    ),
-];
-
-/// The methods some route serves `path` with (for a 405's `Allow`).
-pub fn methods_for(path: &str) -> Vec<&'static str> {
-    let mut m: Vec<&'static str> = ROUTES
-        .iter()
-        .filter(|(_, pattern, _)| matches(pattern, path))
-        .map(|(m, _, _)| *m)
-        .collect();
-    m.dedup();
-    m
-}
-
-/// What `path` (with `method`, HEAD as GET) needs, if any route serves it.
-pub fn need(method: &Method, path: &str) -> Option<Need> {
-    let method = if method == Method::HEAD {
-        "GET"
-    } else {
-        method.as_str()
-    };
-    ROUTES
-        .iter()
-        .find(|(m, pattern, _)| *m == method && matches(pattern, path))
-        .map(|(_, _, n)| *n)
-}
-
-fn matches(pattern: &str, path: &str) -> bool {
-    let mut want = pattern.trim_start_matches('/').split('/');
-    let mut got = path.trim_start_matches('/').split('/');
-    loop {
-        match (want.next(), got.next()) {
-            (None, None) => return true,
-            (Some(w), Some(_)) if w.starts_with("{*") => return true,
-            (Some(w), Some(g)) if w.starts_with('{') || w == g => {}
-            _ => return false,
-        }
-    }
 }
 
 /// Who is asking, from the connection's certificate.
@@ -322,37 +232,6 @@ mod tests {
             address: None,
             forwarded: false,
         }
-    }
-
-    #[test]
-    fn routes_match_their_patterns_only() {
-        let get = Method::GET;
-        assert_eq!(need(&get, "/"), Some(Need::Status));
-        assert_eq!(
-            need(&get, "/v1/kv/a/b/c"),
-            Some(Need::Read(Scope::Namespace))
-        );
-        assert_eq!(need(&get, "/v1/kv"), Some(Need::Read(Scope::Namespace)));
-        assert_eq!(
-            need(&Method::HEAD, "/v1/kv/a"),
-            Some(Need::Read(Scope::Namespace))
-        );
-        assert_eq!(
-            need(&Method::PUT, "/v1/kv/a"),
-            Some(Need::Write(Scope::Namespace))
-        );
-        assert_eq!(need(&get, "/v1/log/7"), Some(Need::Read(Scope::Everything)));
-        assert_eq!(
-            need(&get, "/v1/log/follow"),
-            Some(Need::Read(Scope::Everything))
-        );
-        assert_eq!(need(&Method::DELETE, "/v1/namespaces/x"), Some(Need::Admin));
-        assert_eq!(need(&get, "/v1/namespaces/x"), None);
-        assert_eq!(need(&get, "/v1/nothing"), None);
-        assert_eq!(need(&Method::POST, "/v1/kv/a"), None);
-        assert_eq!(need(&get, "/v1/kv/"), Some(Need::Read(Scope::Namespace)));
-        assert_eq!(need(&get, "/log/"), Some(Need::Read(Scope::Everything)));
-        assert_eq!(need(&get, "/log/1/2"), None);
     }
 
     #[test]

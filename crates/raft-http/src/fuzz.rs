@@ -2,7 +2,8 @@
 
 use super::access::{Principal, Role};
 use super::http::{self, Query};
-use super::{admit, blocking, kv};
+use super::router::admit;
+use super::{blocking, kv, routes};
 use hyper::{Method, Uri};
 
 const METHODS: [Method; 7] = [
@@ -45,11 +46,14 @@ pub(crate) fn request(data: &[u8]) {
         client(Role::ReadOnly, &[]),
         Principal::Refused("fuzz".into()),
     ];
-    for p in &who {
-        for forwarded in [false, true] {
-            let _ = admit(p, method, path, &q, forwarded);
+    if let Some(route) = routes::find(method, path) {
+        for p in &who {
+            for forwarded in [false, true] {
+                let _ = admit(p, route, &q, forwarded);
+            }
         }
     }
+    let _ = routes::methods_for(path);
     let segs: Vec<&str> = path.trim_start_matches('/').splitn(3, '/').collect();
     if let ["v1", "kv", key] = segs[..]
         && let Ok(key) = http::decode(key)

@@ -25,7 +25,8 @@ pub fn seeds() -> Vec<(String, String, Vec<u8>)> {
         "?ns=%61%62&x=%zz",
         "?ttl=10s&lease=2&acquire=2",
     ];
-    for (k, (method, pattern, _)) in crate::access::ROUTES.iter().enumerate() {
+    for (k, r) in crate::routes::ROUTES.iter().enumerate() {
+        let (method, pattern) = (&r.method, r.pattern);
         let m = methods
             .iter()
             .position(|x| x == method)

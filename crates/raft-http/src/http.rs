@@ -89,10 +89,11 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response<Body> {
-        let mut v = serde_json::json!({ "error": self.message });
-        if let Some(l) = self.leader {
-            v["leader"] = l.into();
-        }
+        let body = crate::openapi::ErrorBody {
+            error: self.message,
+            leader: self.leader,
+        };
+        let v = serde_json::to_value(body).expect("invariant: an error body serializes");
         json(self.status, &v)
     }
 }
@@ -224,7 +225,7 @@ pub fn decode(s: &str) -> Result<String, ApiError> {
 }
 
 /// Reads a request body of at most `max` bytes.
-pub async fn read_body(body: hyper::body::Incoming, max: usize) -> Result<Bytes, ApiError> {
+pub async fn read_body(body: axum::body::Body, max: usize) -> Result<Bytes, ApiError> {
     match http_body_util::Limited::new(body, max).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(

@@ -22,8 +22,11 @@ pub mod lease;
 pub mod limits;
 mod log;
 mod metrics;
+mod openapi;
 mod probes;
 mod propose;
+mod router;
+pub mod routes;
 mod status;
 mod txn;
 mod watch;
@@ -33,18 +36,14 @@ pub use http::INDEX_HEADER;
 pub use metrics::Metrics;
 pub use propose::{ProposeError, Proposed, propose_anywhere};
 
-use bytes::Bytes;
-use http::{ApiError, ApiResult, Body, Query};
+use hyper::Request;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue, LOCATION};
-use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 pub use limits::Limits;
 use raft_core::NodeId;
 use raft_core::node::Node;
 use raft_kv::KvStore;
 use raft_kv::Output;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -138,6 +137,7 @@ pub async fn serve(
     mut drain: tokio::sync::watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let router = router::router(ctx.clone());
     let expiry = tokio::spawn(lease::run(ctx.clone(), drain.clone()));
     let open = Arc::new(limits::Open::default());
     let mut conns = tokio::task::JoinSet::new();
@@ -170,9 +170,10 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let (acceptor, ctx, drain) = (acceptor.clone(), ctx.clone(), drain.clone());
+        let router = router.clone();
         conns.spawn(async move {
             let _slot = slot;
-            serve_connection(acceptor, tcp, peer, ctx, drain).await;
+            serve_connection(acceptor, tcp, peer, ctx, router, drain).await;
         });
     }
     drop(listener);
@@ -195,6 +196,7 @@ async fn serve_connection(
     tcp: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
     ctx: Arc<ApiContext>,
+    router: axum::Router,
     mut drain: tokio::sync::watch::Receiver<bool>,
 ) {
     let limits = ctx.limits.clone();
@@ -213,9 +215,10 @@ async fn serve_connection(
         tls.get_ref().1.peer_certificates(),
         ctx.anonymous,
     ));
-    let svc = hyper::service::service_fn(move |req| {
-        let (ctx, who) = (ctx.clone(), who.clone());
-        async move { Ok::<_, Infallible>(handle(&ctx, &who, req).await) }
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let mut req = req.map(axum::body::Body::new);
+        req.extensions_mut().insert(who.clone());
+        tower::ServiceExt::oneshot(router.clone(), req)
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -233,283 +236,4 @@ async fn serve_connection(
     if let Err(e) = r {
         tracing::debug!(%peer, "command port connection: {e}");
     }
-}
-
-/// The method to route by: HEAD answers as GET would, without the body.
-fn get_for_head(method: &Method) -> &Method {
-    if method == Method::HEAD {
-        &Method::GET
-    } else {
-        method
-    }
-}
-
-/// Whether `who` may make this request: 404 for no route, 405 for a route
-/// with other methods, 403 outside its role.
-fn admit(
-    who: &access::Principal,
-    method: &Method,
-    path: &str,
-    q: &Query,
-    forwarded: bool,
-) -> Result<(), ApiError> {
-    let Some(need) = access::need(method, path) else {
-        let allowed = access::methods_for(path);
-        if allowed.is_empty() {
-            return Err(ApiError::not_found(format!("no endpoint {method} {path}")));
-        }
-        return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("{path} takes {}", allowed.join(", ")),
-        ));
-    };
-    let ask = access::Ask {
-        need,
-        namespace: q.get("ns").unwrap_or(raft_kv::DEFAULT_NAMESPACE),
-        address: q.get("address"),
-        forwarded,
-    };
-    access::authorize(who, &ask)
-}
-
-async fn handle(
-    ctx: &ApiContext,
-    who: &access::Principal,
-    req: Request<Incoming>,
-) -> Response<Body> {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map_or(path.clone(), |p| p.to_string());
-    let forwarded = req.headers().contains_key(FORWARDED_HEADER);
-    let content_type = req.headers().get(CONTENT_TYPE).cloned();
-    let parsed = Query::parse(req.uri().query())
-        .and_then(|q| admit(who, &method, &path, &q, forwarded).map(|()| q));
-    let resp = match parsed {
-        Err(e) => e.into_response(),
-        Ok(q) => {
-            let body = if method == Method::GET || method == Method::HEAD {
-                Ok(Bytes::new())
-            } else {
-                let limit = ctx.limits.body_read;
-                match tokio::time::timeout(limit, http::read_body(req.into_body(), ctx.max_body))
-                    .await
-                {
-                    Ok(body) => body,
-                    Err(_) => Err(ApiError::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        format!("the body did not arrive within {limit:?}"),
-                    )),
-                }
-            };
-            match body {
-                Err(e) => e.into_response(),
-                // HEAD is GET without the body (hyper leaves it out).
-                Ok(body) => {
-                    let req = (get_for_head(&method), path.as_str(), &q);
-                    match route(ctx, who, req, body.clone()).await {
-                        Ok(r) => r,
-                        Err(e) if e.not_leader && !forwarded => {
-                            let fwd = Forward {
-                                method: &method,
-                                path_and_query: &path_and_query,
-                                content_type,
-                                body,
-                                redirect: q.flag("redirect"),
-                            };
-                            to_leader(ctx, fwd)
-                                .await
-                                .unwrap_or_else(|e| e.into_response())
-                        }
-                        Err(e) => e.into_response(),
-                    }
-                }
-            }
-        }
-    };
-    let mut resp = resp;
-    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        // The rest of the body was not read: this connection is done.
-        resp.headers_mut()
-            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    ctx.metrics
-        .record(&method, resp.status(), started.elapsed());
-    resp
-}
-
-async fn route(
-    ctx: &ApiContext,
-    who: &access::Principal,
-    (method, path, q): (&Method, &str, &Query),
-    body: Bytes,
-) -> ApiResult {
-    let segs: Vec<&str> = path.trim_start_matches('/').splitn(3, '/').collect();
-    match (method, segs.as_slice()) {
-        (&Method::GET, [""]) | (&Method::GET, ["v1", "status"]) => {
-            q.allow(&[])?;
-            status::node_status(ctx, who)
-        }
-        (&Method::PATCH, [""]) | (&Method::PUT, ["v1", "mode"]) => {
-            q.allow(&[])?;
-            status::set_mode(ctx, &body).await
-        }
-        (&Method::GET, ["v1", "mode"]) => q.allow(&[]).and_then(|()| status::get_mode(ctx)),
-        (&Method::POST, [""]) => {
-            q.allow(&[])?;
-            log::append_pyraftlog(ctx, body).await
-        }
-        (&Method::POST, ["v1", "log"]) => {
-            q.allow(&[])?;
-            log::append(ctx, q, body).await
-        }
-        (&Method::GET, ["v1", "status", "leader"]) => {
-            q.allow(&[]).and_then(|()| status::leader(ctx))
-        }
-        (&Method::GET, ["v1", "status", "peers"]) => q.allow(&[]).and_then(|()| status::peers(ctx)),
-        (&Method::GET, ["v1", "operator", rest]) if *rest == "raft/configuration" => {
-            q.allow(&[]).and_then(|()| status::configuration(ctx))
-        }
-        (&Method::POST, ["v1", "operator", rest]) if *rest == "raft/transfer-leader" => {
-            q.allow(&["id"])?;
-            status::transfer(ctx, q).await
-        }
-        (&Method::PUT, ["v1", "operator", rest]) if *rest == "raft/peer" => {
-            q.allow(&["address", "id", "learner", "rebuild", "wait"])?;
-            status::add_peer(ctx, q).await
-        }
-        (&Method::DELETE, ["v1", "operator", rest]) if *rest == "raft/peer" => {
-            q.allow(&["address", "id"])?;
-            status::remove_peer(ctx, q).await
-        }
-        (_, ["v1", "kv"]) => kv::handle(ctx, method, "", q, body).await,
-        (_, ["v1", "kv", key]) => kv::handle(ctx, method, &http::decode(key)?, q, body).await,
-        (&Method::GET, ["v1", "watch"]) => watch::watch(ctx, "", q).await,
-        (&Method::GET, ["v1", "watch", key]) => watch::watch(ctx, &http::decode(key)?, q).await,
-        (&Method::PUT, ["v1", "txn"]) => txn::handle(ctx, who, q, body).await,
-        (&Method::PUT, ["v1", "lease"]) => lease::grant(ctx, q).await,
-        (&Method::GET, ["v1", "leases"]) => lease::list(ctx, q).await,
-        (&Method::PUT, ["v1", "lease", rest]) if rest.ends_with("/keepalive") => {
-            lease::keepalive(ctx, rest.trim_end_matches("/keepalive"), q).await
-        }
-        (&Method::GET, ["v1", "lease", id]) => lease::info(ctx, id, q).await,
-        (&Method::DELETE, ["v1", "lease", id]) => lease::revoke(ctx, id, q).await,
-        (&Method::GET, ["v1", "namespaces"]) => {
-            q.allow(&["stale", "consistent"])?;
-            kv::namespaces(ctx, q).await
-        }
-        (&Method::DELETE, ["v1", "namespaces", ns]) => {
-            q.allow(&["client", "seq"])?;
-            kv::drop_namespace(ctx, ns, q).await
-        }
-        // pyraftlog's `GET /log` and `GET /log/<n>` mean the same as ours.
-        (&Method::GET, ["v1", "log"]) | (&Method::GET, ["log"]) => {
-            q.allow(&["from", "to"])?;
-            log::range(ctx, q).await
-        }
-        (&Method::GET, ["log", n]) => {
-            q.allow(&[])?;
-            log::one(ctx, n).await
-        }
-        (&Method::GET, ["v1", "log", "follow"]) => {
-            q.allow(&["from"]).and_then(|()| log::follow(ctx, q))
-        }
-        (&Method::GET, ["v1", "log", n]) => {
-            q.allow(&[])?;
-            log::one(ctx, n).await
-        }
-        (&Method::POST, ["v1", "raft", "propose"]) => {
-            q.allow(&[])?;
-            propose::serve(ctx, body).await
-        }
-        (&Method::GET, ["metrics"]) => q.allow(&[]).map(|()| metrics::render(ctx)),
-        (&Method::GET, ["v1", "health"]) => q.allow(&[]).and_then(|()| probes::health(ctx)),
-        (&Method::GET, ["livez"]) => q.allow(&[]).and_then(|()| probes::livez(ctx)),
-        (&Method::GET, ["readyz"]) => q.allow(&[]).and_then(|()| probes::readyz(ctx)),
-        (&Method::GET, ["v1", "snapshot"]) => {
-            q.allow(&["stale", "consistent"])?;
-            backup::snapshot(ctx, q).await
-        }
-        _ => Err(ApiError::not_found(format!("no endpoint {method} {path}"))),
-    }
-}
-
-struct Forward<'a> {
-    method: &'a Method,
-    path_and_query: &'a str,
-    content_type: Option<HeaderValue>,
-    body: Bytes,
-    redirect: bool,
-}
-
-/// Sends a write this follower cannot do to the leader: forwarded over
-/// HTTPS, or a 307 naming the leader when the client asked for that.
-async fn to_leader(ctx: &ApiContext, f: Forward<'_>) -> ApiResult {
-    let Some(leader) = ctx.leader().await else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no leader: the cluster cannot take writes now",
-        ));
-    };
-    if leader == ctx.node.status().raft.id {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "leadership is changing; retry",
-        ));
-    }
-    let Some(addr) = (ctx.peer_client_addr)(leader) else {
-        let mut e = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "the leader ({}) has not told us its command port yet",
-                ctx.name(leader)
-            ),
-        );
-        e.leader = Some(ctx.name(leader));
-        return Err(e);
-    };
-    if f.redirect {
-        let mut r = http::json(
-            StatusCode::TEMPORARY_REDIRECT,
-            &serde_json::json!({ "leader": addr }),
-        );
-        let loc = format!("https://{addr}{}", f.path_and_query);
-        if let Ok(v) = HeaderValue::from_str(&loc) {
-            r.headers_mut().insert(LOCATION, v);
-        }
-        return Ok(r);
-    }
-    ctx.metrics.forwarded();
-    let ct = f
-        .content_type
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/octet-stream");
-    let reply = ctx
-        .client
-        .request(
-            &addr,
-            f.method.clone(),
-            f.path_and_query,
-            &[(FORWARDED_HEADER, "1"), ("content-type", ct)],
-            f.body,
-        )
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("forwarding to the leader: {e}"),
-            )
-        })?;
-    let mut r = Response::new(http::full(reply.body));
-    *r.status_mut() = reply.status;
-    for h in [CONTENT_TYPE.as_str(), INDEX_HEADER] {
-        if let Some(v) = reply.headers.get(h) {
-            r.headers_mut().insert(h, v.clone());
-        }
-    }
-    Ok(r)
 }
