@@ -69,23 +69,7 @@ pub async fn handle(
     q: &Query,
     body: Bytes,
 ) -> ApiResult {
-    let known: &[&str] = match *method {
-        Method::GET => &[
-            "ns",
-            "recurse",
-            "keys",
-            "separator",
-            "raw",
-            "stale",
-            "consistent",
-            "index",
-            "wait",
-        ],
-        Method::PUT => &["ns", "cas", "client", "seq", "lease", "acquire", "release"],
-        Method::DELETE => &["ns", "recurse", "cas", "client", "seq"],
-        _ => &[],
-    };
-    q.allow(known)?;
+    // The route table (`routes.rs`) refused parameters the method does not take.
     let ns = namespace(q)?;
     match *method {
         Method::GET => {

@@ -177,7 +177,6 @@ fn secs(ms: u64) -> f64 {
 
 /// `PUT /v1/lease?ttl=`: a new lease.
 pub async fn grant(ctx: &ApiContext, q: &Query) -> ApiResult {
-    q.allow(&["ttl", "ns", "client", "seq"])?;
     let op = Op::LeaseGrant {
         ns: kv::namespace(q)?,
         ttl_ms: ttl(q)?,
@@ -218,7 +217,6 @@ fn leader_only(ctx: &ApiContext) -> Result<Term, ApiError> {
 
 /// `PUT /v1/lease/<id>/keepalive`.
 pub async fn keepalive(ctx: &ApiContext, id: &str, q: &Query) -> ApiResult {
-    q.allow(&["ns"])?;
     let ns = kv::namespace(q)?;
     let arrived = Instant::now();
     let term = leader_only(ctx)?;
@@ -239,7 +237,6 @@ pub async fn keepalive(ctx: &ApiContext, id: &str, q: &Query) -> ApiResult {
 
 /// `GET /v1/lease/<id>`: its TTL, the time left and its keys.
 pub async fn info(ctx: &ApiContext, id: &str, q: &Query) -> ApiResult {
-    q.allow(&["ns"])?;
     let ns = kv::namespace(q)?;
     leader_only(ctx)?;
     let index = ctx.node.read_barrier().await.map_err(ApiError::from_node)?;
@@ -321,7 +318,6 @@ pub async fn remaining_anywhere(
 
 /// `DELETE /v1/lease/<id>`: ends it now.
 pub async fn revoke(ctx: &ApiContext, id: &str, q: &Query) -> ApiResult {
-    q.allow(&["ns", "client", "seq"])?;
     let ns = kv::namespace(q)?;
     let (id, _) = lease_in(ctx, id, &ns)?;
     let (index, out) = kv::propose(ctx, kv::session(q)?, Op::LeaseRevoke { id }).await?;
@@ -336,7 +332,6 @@ pub async fn revoke(ctx: &ApiContext, id: &str, q: &Query) -> ApiResult {
 
 /// `GET /v1/leases`: the namespace's leases, from any node.
 pub async fn list(ctx: &ApiContext, q: &Query) -> ApiResult {
-    q.allow(&["ns", "stale", "consistent"])?;
     let ns = kv::namespace(q)?;
     let index = kv::read_barrier(ctx, q).await?;
     let kv = ctx.kv.read();

@@ -84,7 +84,6 @@ fn b64(b: &[u8]) -> String {
 }
 
 pub async fn handle(ctx: &ApiContext, who: &Principal, q: &Query, body: Bytes) -> ApiResult {
-    q.allow(&["client", "seq"])?;
     let items: Vec<Item> = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "a transaction is a JSON list of {{\"KV\": {{...}}}} operations: {e}"

@@ -148,7 +148,6 @@ fn gone(c: Compacted, from: Index) -> ApiResult {
 
 /// `GET /v1/watch/<key>?recurse&ns=&from=&stale`.
 pub async fn watch(ctx: &ApiContext, key: &str, q: &Query) -> ApiResult {
-    q.allow(&["ns", "recurse", "from", "stale", "consistent"])?;
     let filter = Filter {
         ns: super::kv::namespace(q)?,
         key: key.to_string(),
