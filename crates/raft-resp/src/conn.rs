@@ -93,10 +93,45 @@ pub async fn serve<S>(
             tracing::debug!(peer = %s.addr, "RESP protocol error: {e}");
             let _ = framed.feed(Frame::err(e)).await;
         }
-        if framed.flush().await.is_err() || close || broken.is_some() {
+        if framed.flush().await.is_err() || close {
             break;
         }
+        if broken.is_some() {
+            return linger(framed.into_inner()).await;
+        }
     }
+}
+
+/// How long, and for how many bytes, a connection that broke the
+/// protocol is read and discarded after its error reply.
+const LINGER: (Duration, usize) = (Duration::from_secs(2), 8 << 20);
+
+/// Closes a connection that broke the protocol so that its error reply
+/// arrives: closing a socket with unread input makes the kernel send a
+/// reset, which can destroy the reply before the client reads it (a
+/// client still writing a huge inline request gets `ECONNRESET`). So
+/// shut the write side (TLS close_notify, then FIN) and discard what
+/// the client still sends, bounded by [`LINGER`], before the drop.
+async fn linger<S>(mut io: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (time, bytes) = LINGER;
+    let drain = async {
+        if io.shutdown().await.is_err() {
+            return;
+        }
+        let mut buf = vec![0u8; 16 << 10];
+        let mut seen = 0;
+        while seen < bytes {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(time, drain).await;
 }
 
 /// Once `drain` turns true (or its sender is gone).
