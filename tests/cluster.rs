@@ -66,9 +66,47 @@ async fn writes_through_any_node_are_read_from_all() {
                 );
                 assert!(text.contains(&dropped), "{text}");
             }
+            assert!(text.ends_with("# EOF\n"), "not OpenMetrics: {text}");
+            assert!(
+                value(&text, "raft_leader_changes_seen_total") >= 1.0,
+                "{text}"
+            );
+            assert!(
+                value(&text, "process_resident_memory_bytes") > 0.0,
+                "{text}"
+            );
+            assert!(value(&text, "process_cpu_seconds_total") > 0.0, "{text}");
+            // Every node wrote entries to its log and fsynced them.
+            assert!(value(&text, "raft_disk_wal_fsync_duration_seconds_count") >= 1.0);
+            // Node i took one PUT, timed and counted by route and code.
+            let route = "route=\"/v1/kv/{*key}\",method=\"PUT\"";
+            let puts = format!("http_requests_total{{{route},code=\"200\"}}");
+            assert!(value(&text, &puts) >= 1.0, "{text}");
+            let timed = format!("http_request_duration_seconds_count{{{route}}}");
+            assert!(value(&text, &timed) >= 1.0, "{text}");
         }
+        // The leader applied the three proposals and timed each.
+        let m = c.request(l, Method::GET, "/metrics", "").await.unwrap();
+        let text = String::from_utf8_lossy(&m.body).into_owned();
+        assert!(
+            value(&text, "raft_proposal_duration_seconds_count") >= 3.0,
+            "{text}"
+        );
+        assert!(
+            value(&text, "raft_apply_duration_seconds_count") >= 1.0,
+            "{text}"
+        );
     })
     .await;
+}
+
+/// The value of the series named exactly `series` (with its labels) in
+/// an exposition; panics if it is missing.
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,7 +77,7 @@ async fn no_route(State(ctx): State<Arc<ApiContext>>, req: Request) -> Response 
     };
     let resp = e.into_response();
     ctx.metrics
-        .record(&method, resp.status(), started.elapsed());
+        .record("unmatched", &method, resp.status(), started.elapsed());
     resp.into_response()
 }
 
@@ -139,7 +139,7 @@ async fn pipeline(ctx: Arc<ApiContext>, route: &'static Route, req: Request) -> 
             .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
     }
     ctx.metrics
-        .record(&method, resp.status(), started.elapsed());
+        .record(route.pattern, &method, resp.status(), started.elapsed());
     resp.into_response()
 }
 

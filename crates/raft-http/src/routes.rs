@@ -165,7 +165,7 @@ pub const ROUTES: &[Route] = &[
         "/metrics",
         Status,
         &[],
-        "metrics in the Prometheus text format",
+        "metrics in the OpenMetrics text format (Prometheus scrapes it)",
         serve!(|c, _call| Ok(metrics::render(c))),
     ),
     route(

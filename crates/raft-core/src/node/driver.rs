@@ -1,6 +1,7 @@
 //! The protocol task: one loop that owns the `Raft`, the state machine and
 //! every waiter.
 
+use super::metrics::{self, NodeMetrics};
 use super::snapshot::{Incoming, SenderDone, SenderHandle};
 use super::storage::{Done, Job, Storage};
 use super::{
@@ -12,7 +13,7 @@ use crate::storage::{LogStore, SnapshotStore, WriteBatch};
 use crate::types::{HardState, Index, NodeId, Payload, Role, Term};
 use crate::{InitialState, Membership, Message, Raft, Ready};
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -97,7 +98,8 @@ where
     };
     let raft = Raft::new(cfg.raft.clone(), init).map_err(NodeError::from_protocol)?;
     let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let storage = Storage::new(store, done_tx);
+    let metrics = NodeMetrics::default();
+    let storage = Storage::new(store, done_tx, metrics.wal_fsync.clone());
     let (cmd_tx, cmd_rx) = mpsc::channel(cfg.max_batch.max(64));
     let scrub = scrub::Scrub::new(cfg.scrub_interval);
     let first = status_of(&raft, &cfg, None, &scrub);
@@ -135,6 +137,8 @@ where
         failed: None,
         scrub,
         force_snapshot: false,
+        proposed_at: VecDeque::new(),
+        metrics: metrics.clone(),
     };
     tokio::spawn(driver.run(cmd_rx, inbound, done_rx, events_rx));
     Ok(Node {
@@ -143,6 +147,7 @@ where
         members: members_rx,
         timeout,
         max_entry_bytes,
+        metrics,
     })
 }
 
@@ -217,6 +222,10 @@ struct Driver<T, M: StateMachine> {
     /// Take a snapshot even if none is due (the scrub found the latest
     /// one damaged).
     force_snapshot: bool,
+    /// Proposal batches not yet applied: last index, count, when
+    /// proposed (for the proposal latency histogram).
+    proposed_at: VecDeque<(Index, usize, Instant)>,
+    metrics: NodeMetrics,
 }
 
 impl<T: Transport, M: StateMachine> Driver<T, M> {
@@ -352,6 +361,9 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
         let (data, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         match self.raft.propose_batch(data) {
             Ok((first, term)) => {
+                let n = replies.len();
+                self.proposed_at
+                    .push_back((first + n as Index - 1, n, Instant::now()));
                 for (i, r) in replies.into_iter().enumerate() {
                     let index = first + i as Index;
                     match r {
@@ -431,6 +443,9 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
         let old = self.status.send_replace(s);
         let new = self.status.borrow();
         let (a, b) = (&old.raft, &new.raft);
+        if b.leader.is_some() && a.leader != b.leader {
+            self.metrics.leader_changes.inc();
+        }
         if (a.role, a.term, a.leader) != (b.role, b.term, b.leader) {
             tracing::info!(
                 role = %b.role, term = b.term, leader = ?b.leader, commit = b.commit,
@@ -534,6 +549,7 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
         let Some(last) = committed.last().map(|e| e.index) else {
             return;
         };
+        let started = Instant::now();
         for e in committed {
             self.bytes_since_snapshot += e.size() as u64;
             let output = match &e.payload {
@@ -558,8 +574,29 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
                 });
             }
         }
+        self.metrics.apply.observe(metrics::since(started));
         self.raft.on_applied(last);
+        self.observe_proposals(last);
         self.maybe_snapshot();
+    }
+
+    /// Proposal batches up to `applied` are done: observe their latency
+    /// (dropped ones too: a proposal lost to a leader change took that
+    /// long to be answered).
+    fn observe_proposals(&mut self, applied: Index) {
+        while let Some(&(last, n, at)) = self.proposed_at.front() {
+            if last > applied {
+                break;
+            }
+            let took = metrics::since(at);
+            for _ in 0..n {
+                self.metrics.proposal.observe(took);
+            }
+            self.proposed_at.pop_front();
+        }
+        self.metrics
+            .proposals_pending
+            .set(self.proposals.len() as i64);
     }
 
     fn serve_reads(&mut self) {

@@ -13,6 +13,7 @@
 mod driver;
 pub mod local;
 mod members;
+mod metrics;
 mod snapshot;
 mod storage;
 
@@ -22,6 +23,8 @@ use crate::{ConfChange, Config, Message, Status};
 use bytes::Bytes;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
+
+pub use metrics::NodeMetrics;
 
 /// Sends messages to peers. Never blocks; may drop (Raft retransmits).
 pub trait Transport: Send + Sync + 'static {
@@ -229,6 +232,7 @@ pub struct Node<O> {
     members: watch::Receiver<MembershipView>,
     timeout: Duration,
     max_entry_bytes: usize,
+    metrics: NodeMetrics,
 }
 
 impl<O> Clone for Node<O> {
@@ -239,6 +243,7 @@ impl<O> Clone for Node<O> {
             members: self.members.clone(),
             timeout: self.timeout,
             max_entry_bytes: self.max_entry_bytes,
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -285,6 +290,12 @@ impl<O: Send + 'static> Node<O> {
         } else {
             NodeError::Timeout(self.timeout)
         }
+    }
+
+    /// The driver's latency histograms and counters, to expose (see
+    /// [`NodeMetrics::register`]).
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.metrics
     }
 
     /// Replicates `data`, and answers once this node applied it, with its

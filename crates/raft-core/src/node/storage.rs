@@ -5,6 +5,7 @@
 use crate::Message;
 use crate::storage::{LogStore, WriteBatch};
 use crate::types::{Entry, HardState, Index, Term};
+use prometheus_client::metrics::histogram::Histogram;
 use std::sync::mpsc as std_mpsc;
 use tokio::sync::mpsc;
 
@@ -64,9 +65,10 @@ impl Storage {
     pub(super) fn new<S: LogStore + Send + 'static>(
         mut store: S,
         done: mpsc::UnboundedSender<Done>,
+        wal: Histogram,
     ) -> Self {
         if !store.writes_are_cheap() {
-            let (jobs, thread) = spawn(store, done);
+            let (jobs, thread) = spawn(store, done, wal);
             return Storage::Thread {
                 jobs,
                 thread: Some(thread),
@@ -74,7 +76,7 @@ impl Storage {
         }
         Storage::Inline(Box::new(move |job: Job| {
             let upto = job.entries.last().map(|e| (e.index, e.term));
-            match run(&mut store, &job) {
+            match timed(&wal, || run(&mut store, &job)) {
                 Ok(()) => Done::Persisted {
                     jobs: 1,
                     upto,
@@ -89,6 +91,7 @@ impl Storage {
 fn spawn<S: LogStore + Send + 'static>(
     mut store: S,
     done: mpsc::UnboundedSender<Done>,
+    wal: Histogram,
 ) -> (std_mpsc::Sender<Job>, std::thread::JoinHandle<()>) {
     let (tx, rx) = std_mpsc::channel::<Job>();
     let handle = std::thread::Builder::new()
@@ -121,7 +124,7 @@ fn spawn<S: LogStore + Send + 'static>(
                     }
                 }
                 let upto = merged.entries.last().map(|e| (e.index, e.term));
-                if let Err(e) = run(&mut store, &merged) {
+                if let Err(e) = timed(&wal, || run(&mut store, &merged)) {
                     let _ = done.send(Done::Failed(e.to_string()));
                     return;
                 }
@@ -137,6 +140,15 @@ fn spawn<S: LogStore + Send + 'static>(
         })
         .expect("spawning the storage thread");
     (tx, handle)
+}
+
+/// Runs `f`, observing how long it took in `h` (failures too: a slow
+/// failing disk is worth seeing).
+fn timed<T>(h: &Histogram, f: impl FnOnce() -> T) -> T {
+    let t = std::time::Instant::now();
+    let r = f();
+    h.observe(super::metrics::since(t));
+    r
 }
 
 /// Does one job's storage work.

@@ -112,12 +112,17 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
         self.taking_snapshot = true;
         self.bytes_since_snapshot = 0;
         let (snaps, events) = (self.snaps.clone(), self.events.clone());
+        let save = self.metrics.snapshot_save.clone();
         tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
             let r = (|| -> std::io::Result<SnapshotMeta> {
                 let mut sink = snaps.create()?;
                 M::write_snapshot(view, &mut sink)?;
                 sink.commit(&meta)
             })();
+            if r.is_ok() {
+                save.observe(started.elapsed().as_secs_f64());
+            }
             let _ = events.send(Event::Taken(r.map_err(|e| e.to_string())));
         });
     }
@@ -146,6 +151,7 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
             }
             Event::Taken(Err(why)) => {
                 self.taking_snapshot = false;
+                self.metrics.snapshot_failures.inc();
                 tracing::error!("taking a snapshot failed: {why}");
             }
             Event::Received(Ok((meta, view))) => {
@@ -162,6 +168,7 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
                     self.sm.restore(view);
                     // Queued before anything the restored log appends next.
                     self.queue(Job::start(start));
+                    self.metrics.snapshots_installed.inc();
                     tracing::info!(snapshot = index, "installed a snapshot from the leader");
                 }
             }
@@ -172,10 +179,12 @@ impl<T: Transport, M: StateMachine> Driver<T, M> {
             Event::Sender(SenderDone::Delivered(to)) => {
                 self.senders.remove(&to);
                 self.delivered.insert(to, Instant::now());
+                self.metrics.snapshots_sent.inc();
             }
             Event::Scrubbed(r) => self.on_scrubbed(r),
             Event::Sender(SenderDone::Failed(to, why)) => {
                 tracing::warn!(peer = to, "snapshot transfer abandoned: {why}");
+                self.metrics.snapshot_sends_failed.inc();
                 self.senders.remove(&to);
                 self.raft.report_snapshot(to, false);
             }
