@@ -27,6 +27,8 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role named `s` (`readonly`, `readwrite`, `admin`), as a
+    /// certificate or `--client-certs` names it.
     pub fn parse(s: &str) -> Option<Role> {
         match s {
             "readonly" => Some(Role::ReadOnly),
@@ -36,6 +38,7 @@ impl Role {
         }
     }
 
+    /// The role's name, as [`Role::parse`] takes it.
     pub fn name(self) -> &'static str {
         match self {
             Role::ReadOnly => "readonly",
@@ -74,8 +77,11 @@ pub enum Scope {
 pub enum Principal {
     /// A client with a role, limited to `namespaces` if any.
     Client {
+        /// What the client may do.
         role: Role,
+        /// The namespaces it may touch; all if empty.
         namespaces: Vec<String>,
+        /// Its certificate's subject, for logs and errors.
         subject: String,
     },
     /// A member node.
@@ -149,6 +155,7 @@ impl Principal {
 
 /// The request being authorized.
 pub struct Ask<'a> {
+    /// The role the route needs.
     pub need: Need,
     /// Its `?ns=` (the default namespace if none).
     pub namespace: &'a str,

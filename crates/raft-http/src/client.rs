@@ -16,26 +16,49 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::rustls::pki_types::ServerName;
 
+/// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
+    /// No TLS connection to `addr` (refused, unreachable, handshake).
     #[error("cannot connect to {addr}: {why}")]
-    Connect { addr: String, why: String },
+    Connect {
+        /// Where.
+        addr: String,
+        /// What failed.
+        why: String,
+    },
+    /// Connected, but the request or its answer broke off.
     #[error("request to {addr} failed: {why}")]
-    Request { addr: String, why: String },
+    Request {
+        /// Where.
+        addr: String,
+        /// What failed.
+        why: String,
+    },
+    /// No whole answer within the client's timeout.
     #[error("no answer from {addr} within {timeout:?}")]
-    Timeout { addr: String, timeout: Duration },
+    Timeout {
+        /// Where.
+        addr: String,
+        /// How long it waited.
+        timeout: Duration,
+    },
 }
 
 /// One answer.
 #[derive(Debug)]
 pub struct Reply {
+    /// The status code.
     pub status: StatusCode,
+    /// The response headers.
     pub headers: HeaderMap,
+    /// The whole body.
     pub body: Bytes,
 }
 
 impl Reply {
+    /// The body as JSON, if it is.
     pub fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_slice(&self.body).ok()
     }
@@ -55,6 +78,7 @@ fn failed(addr: &str, why: impl std::fmt::Display) -> ClientError {
 pub struct HttpsClient {
     tls: TlsConnector,
     pool: Arc<Mutex<HashMap<String, Vec<Sender>>>>,
+    /// How long a request may take, connecting included.
     pub timeout: Duration,
 }
 
@@ -62,6 +86,7 @@ pub struct HttpsClient {
 const MAX_IDLE: usize = 64;
 
 impl HttpsClient {
+    /// A client that presents and checks certificates as `tls` says.
     pub fn new(tls: Arc<ClientConfig>) -> Self {
         HttpsClient {
             tls: TlsConnector::from(tls),

@@ -8,6 +8,8 @@
 //! to the leader when asked to with `?redirect`); reads are served by any
 //! node, linearizable by default (a ReadIndex barrier), local with `?stale`.
 
+#![deny(missing_docs)]
+
 pub mod access;
 mod backup;
 mod blocking;
@@ -59,7 +61,9 @@ pub type IdOf = Box<dyn Fn(&str) -> Result<(NodeId, String), String> + Send + Sy
 
 /// Everything the command port serves from.
 pub struct ApiContext {
+    /// The Raft node the KV runs on.
     pub node: Node<Output>,
+    /// The replicated KV, as this node has applied it.
     pub kv: KvStore,
     /// A member's node id from its address (how this deployment names
     /// members), or why the address is not valid.
@@ -70,7 +74,9 @@ pub struct ApiContext {
     pub transport_counters: Box<dyn Fn() -> TransportCounters + Send + Sync>,
     /// Forwards writes to the leader.
     pub client: HttpsClient,
+    /// When the node started (status, process metrics).
     pub started: Instant,
+    /// This port's request series, exposed at `/metrics`.
     pub metrics: Metrics,
     /// Bounds on connections and on how long a request may take to arrive.
     pub limits: Limits,

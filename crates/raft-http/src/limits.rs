@@ -51,7 +51,9 @@ pub struct Slot {
 /// Why a connection was not admitted (the bound that was full).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Full {
+    /// The node's bound on all connections (its value).
     All(usize),
+    /// The bound on one client's connections (its value).
     Client(usize),
 }
 

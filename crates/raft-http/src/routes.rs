@@ -48,6 +48,7 @@ pub struct Route {
     pub method: &'static str,
     /// `{x}` is one path segment, `{*x}` the rest of the path.
     pub pattern: &'static str,
+    /// The role a client needs for it.
     pub need: Need,
     /// The query parameters it takes (besides `redirect`, which every
     /// route takes); any other is refused with 400.
