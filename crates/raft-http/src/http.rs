@@ -52,6 +52,8 @@ pub struct ApiError {
     pub leader: Option<String>,
     /// Only the leader can do this: forward or redirect it there.
     pub not_leader: bool,
+    /// Seconds after which asking again may succeed (`Retry-After`).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -61,6 +63,7 @@ impl ApiError {
             message: message.into(),
             leader: None,
             not_leader: false,
+            retry_after: None,
         }
     }
     pub fn bad_request(m: impl Into<String>) -> Self {
@@ -71,20 +74,14 @@ impl ApiError {
     }
 
     pub fn from_node(e: NodeError) -> Self {
-        let status = match &e {
-            NodeError::NotLeader { .. }
-            | NodeError::NoLeader
-            | NodeError::NoQuorum
-            | NodeError::Timeout(_)
-            | NodeError::Dropped
-            | NodeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            NodeError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            NodeError::Refused(_) => StatusCode::CONFLICT,
-            NodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        let (status, retry_after) = match &e {
+            NodeError::Refused(why) => refusal(why),
+            NodeError::NotCaughtUp { .. } => (StatusCode::CONFLICT, Some(1)),
+            _ => (node_status(&e), None),
         };
         let mut err = Self::new(status, e.to_string());
         err.not_leader = matches!(e, NodeError::NotLeader { .. } | NodeError::NoLeader);
+        err.retry_after = retry_after;
         err
     }
 
@@ -94,7 +91,42 @@ impl ApiError {
             leader: self.leader,
         };
         let v = serde_json::to_value(body).expect("invariant: an error body serializes");
-        json(self.status, &v)
+        let mut r = json(self.status, &v);
+        if let Some(s) = self.retry_after {
+            r.headers_mut()
+                .insert(hyper::header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        r
+    }
+}
+
+/// The status of a node error other than a refusal.
+fn node_status(e: &NodeError) -> StatusCode {
+    match e {
+        NodeError::NotLeader { .. }
+        | NodeError::NoLeader
+        | NodeError::NoQuorum
+        | NodeError::Timeout(_)
+        | NodeError::Dropped
+        | NodeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        NodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A protocol refusal's status, and whether to retry: `400` for a request
+/// that can never succeed as asked, `409` for one the node's state stands
+/// against, with `Retry-After` when that state passes by itself (a change
+/// or transfer in progress).
+fn refusal(why: &raft_core::Error) -> (StatusCode, Option<u32>) {
+    use raft_core::Error as E;
+    match why {
+        E::ConfChangeInProgress | E::TransferInProgress(_) => (StatusCode::CONFLICT, Some(1)),
+        E::IneligibleTarget(_) | E::Passive => (StatusCode::CONFLICT, None),
+        E::InvalidConfChange(_) | E::InvalidConfig(_) | E::UnknownMode(_) | E::NotAVoter(_) => {
+            (StatusCode::BAD_REQUEST, None)
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
     }
 }
 
@@ -302,5 +334,35 @@ mod tests {
         ] {
             assert!(Query::parse(Some(ok)).is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn refusals_keep_their_kind_to_the_status_code() {
+        use raft_core::Error as E;
+        let answer = |e: NodeError| {
+            let r = ApiError::from_node(e).into_response();
+            let retry = r.headers().get(hyper::header::RETRY_AFTER).cloned();
+            (
+                r.status().as_u16(),
+                retry.map(|v| v.to_str().unwrap().to_string()),
+            )
+        };
+        let busy = answer(NodeError::Refused(E::ConfChangeInProgress));
+        assert_eq!(busy, (409, Some("1".into())));
+        let moving = answer(NodeError::Refused(E::TransferInProgress(2)));
+        assert_eq!(moving, (409, Some("1".into())));
+        let slow = NodeError::NotCaughtUp {
+            id: 4,
+            waited: std::time::Duration::from_secs(120),
+        };
+        assert_eq!(answer(slow), (409, Some("1".into())));
+        let bad = answer(NodeError::Refused(E::InvalidConfChange("no change".into())));
+        assert_eq!(bad, (400, None));
+        assert_eq!(answer(NodeError::Refused(E::NotAVoter(9))), (400, None));
+        assert_eq!(
+            answer(NodeError::Refused(E::IneligibleTarget(3))),
+            (409, None)
+        );
+        assert_eq!(answer(NodeError::NoQuorum), (503, None));
     }
 }

@@ -13,7 +13,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
 use bytes::Bytes;
-use hyper::header::{CONTENT_TYPE, HeaderValue, LOCATION};
+use hyper::header::{CONTENT_TYPE, HeaderValue, LOCATION, RETRY_AFTER};
 use hyper::{Method, StatusCode};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -258,7 +258,14 @@ async fn to_leader(ctx: &ApiContext, f: Forward) -> ApiResult {
         })?;
     let mut r = hyper::Response::new(http::full(reply.body));
     *r.status_mut() = reply.status;
-    for h in [CONTENT_TYPE.as_str(), INDEX_HEADER] {
+    // What the leader's answer means travels with it: its index, and
+    // when a refused request may be retried.
+    for h in [
+        CONTENT_TYPE.as_str(),
+        INDEX_HEADER,
+        http::CONSUL_INDEX_HEADER,
+        RETRY_AFTER.as_str(),
+    ] {
         if let Some(v) = reply.headers.get(h) {
             r.headers_mut().insert(h, v.clone());
         }

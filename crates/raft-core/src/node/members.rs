@@ -71,9 +71,10 @@ impl<O: Send + 'static> Node<O> {
             Ok(Ok(_)) => {}
             Ok(Err(_)) => return Err(NodeError::ShuttingDown),
             Err(_) => {
-                return Err(NodeError::Refused(format!(
-                    "node {id} did not catch up within {catch_up:?}; it stays a learner"
-                )));
+                return Err(NodeError::NotCaughtUp {
+                    id,
+                    waited: catch_up,
+                });
             }
         }
         self.change_membership(vec![ConfChange::AddVoter { id, address }])

@@ -139,27 +139,53 @@ impl NodeConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum NodeError {
+    /// Only the leader does this; nothing changed here.
     #[error("not the leader (leader: {leader:?})")]
-    NotLeader { leader: Option<NodeId> },
+    NotLeader {
+        /// The leader this node knows of.
+        leader: Option<NodeId>,
+    },
+    /// No leader is known; nothing changed.
     #[error("no leader is known")]
     NoLeader,
+    /// The leader cannot reach a quorum; a write may still commit.
     #[error("the leader cannot reach a quorum")]
     NoQuorum,
+    /// No answer in time; a write may still commit.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// The entry lost its place to another leader's: it never applies.
     #[error("the entry was replaced by another leader's; it was not applied")]
     Dropped,
+    /// The node stopped before answering.
     #[error("the node is shutting down")]
     ShuttingDown,
     /// The outcome of a write in flight when the disk failed is unknown:
     /// it may have reached the disk (and so may still commit).
     #[error("storage failed, the node no longer takes writes: {0}")]
     Storage(String),
+    /// The protocol refused the request, as [`crate::Error`] says why;
+    /// nothing changed. Whether retrying can help depends on the reason
+    /// (a change in progress, yes; an invalid change, never).
     #[error("refused: {0}")]
-    Refused(String),
+    Refused(crate::Error),
+    /// A new member did not catch up with the log in time; it stays a
+    /// learner, and asking again retries.
+    #[error("node {id} did not catch up within {waited:?}; it stays a learner")]
+    NotCaughtUp {
+        /// The learner.
+        id: NodeId,
+        /// How long the leader waited.
+        waited: Duration,
+    },
     /// Refused before reaching the log: nothing was written.
     #[error("an entry of {len} bytes is over the {max}-byte limit")]
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        /// The entry's size.
+        len: usize,
+        /// The node's limit (`NodeConfig::max_entry_bytes`).
+        max: usize,
+    },
 }
 
 impl NodeError {
@@ -167,7 +193,7 @@ impl NodeError {
         match e {
             crate::Error::NotLeader { leader: None } => NodeError::NoLeader,
             crate::Error::NotLeader { leader } => NodeError::NotLeader { leader },
-            other => NodeError::Refused(other.to_string()),
+            other => NodeError::Refused(other),
         }
     }
 }
