@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct FaultSwitch(Arc<AtomicBool>);
 
 impl FaultSwitch {
+    /// Makes every later write fail (`true`) or succeed again (`false`).
     pub fn fail(&self, on: bool) {
         self.0.store(on, Ordering::SeqCst);
     }

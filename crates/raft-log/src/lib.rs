@@ -7,6 +7,8 @@
 //!
 //! The durability contract is in `docs/storage.md`.
 
+#![deny(missing_docs)]
+
 mod codec;
 pub mod conformance;
 mod contain;

@@ -4,6 +4,9 @@ use crate::{Error, check_batch, check_in_range};
 use raft_core::{Entry, HardState, Index, LogStore, Membership, StoredState, Term, WriteBatch};
 use std::collections::VecDeque;
 
+/// A log store in memory: for tests and for nodes that keep nothing
+/// across restarts. Writes cost nothing (no fsync), so the node driver
+/// runs them inline.
 #[derive(Debug, Default, Clone)]
 pub struct MemLogStore {
     hard_state: HardState,

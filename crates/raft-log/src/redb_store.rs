@@ -85,6 +85,9 @@ impl Loc {
     }
 }
 
+/// The durable log store: a write-ahead log of segment files (one write
+/// and one `fdatasync` per batch) beside a redb file holding the log's
+/// identity; see the module docs.
 pub struct RedbLogStore {
     /// Always `Some` until dropped: redb's own drop reads the file too, so
     /// it runs contained (`Drop for RedbLogStore`).
@@ -305,6 +308,7 @@ impl RedbLogStore {
         self.record_bytes = bytes.max(1);
     }
 
+    /// The file the store lives in.
     pub fn path(&self) -> &Path {
         &self.path
     }

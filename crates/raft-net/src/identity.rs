@@ -108,6 +108,7 @@ pub struct ClientIdentity {
     pub subject: String,
     /// Every role URI's role (more than one is the caller's to refuse).
     pub roles: Vec<String>,
+    /// The namespaces its namespace URIs limit it to (all if none).
     pub namespaces: Vec<String>,
     /// Set for a node certificate (`node_identity`).
     pub node: Option<NodeIdentity>,

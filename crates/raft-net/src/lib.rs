@@ -2,6 +2,8 @@
 //! of a length prefix and a MessagePack body, a handshake naming protocol
 //! version, cluster and node. The wire format is in `docs/wire.md`.
 
+#![deny(missing_docs)]
+
 mod error;
 pub mod frame;
 #[cfg(feature = "fuzzing")]

@@ -38,6 +38,7 @@ fn buffered(tcp: TcpStream) -> Socket {
     BufStream::with_capacity(SOCKET_BUFFER, SOCKET_BUFFER, tcp)
 }
 
+/// The read half of a peer connection: whole frames, decoded.
 pub struct SecureReader {
     tls: ReadHalf<TlsStream<Socket>>,
 }

@@ -12,8 +12,12 @@ use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig, version};
 /// Where a node's TLS material lives.
 #[derive(Clone, Debug)]
 pub struct TlsFiles {
+    /// The CA certificate every member and client certificate is checked
+    /// against (PEM).
     pub ca: PathBuf,
+    /// This node's certificate chain (PEM).
     pub cert: PathBuf,
+    /// This node's private key (PEM).
     pub key: PathBuf,
 }
 
@@ -55,7 +59,10 @@ impl TlsFiles {
 /// Server and client configurations sharing one identity and one CA.
 #[derive(Clone)]
 pub struct TlsSetup {
+    /// For accepting: presents this node's certificate, requires a client
+    /// certificate from the CA.
     pub server: Arc<ServerConfig>,
+    /// For dialling: presents this node's certificate, checks the peer's.
     pub client: Arc<ClientConfig>,
 }
 
@@ -79,6 +86,7 @@ fn read(path: &Path) -> Result<Vec<u8>, NetError> {
     std::fs::read(path).map_err(|e| cert_error(path, format!("cannot read: {e}")))
 }
 
+/// Every certificate in a PEM file; an error if there is none.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, NetError> {
     let pem = read(path)?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
@@ -118,6 +126,7 @@ pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, NetError>
     Ok(chain)
 }
 
+/// The first private key in a PEM file.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, NetError> {
     let pem = read(path)?;
     rustls_pemfile::private_key(&mut pem.as_slice())
@@ -125,6 +134,7 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, NetError> {
         .ok_or_else(|| cert_error(path, "holds no private key"))
 }
 
+/// A root store of the CA certificates in a PEM file.
 pub fn load_roots(path: &Path) -> Result<Arc<RootCertStore>, NetError> {
     let mut roots = RootCertStore::empty();
     for c in load_certs(path)? {
@@ -204,6 +214,8 @@ pub fn check_member_cert(files: &TlsFiles, addr: &str) -> Result<(), NetError> {
 }
 
 impl TlsSetup {
+    /// Loads and checks the files and builds both configurations (TLS 1.3
+    /// only); a clear error for a file that cannot serve.
     pub fn load(files: &TlsFiles) -> Result<Self, NetError> {
         let roots = load_roots(&files.ca)?;
         let chain = load_chain(&files.cert)?;

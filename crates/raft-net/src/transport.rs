@@ -24,17 +24,22 @@ use tokio::task::JoinHandle;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+/// How a transport is set up.
 #[derive(Clone)]
 pub struct NetConfig {
+    /// This node's id, sent in the handshake.
     pub id: NodeId,
     /// Connections from another cluster are refused.
     pub cluster: String,
+    /// Where to accept peers.
     pub listen: SocketAddr,
     /// The initial peers' addresses as `host:port` (the host is the name
     /// checked against the peer's certificate); `Transport::set_peers`
     /// changes them later.
     pub peers: BTreeMap<NodeId, String>,
+    /// The node's TLS identity and CA.
     pub tls: TlsSetup,
+    /// The largest frame accepted from a peer, in bytes.
     pub max_frame: usize,
     /// Messages queued per peer before new ones are dropped.
     pub queue: usize,
@@ -56,6 +61,7 @@ pub struct NetConfig {
 }
 
 impl NetConfig {
+    /// A configuration with no peers yet and the default limits.
     pub fn new(id: NodeId, cluster: &str, listen: SocketAddr, tls: TlsSetup) -> Self {
         NetConfig {
             id,
@@ -95,14 +101,18 @@ type Peers = Arc<std::sync::RwLock<BTreeMap<NodeId, Peer>>>;
 /// the node has seen that index committed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConfigStamp {
+    /// The configuration's log index.
     pub index: u64,
+    /// Whether this node has seen it committed.
     pub committed: bool,
 }
 
 /// A peer refused this node: it is not in the peer's configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Refusal {
+    /// The peer that refused.
     pub peer: NodeId,
+    /// The configuration it refused by.
     pub config: ConfigStamp,
 }
 
@@ -110,6 +120,8 @@ pub struct Refusal {
 /// `NotMember` frame a refused node gets.
 type StampSource = Arc<OnceLock<Box<dyn Fn() -> ConfigStamp + Send + Sync>>>;
 
+/// The peer transport: one dialled connection per peer for what this node
+/// sends, accepted connections for what peers send, all mutual TLS.
 pub struct Transport {
     cfg: Arc<NetConfig>,
     peers: Peers,
@@ -205,6 +217,7 @@ impl Transport {
         cur.iter().map(|(&id, p)| (id, p.addr.clone())).collect()
     }
 
+    /// The address the transport accepts peers on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -229,6 +242,8 @@ impl Transport {
             .map_or(0, |p| p.dropped.load(Ordering::Relaxed))
     }
 
+    /// Messages from peers dropped because the node's inbound queue was
+    /// full.
     pub fn inbound_dropped(&self) -> u64 {
         self.inbound_dropped.load(Ordering::Relaxed)
     }

@@ -20,12 +20,16 @@ pub const MIN_PROTOCOL_VERSION: u32 = 4;
 /// cluster upgrades one node at a time with every link up.
 pub const HELLO_VERSION: u32 = 4;
 
+/// What travels on a peer connection (`docs/wire.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Frame {
     /// The first frame on every connection, from the dialling side.
     Hello {
+        /// The handshake version the dialler speaks (`HELLO_VERSION`).
         version: u32,
+        /// Its cluster's name; another cluster's node is refused.
         cluster: String,
+        /// Its node id.
         node: NodeId,
         /// Where the node serves clients (`host:port`, empty if nowhere),
         /// so peers can forward or redirect clients to the leader.
@@ -40,7 +44,12 @@ pub enum Frame {
     /// in its configuration: the index of that configuration, and whether
     /// it is committed. A node that sees itself in an older configuration
     /// learns from a committed one that it was removed.
-    NotMember { config_index: u64, committed: bool },
+    NotMember {
+        /// The refusing side's configuration index.
+        config_index: u64,
+        /// Whether that configuration is committed there.
+        committed: bool,
+    },
 }
 
 /// What a dialler's `Hello` frame carries after the `Hello` itself:
@@ -86,10 +95,13 @@ pub const MAX_HELLO: usize = 4096;
 /// peer sent, and a peer chooses how much that is.
 const MAX_ERROR_TEXT: usize = 200;
 
+/// A frame's MessagePack body.
 pub fn to_body(f: &Frame) -> Vec<u8> {
     rmp_serde::to_vec(f).expect("frames always serialize")
 }
 
+/// A frame from its body; `Malformed` (with a bounded message) if it
+/// does not decode.
 pub fn from_body(body: &[u8]) -> Result<Frame, NetError> {
     rmp_serde::from_slice(body).map_err(|e| NetError::Malformed(bounded(&e.to_string())))
 }

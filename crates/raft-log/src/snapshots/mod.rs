@@ -259,6 +259,7 @@ pub struct MemSnapshots {
 }
 
 impl MemSnapshots {
+    /// An empty snapshot store.
     pub fn new() -> Self {
         Self::default()
     }
