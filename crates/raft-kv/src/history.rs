@@ -44,8 +44,11 @@ impl Change {
 pub struct Event {
     /// The log index of the entry that made it.
     pub index: Index,
+    /// Put or delete.
     pub change: Change,
+    /// The key's namespace.
     pub ns: Key,
+    /// The key.
     pub key: Key,
     /// The new value (puts only).
     pub value: Option<Bytes>,

@@ -37,8 +37,11 @@ pub const MAX_TTL_MS: u64 = 86_400_000;
 /// `LockIndex`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyMeta {
+    /// The lease the key is deleted with.
     pub lease: Option<LeaseId>,
+    /// The lease holding the key's lock.
     pub holder: Option<LeaseId>,
+    /// Times the lock was taken.
     pub lock_index: u64,
 }
 
@@ -61,6 +64,7 @@ pub struct Lease {
     /// The namespace it belongs to: only clients of that namespace may
     /// keep it alive, read or revoke it (it may hold keys of any).
     pub ns: String,
+    /// Its time to live, in milliseconds (the leader's clock runs it).
     pub ttl_ms: u64,
     /// A key's own lease (a Redis TTL, `crate::strings`): it holds that
     /// one key, and ends when the key is rewritten without it or deleted.
@@ -102,18 +106,22 @@ impl Leases {
         self.by_id.iter().map(|(&id, l)| (id, l))
     }
 
+    /// Lease `id`, if it exists.
     pub fn get(&self, id: LeaseId) -> Option<&Lease> {
         self.by_id.get(&id)
     }
 
+    /// Whether lease `id` exists.
     pub fn contains(&self, id: LeaseId) -> bool {
         self.by_id.contains_key(&id)
     }
 
+    /// How many leases exist.
     pub fn len(&self) -> usize {
         self.by_id.len()
     }
 
+    /// Whether no lease exists.
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }

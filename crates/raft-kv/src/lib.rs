@@ -4,6 +4,8 @@
 //! state machine alone, with no network in it. The HTTPS/JSON command port
 //! that serves it is the `raft-http` crate (endpoints in `docs/api.md`).
 
+#![deny(missing_docs)]
+
 pub mod command;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

@@ -16,7 +16,9 @@ pub const MAX_OPS: usize = 10_000;
 /// A key as a WATCH saw it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Watched {
+    /// The key's namespace.
     pub ns: String,
+    /// The key.
     pub key: String,
     /// Its modify index then (0: it did not exist).
     pub modify_index: Index,

@@ -249,8 +249,11 @@ pub fn read(r: &mut dyn Read) -> io::Result<KvState> {
 /// What a snapshot holds, checked record by record without keeping it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
+    /// The index the snapshot's state is at.
     pub applied: Index,
+    /// Keys in all namespaces.
     pub keys: u64,
+    /// Client sessions.
     pub sessions: u64,
 }
 

@@ -16,8 +16,10 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 /// The namespace used when a request names none.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
+/// A key's value and its indexes (Consul's `CreateIndex`/`ModifyIndex`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Value {
+    /// The bytes.
     pub data: Bytes,
     /// Log index of the write that created the key.
     pub create_index: Index,
@@ -94,6 +96,7 @@ impl PartialEq for DeleteMarks {
 impl Eq for DeleteMarks {}
 
 impl KvState {
+    /// The value of `key` in `ns`.
     pub fn get(&self, ns: &str, key: &str) -> Option<&Value> {
         self.namespaces.get(ns)?.get(key)
     }
@@ -136,6 +139,7 @@ impl KvState {
         self.namespaces.iter().map(|(n, m)| (n, m.len()))
     }
 
+    /// The last log index applied to this state.
     pub fn applied(&self) -> Index {
         self.applied
     }
@@ -155,6 +159,7 @@ impl KvState {
         modified.unwrap_or(0).max(deleted).max(self.deletes.floor)
     }
 
+    /// Keys in all namespaces.
     pub fn keys(&self) -> usize {
         self.namespaces.values().map(|m| m.len()).sum()
     }
@@ -553,6 +558,7 @@ impl Default for KvStore {
 }
 
 impl KvStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }

@@ -25,10 +25,15 @@ pub const MAX_TTL_MS: u64 = 10 * 365 * 86_400_000;
 /// One string write on `key` in namespace `ns`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StrWrite {
+    /// The namespace (a Redis database).
     pub ns: String,
+    /// The key.
     pub key: String,
+    /// What it does to the value.
     pub edit: Edit,
+    /// Whether the key must exist.
     pub when: When,
+    /// What becomes of the key's TTL.
     pub ttl: Ttl,
 }
 
@@ -44,7 +49,12 @@ pub enum Edit {
     /// Append to it (a missing key is empty).
     Append(Bytes),
     /// Overwrite from `offset`, padding with zero bytes.
-    SetRange { offset: u64, data: Bytes },
+    SetRange {
+        /// Where the bytes go.
+        offset: u64,
+        /// The bytes.
+        data: Bytes,
+    },
     /// Leave it: only the TTL changes (EXPIRE, PERSIST). Not applied to a
     /// missing key.
     Keep,
@@ -53,6 +63,7 @@ pub enum Edit {
 /// When the write applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum When {
+    /// Whether the key exists or not.
     Always,
     /// Only if the key does not exist (NX).
     Missing,
@@ -88,16 +99,22 @@ pub struct StrDone {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[non_exhaustive]
 pub enum StrError {
+    /// INCRBY on a value that is not a 64-bit integer.
     #[error("value is not an integer or out of range")]
     NotInteger,
+    /// INCRBYFLOAT on a value (or with an increment) that is not a float.
     #[error("value is not a valid float")]
     NotFloat,
+    /// The integer result does not fit in 64 bits.
     #[error("increment or decrement would overflow")]
     Overflow,
+    /// The float result is not finite.
     #[error("increment would produce NaN or Infinity")]
     NotFinite,
+    /// The value would outgrow Redis's limit.
     #[error("string exceeds maximum allowed size ({MAX_LEN} bytes)")]
     TooLong,
+    /// A TTL of zero or over [`MAX_TTL_MS`].
     #[error("invalid expire time")]
     BadTtl,
 }

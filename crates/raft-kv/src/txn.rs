@@ -17,8 +17,11 @@ pub const MAX_OPS: usize = 128;
 /// One operation of a transaction, on `key` in namespace `ns`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxnOp {
+    /// The namespace.
     pub ns: String,
+    /// The key (or prefix, for the tree verbs).
     pub key: String,
+    /// What to do with it.
     pub verb: Verb,
 }
 
@@ -29,7 +32,12 @@ pub enum Verb {
     Set(Bytes),
     /// `cas`: write the value if the key's modify index is `index` (0:
     /// if the key does not exist); fails otherwise.
-    Cas { value: Bytes, index: Index },
+    Cas {
+        /// The new value.
+        value: Bytes,
+        /// The modify index the key must have.
+        index: Index,
+    },
     /// `get`: the key and its value; fails if it does not exist.
     Get,
     /// `get-tree`: every key under the prefix, with values.
@@ -47,10 +55,20 @@ pub enum Verb {
     DeleteCas(Index),
     /// `lock`: take the key's lock for `lease`, writing the value; fails
     /// if another lease holds it (`store::lock`).
-    Lock { value: Bytes, lease: LeaseId },
+    Lock {
+        /// The value written with the lock.
+        value: Bytes,
+        /// The lease to hold it.
+        lease: LeaseId,
+    },
     /// `unlock`: free the key's lock held by `lease`, writing the value;
     /// fails if `lease` does not hold it.
-    Unlock { value: Bytes, lease: LeaseId },
+    Unlock {
+        /// The value written as it is freed.
+        value: Bytes,
+        /// The lease that holds it.
+        lease: LeaseId,
+    },
     /// `check-session`: fails unless `lease` holds the key's lock.
     CheckSession(LeaseId),
 }
@@ -61,10 +79,15 @@ pub enum Verb {
 pub struct TxnEntry {
     /// Which operation (from 0).
     pub op: u32,
+    /// The namespace.
     pub ns: String,
+    /// The key.
     pub key: String,
+    /// Its value (reads only).
     pub value: Option<Bytes>,
+    /// When it was created.
     pub create_index: Index,
+    /// When it last changed.
     pub modify_index: Index,
     /// Missing in outputs kept from before locks.
     #[serde(default)]
@@ -74,7 +97,9 @@ pub struct TxnEntry {
 /// Why an operation failed (Consul's `OpIndex` and `What`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxnError {
+    /// Which operation (from 0).
     pub op: u32,
+    /// Why it failed.
     pub what: String,
 }
 
