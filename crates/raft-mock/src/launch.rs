@@ -17,9 +17,12 @@ pub struct NodeProc {
     pub name: String,
     /// Its command port address.
     pub api: String,
+    /// Its `-t` mode (active, reluctant, passive).
     pub mode: String,
     child: Option<Child>,
+    /// Where its output goes.
     pub log: PathBuf,
+    /// Its redb file (`None`: in memory).
     pub file: Option<PathBuf>,
     /// The command port it joins through (a node added after the start).
     pub join: Option<String>,
@@ -28,18 +31,26 @@ pub struct NodeProc {
 }
 
 impl NodeProc {
+    /// Its process id while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
+    /// Whether it was started and not yet stopped or killed.
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
 }
 
+/// A cluster of `raft-mock` processes on loopback (tests, benchmarks,
+/// `cargo xtask cluster`); every process is killed when it drops.
 pub struct ProcessCluster {
+    /// The raft-mock binary.
     pub bin: PathBuf,
+    /// The certificate directory every node and the client use.
     pub certs: PathBuf,
+    /// The members, in start order.
     pub nodes: Vec<NodeProc>,
+    /// A client with the admin certificate.
     pub client: HttpsClient,
     /// Extra flags for every node (timings).
     pub flags: Vec<String>,
@@ -144,6 +155,7 @@ impl ProcessCluster {
         i
     }
 
+    /// Starts every node, in order.
     pub fn start_all(&mut self) -> std::io::Result<()> {
         for i in 0..self.nodes.len() {
             self.start(i)?;
@@ -242,14 +254,17 @@ impl ProcessCluster {
         }
     }
 
+    /// Freezes node `i` (SIGSTOP): alive to the kernel, silent to peers.
     pub fn pause(&self, i: usize) {
         self.signal(i, Signal::SIGSTOP);
     }
 
+    /// Lets a paused node run again (SIGCONT).
     pub fn resume(&self, i: usize) {
         self.signal(i, Signal::SIGCONT);
     }
 
+    /// One request to node `i`'s command port.
     pub async fn request(
         &self,
         i: usize,

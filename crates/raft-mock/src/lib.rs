@@ -2,6 +2,8 @@
 //! the redb log (or memory), the mutual-TLS transport, the KV state
 //! machine and the HTTPS command port.
 
+#![deny(missing_docs)]
+
 pub mod launch;
 mod rebuild;
 mod recovery;
@@ -21,29 +23,65 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+/// Why a node did not start (each says what to fix).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MockError {
+    /// An address that is not `(host:)?port`.
     #[error("bad address {0:?}: expected (host:)?port, e.g. 7001 or localhost:7001")]
     BadAddress(String),
+    /// A host name that does not resolve.
     #[error("cannot resolve {addr}: {why}")]
-    Resolve { addr: String, why: String },
+    Resolve {
+        /// The address.
+        addr: String,
+        /// The resolver's answer.
+        why: String,
+    },
+    /// The same member given twice (as itself and a neighbour, say).
     #[error("{0} is listed twice among the members")]
     DuplicateMember(String),
+    /// The certificates cannot serve.
     #[error("TLS: {0} (make certificates with `cargo xtask certs`)")]
     Tls(#[from] raft_net::NetError),
+    /// The log file cannot be opened or is not this node's.
     #[error("storage file {path}: {why}")]
-    Storage { path: PathBuf, why: String },
+    Storage {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// A port cannot be bound.
     #[error("cannot listen on {addr}: {why}")]
-    Listen { addr: String, why: String },
+    Listen {
+        /// The address.
+        addr: String,
+        /// The system's answer.
+        why: String,
+    },
+    /// The node refused to start (its stored state, a bad configuration).
     #[error("{0}")]
     Node(#[from] raft_core::node::NodeError),
+    /// Settings that contradict each other or are out of range.
     #[error("bad settings: {0}")]
     Settings(String),
+    /// A backup that cannot be restored.
     #[error("restoring {path}: {why}")]
-    Restore { path: PathBuf, why: String },
+    Restore {
+        /// The backup file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// The cluster to join did not take this node.
     #[error("joining through {addr}: {why}")]
-    Join { addr: String, why: String },
+    Join {
+        /// The member asked.
+        addr: String,
+        /// Its answer, or what failed.
+        why: String,
+    },
 }
 
 /// Appends in flight per follower. On loopback or a LAN a round trip is
@@ -57,6 +95,7 @@ pub const DEFAULT_MAX_INFLIGHT: usize = 1;
 /// pyraftlog-mock's settings, plus TLS and timing.
 #[derive(Clone, Debug)]
 pub struct MockConfig {
+    /// Active, reluctant or passive (pyraftlog's modes).
     pub mode: Mode,
     /// This node's peer address, `(host:)?port`.
     pub node: String,
@@ -68,6 +107,8 @@ pub struct MockConfig {
     pub resp_port: Option<u16>,
     /// Serve RESP in plaintext (loopback addresses only).
     pub resp_plaintext: bool,
+    /// Compact the log only past what every member applied (pyraftlog's
+    /// log reduction) instead of by snapshot policy.
     pub log_reduction: bool,
     /// Changes the KV keeps for watchers (`raft_kv::history`).
     pub watch_history: usize,
@@ -75,14 +116,19 @@ pub struct MockConfig {
     pub limits: raft_http::Limits,
     /// The redb log file; `None` keeps everything in memory.
     pub file: Option<PathBuf>,
+    /// The directory of the CA, node and client certificates.
     pub certs: PathBuf,
     /// A name every member shares; peers of another cluster are refused.
     pub cluster: String,
+    /// One protocol tick.
     pub tick: Duration,
+    /// Ticks without a leader before an election (randomized up to twice).
     pub election_ticks: u64,
+    /// Ticks between a leader's heartbeats.
     pub heartbeat_ticks: u64,
     /// Appends in flight per follower (`raft_core::Config::max_inflight`).
     pub max_inflight: usize,
+    /// Refuse command-port clients without a certificate.
     pub require_client_cert: bool,
     /// The role of command-port clients without a certificate (with
     /// `require_client_cert` off); `None` refuses them.
@@ -112,6 +158,8 @@ pub struct MockConfig {
 }
 
 impl MockConfig {
+    /// The defaults for a node at `node` with these neighbours and
+    /// command port.
     pub fn new(node: &str, neighbours: &[&str], port: u16) -> Self {
         MockConfig {
             mode: Mode::Active,
@@ -187,10 +235,15 @@ fn resolve(addr: &str) -> Result<SocketAddr, MockError> {
 
 /// A running node.
 pub struct RunningNode {
+    /// The Raft node.
     pub node: Node<Output>,
+    /// Its KV.
     pub kv: KvStore,
+    /// Its canonical peer address, its name among the members.
     pub name: String,
+    /// Where it accepts peers.
     pub peer_addr: SocketAddr,
+    /// Where its command port listens.
     pub api_addr: SocketAddr,
     /// Where the RESP port listens, if it does.
     pub resp_addr: Option<SocketAddr>,
@@ -285,6 +338,8 @@ fn fresh_id(name: &str) -> NodeId {
     node_id(&format!("{name}#{nanos}#{}", std::process::id()))
 }
 
+/// Starts a node: opens (or restores, joins, rebuilds) its log, binds its
+/// ports and serves until shut down.
 pub async fn start(cfg: MockConfig) -> Result<RunningNode, MockError> {
     let name = canonical(&cfg.node)?;
     if (cfg.solo || cfg.detach) && !cfg.confirm {
