@@ -8,6 +8,7 @@ use crate::types::{Entry, HardState, Index, Mode, NodeId, Term};
 /// Protocol settings. Time is in ticks: the caller decides how long one is.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// This node's id (never 0).
     pub id: NodeId,
     /// Followers campaign after a random timeout in
     /// `election_tick..2 * election_tick` ticks without a leader.
@@ -29,6 +30,7 @@ pub struct Config {
     pub max_append_entries: usize,
     /// Byte budget of committed entries handed out in one `Ready`.
     pub max_apply_bytes: usize,
+    /// This node's mode (pyraftlog's active, reluctant, passive).
     pub mode: Mode,
     /// Seeds this node's randomness: election timeouts, and the tag its
     /// forwarded reads travel under.
@@ -56,6 +58,8 @@ pub struct Config {
 }
 
 impl Config {
+    /// The defaults for node `id`: election after 10-20 ticks, heartbeat every tick, pre-
+    /// vote and check-quorum on.
     pub fn new(id: NodeId) -> Self {
         Config {
             id,
@@ -73,6 +77,7 @@ impl Config {
         }
     }
 
+    /// Checks the settings make sense (`Error::InvalidConfig` says which does not).
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |why: &str| Err(Error::InvalidConfig(why.to_string()));
         if self.id == 0 {
@@ -95,6 +100,7 @@ impl Config {
 /// holds after a restart.
 #[derive(Clone, Debug, Default)]
 pub struct InitialState {
+    /// The term and vote it had (its last durable hard state).
     pub hard_state: HardState,
     /// The configuration in force at `prev_index`; configuration entries
     /// in `entries` override it.
@@ -107,6 +113,7 @@ pub struct InitialState {
     pub entries: Vec<Entry>,
     /// The last index compacted away (0 with no compaction).
     pub prev_index: Index,
+    /// The term of the entry at `prev_index` (0 with no compaction).
     pub prev_term: Term,
     /// What the state machine has already applied.
     pub applied: Index,

@@ -9,6 +9,8 @@
 //!
 //! See `docs/architecture.md` for the design and its invariants.
 
+#![deny(missing_docs)]
+
 mod config;
 mod error;
 pub mod log;

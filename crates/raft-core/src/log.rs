@@ -8,6 +8,8 @@
 
 use crate::types::{Entry, Index, Term};
 
+/// The in-memory Raft log: entries after the compaction point, and the commit, persist and
+/// apply marks over them.
 #[derive(Clone, Debug)]
 pub struct RaftLog {
     /// `entries[i].index == start + i`.
@@ -16,6 +18,7 @@ pub struct RaftLog {
     start: Index,
     /// Term of the entry at `start - 1` (0 when `start == 1`).
     start_prev_term: Term,
+    /// The highest index known committed.
     pub committed: Index,
     /// Committed entries up to here were handed to the caller to apply.
     pub applying: Index,
@@ -61,14 +64,17 @@ impl RaftLog {
         }
     }
 
+    /// The first index still held (one past the compaction point).
     pub fn first_index(&self) -> Index {
         self.start
     }
 
+    /// The last index (the compaction point if the log is empty).
     pub fn last_index(&self) -> Index {
         self.start + self.entries.len() as Index - 1
     }
 
+    /// The term of the last entry (or of the compaction point).
     pub fn last_term(&self) -> Term {
         self.entries.last().map_or(self.start_prev_term, |e| e.term)
     }
@@ -84,10 +90,12 @@ impl RaftLog {
         Some(self.entries[(index - self.start) as usize].term)
     }
 
+    /// Whether the entry at `index` has term `term` (the compaction point counts).
     pub fn matches(&self, index: Index, term: Term) -> bool {
         self.term(index) == Some(term)
     }
 
+    /// The entry at `index`, if it is still held.
     pub fn entry(&self, index: Index) -> Option<&Entry> {
         if index < self.start || index > self.last_index() {
             return None;
@@ -253,6 +261,8 @@ impl RaftLog {
         None
     }
 
+    /// Raises the commit index to `index`; whether it moved. Panics if `index` is past the
+    /// last entry (a broken invariant: only held entries commit).
     pub fn commit_to(&mut self, index: Index) -> bool {
         if index <= self.committed {
             return false;
@@ -276,6 +286,7 @@ impl RaftLog {
         out
     }
 
+    /// Whether entries wait to be handed out for persistence.
     pub fn has_unstable(&self) -> bool {
         self.unstable_from <= self.last_index()
     }
@@ -304,10 +315,13 @@ impl RaftLog {
         out
     }
 
+    /// Whether committed, durable entries wait to be handed out to apply.
     pub fn has_committed_to_apply(&self) -> bool {
         self.committed.min(self.persisted) > self.applying
     }
 
+    /// The caller applied up to `index`. Panics past what was handed out (a broken
+    /// invariant).
     pub fn applied_to(&mut self, index: Index) {
         assert!(
             index <= self.applying,

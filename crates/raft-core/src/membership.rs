@@ -20,6 +20,7 @@ use std::sync::Arc;
 /// `learners_next` is a subset of `outgoing`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Membership {
+    /// The voters (the incoming ones during a joint change).
     pub voters: BTreeSet<NodeId>,
     /// The previous voters while a change is in joint consensus; empty
     /// otherwise.
@@ -47,15 +48,21 @@ pub struct Membership {
 pub enum ConfChange {
     /// Makes `id` a voter (promoting it if it is a learner).
     AddVoter {
+        /// The node.
         id: NodeId,
+        /// Its peer address.
         address: String,
     },
     /// Makes `id` a learner (demoting it if it is a voter).
     AddLearner {
+        /// The node.
         id: NodeId,
+        /// Its peer address.
         address: String,
     },
+    /// Removes `id`, voter or learner.
     Remove {
+        /// The node.
         id: NodeId,
     },
 }
@@ -69,6 +76,7 @@ impl Membership {
         }
     }
 
+    /// Whether a change is in joint consensus (old and new voters both decide).
     pub fn is_joint(&self) -> bool {
         !self.outgoing.is_empty()
     }

@@ -7,13 +7,18 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// One message between peers.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
+    /// The sender.
     pub from: NodeId,
+    /// The receiver.
     pub to: NodeId,
+    /// The sender's term.
     pub term: Term,
     /// The sender's mode when it sent this message.
     pub mode: Mode,
+    /// What it says.
     pub body: Body,
     /// The sender's storage id (`InitialState::storage`; 0: none). Not
     /// part of the message's encoding: a transport sets it on arrival from
@@ -23,13 +28,18 @@ pub struct Message {
     pub storage: u64,
 }
 
+/// What a message says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {
     /// Leader → follower: entries after (`prev_index`, `prev_term`).
     Append {
+        /// The index before the first entry sent.
         prev_index: Index,
+        /// The term of that entry.
         prev_term: Term,
+        /// The entries (none for a probe).
         entries: Vec<Entry>,
+        /// The leader's commit index.
         commit: Index,
     },
     /// Follower → leader, sent only once the follower's log is durable.
@@ -37,19 +47,24 @@ pub enum Body {
         /// On success, the last index the follower now holds from this
         /// append; on rejection, the `prev_index` that did not match.
         index: Index,
+        /// Why the append was rejected; `None` for success.
         reject: Option<RejectHint>,
     },
     /// Leader → follower: keeps followers from campaigning, carries the
     /// commit index (capped at what the follower holds) and the latest
     /// ReadIndex round.
     Heartbeat {
+        /// The leader's commit index, capped at what the follower holds.
         commit: Index,
+        /// The latest ReadIndex round.
         read_round: u64,
         /// The highest index every member has applied, as the leader
         /// knows (log reduction compacts up to it).
         all_applied: Index,
     },
+    /// Follower → leader: the heartbeat arrived.
     HeartbeatResponse {
+        /// The round it answers.
         read_round: u64,
         /// What the follower's state machine has applied.
         applied: Index,
@@ -57,40 +72,55 @@ pub enum Body {
     /// Leader → follower: bytes of snapshot `meta` from `offset` on;
     /// `done` marks the last chunk.
     SnapshotChunk {
+        /// The snapshot.
         meta: SnapshotMeta,
+        /// Where these bytes start.
         offset: u64,
+        /// The bytes.
         data: Bytes,
+        /// The last chunk.
         done: bool,
     },
     /// Follower → leader: snapshot `index` is stored up to `offset` (the
     /// next byte wanted). Paces the transfer and resumes it after a loss.
     SnapshotAck {
+        /// The snapshot's index.
         index: Index,
+        /// The next byte wanted.
         offset: u64,
     },
     /// (Pre-)candidate → voter. For a pre-vote, `term` is the term the
     /// sender would campaign in; its own term is not raised.
     RequestVote {
+        /// A pre-vote (no term is raised).
         pre_vote: bool,
+        /// The sender's last log index.
         last_index: Index,
+        /// The sender's last log term.
         last_term: Term,
         /// Set when a leadership transfer asked for this election; voters
         /// then skip the leader-lease check.
         transfer: bool,
     },
+    /// Voter → (pre-)candidate: the vote.
     VoteResponse {
+        /// It answers a pre-vote.
         pre_vote: bool,
+        /// Whether the vote was given.
         granted: bool,
     },
     /// Leader → transfer target: campaign now, skipping pre-vote.
     TimeoutNow,
     /// Follower → leader: a ReadIndex request forwarded on behalf of a client.
     ReadIndex {
+        /// The follower's id for the read.
         id: u64,
     },
     /// Leader → follower: the read index for request `id`, once safe.
     ReadIndexResponse {
+        /// The read's id.
         id: u64,
+        /// The index the read waits for.
         index: Index,
     },
     /// Any member → a node whose storage id differs from the one the
@@ -98,6 +128,7 @@ pub enum Body {
     /// `known` is the recorded one. The node lost the state it had under
     /// that id and must stop (`Status::replaced`).
     Replaced {
+        /// The storage id the configuration records.
         known: u64,
     },
 }
@@ -118,8 +149,11 @@ pub struct RejectHint {
 /// up to `index` (of term `term`), and the configuration in force then.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotMeta {
+    /// The last index it covers.
     pub index: Index,
+    /// The term of that entry.
     pub term: Term,
+    /// The configuration in force at `index`.
     pub membership: Membership,
     /// The SHA-256 of the snapshot's bytes, set by the snapshot store that
     /// committed them (`SnapshotSink::commit`) and checked by every store

@@ -3,6 +3,7 @@
 use crate::types::{Index, Mode};
 use std::collections::VecDeque;
 
+/// How a leader sends to one follower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProgressState {
     /// The leader does not know where the follower's log ends: one append
@@ -25,9 +26,11 @@ pub struct Progress {
     pub matched: Index,
     /// Next index to send.
     pub next: Index,
+    /// How appends are sent now.
     pub state: ProgressState,
     /// In `Probe`: an append is out and unanswered, so wait.
     pub probe_sent: bool,
+    /// Appends in flight (in `Replicate`).
     pub inflights: Inflights,
     /// Heard from since the last check-quorum round.
     pub recent_active: bool,
@@ -55,6 +58,7 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// A peer to probe from `next`, with this in-flight window.
     pub fn new(next: Index, max_inflight: usize) -> Self {
         Progress {
             matched: 0,
@@ -92,6 +96,7 @@ impl Progress {
         true
     }
 
+    /// Back to probing from `matched + 1` (an append failed or the peer went quiet).
     pub fn become_probe(&mut self) {
         self.state = ProgressState::Probe;
         self.next = self.matched + 1;
@@ -108,6 +113,7 @@ impl Progress {
         self.inflights.clear();
     }
 
+    /// Streams appends from `matched + 1` (the peer is in step).
     pub fn become_replicate(&mut self) {
         self.state = ProgressState::Replicate;
         self.next = self.matched + 1;
@@ -191,6 +197,7 @@ pub struct Inflights {
 }
 
 impl Inflights {
+    /// A window of `cap` appends.
     pub fn new(cap: usize) -> Self {
         Inflights {
             cap,
@@ -198,6 +205,7 @@ impl Inflights {
         }
     }
 
+    /// One more append in flight, ending at `last`. The caller checks `is_full` first.
     pub fn add(&mut self, last: Index) {
         debug_assert!(!self.is_full(), "Inflights::add: window full");
         self.last_indexes.push_back(last);
@@ -216,18 +224,22 @@ impl Inflights {
         self.last_indexes.pop_front();
     }
 
+    /// Whether no more appends may be sent.
     pub fn is_full(&self) -> bool {
         self.last_indexes.len() >= self.cap
     }
 
+    /// Appends in flight.
     pub fn len(&self) -> usize {
         self.last_indexes.len()
     }
 
+    /// Whether none are in flight.
     pub fn is_empty(&self) -> bool {
         self.last_indexes.is_empty()
     }
 
+    /// Forgets every append in flight.
     pub fn clear(&mut self) {
         self.last_indexes.clear();
     }

@@ -7,8 +7,11 @@ use std::collections::BTreeSet;
 /// The outcome of a vote, as far as the answers so far decide it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VoteResult {
+    /// A quorum granted it.
     Won,
+    /// A quorum can no longer grant it.
     Lost,
+    /// Not decided yet.
     Pending,
 }
 
@@ -19,24 +22,29 @@ pub struct MajorityConfig {
 }
 
 impl MajorityConfig {
+    /// A configuration of `voters`.
     pub fn new(voters: impl IntoIterator<Item = NodeId>) -> Self {
         MajorityConfig {
             voters: voters.into_iter().collect(),
         }
     }
 
+    /// Its voters.
     pub fn voters(&self) -> &BTreeSet<NodeId> {
         &self.voters
     }
 
+    /// Whether `id` votes.
     pub fn contains(&self, id: NodeId) -> bool {
         self.voters.contains(&id)
     }
 
+    /// How many vote.
     pub fn len(&self) -> usize {
         self.voters.len()
     }
 
+    /// Whether nobody votes.
     pub fn is_empty(&self) -> bool {
         self.voters.is_empty()
     }
@@ -88,11 +96,14 @@ impl MajorityConfig {
 /// just `incoming`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct JointConfig {
+    /// The new voters.
     pub incoming: MajorityConfig,
+    /// The old voters during a change; empty otherwise.
     pub outgoing: MajorityConfig,
 }
 
 impl JointConfig {
+    /// No change in progress: `voters` alone.
     pub fn simple(voters: impl IntoIterator<Item = NodeId>) -> Self {
         JointConfig {
             incoming: MajorityConfig::new(voters),
@@ -100,6 +111,7 @@ impl JointConfig {
         }
     }
 
+    /// Whether `id` votes in either half.
     pub fn contains(&self, id: NodeId) -> bool {
         self.incoming.contains(id) || self.outgoing.contains(id)
     }
@@ -113,12 +125,14 @@ impl JointConfig {
             .collect()
     }
 
+    /// The highest index both halves have reached.
     pub fn committed_index(&self, acked: impl Fn(NodeId) -> Option<Index>) -> Index {
         self.incoming
             .committed_index(&acked)
             .min(self.outgoing.committed_index(&acked))
     }
 
+    /// The vote's outcome: both halves must grant it.
     pub fn vote_result(&self, votes: impl Fn(NodeId) -> Option<bool>) -> VoteResult {
         let a = self.incoming.vote_result(&votes);
         let b = self.outgoing.vote_result(&votes);

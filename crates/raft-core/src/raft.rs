@@ -30,6 +30,8 @@ use std::collections::BTreeMap;
 
 pub use identity::Replaced;
 
+/// One node's protocol state: feed it ticks, messages and requests; take its effects from
+/// `ready()`. No I/O, no clock, no global randomness.
 pub struct Raft {
     cfg: Config,
     id: NodeId,
@@ -92,16 +94,27 @@ pub struct Raft {
 /// A snapshot of one node's view, for status pages and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
+    /// The node.
     pub id: NodeId,
+    /// Its role.
     pub role: Role,
+    /// Its mode.
     pub mode: Mode,
+    /// Its term.
     pub term: Term,
+    /// Who it voted for in that term.
     pub vote: Option<NodeId>,
+    /// The leader it knows of.
     pub leader: Option<NodeId>,
+    /// The commit index.
     pub commit: Index,
+    /// What the state machine applied.
     pub applied: Index,
+    /// The last log index.
     pub last_index: Index,
+    /// The last index durable here.
     pub persisted: Index,
+    /// Leader: the node leadership is being transferred to.
     pub transferee: Option<NodeId>,
     /// It is being rebuilt from its peers and does not vote yet
     /// (`Config::rebuilding`).
@@ -124,14 +137,22 @@ pub struct Status {
     pub peers: Vec<PeerStatus>,
 }
 
+/// What a leader knows of one peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerStatus {
+    /// The peer.
     pub id: NodeId,
+    /// Whether it votes.
     pub voter: bool,
+    /// Its mode as last heard.
     pub mode: Mode,
+    /// The highest index durable on it.
     pub matched: Index,
+    /// The next index to send it.
     pub next: Index,
+    /// Whether appends stream to it (else probing or snapshotting).
     pub replicating: bool,
+    /// Heard from since the last check-quorum round.
     pub recent_active: bool,
     /// Ticks since the leader last heard from this peer.
     pub last_contact: u64,
@@ -146,6 +167,8 @@ pub struct PeerStatus {
 }
 
 impl Raft {
+    /// Starts a node from `state` (a new cluster, or what its storage holds); an error for
+    /// settings or a state that cannot be right.
     pub fn new(cfg: Config, state: InitialState) -> Result<Self, Error> {
         cfg.validate()?;
         state.validate()?;
@@ -210,6 +233,7 @@ impl Raft {
 
     // ----- accessors -----
 
+    /// This node's id.
     pub fn id(&self) -> NodeId {
         self.id
     }
@@ -222,21 +246,27 @@ impl Raft {
     pub fn replaced(&self) -> Option<Replaced> {
         self.replaced
     }
+    /// Its role.
     pub fn role(&self) -> Role {
         self.role
     }
+    /// Its mode.
     pub fn mode(&self) -> Mode {
         self.mode
     }
+    /// Its term.
     pub fn term(&self) -> Term {
         self.term
     }
+    /// The leader it knows of.
     pub fn leader(&self) -> Option<NodeId> {
         self.leader
     }
+    /// The log.
     pub fn log(&self) -> &RaftLog {
         &self.log
     }
+    /// The hard state to persist (term, vote, commit hint).
     pub fn hard_state(&self) -> HardState {
         HardState {
             term: self.term,
@@ -244,10 +274,12 @@ impl Raft {
             commit: self.log.committed,
         }
     }
+    /// The voters of the configuration in force (both halves during a change).
     pub fn voters(&self) -> std::collections::BTreeSet<NodeId> {
         self.tracker.voters.ids()
     }
 
+    /// Everything a status page shows.
     pub fn status(&self) -> Status {
         let peers = if self.role == Role::Leader {
             self.tracker

@@ -9,6 +9,7 @@ use crate::types::{Entry, HardState, Index, NodeId, Term};
 pub struct ReadState {
     /// The caller's id for the read.
     pub id: u64,
+    /// The index the state machine must reach first.
     pub index: Index,
 }
 
@@ -25,11 +26,17 @@ pub struct ReadState {
 /// Readys may be persisted asynchronously, but in the order they were taken.
 #[derive(Clone, Debug, Default)]
 pub struct Ready {
+    /// A new hard state to persist (term or vote changed).
     pub hard_state: Option<HardState>,
+    /// Entries to persist (they replace any stored at the same or higher indexes).
     pub entries: Vec<Entry>,
+    /// Messages to send now.
     pub messages: Vec<Message>,
+    /// Messages to send once `entries` and `hard_state` are durable.
     pub persisted_messages: Vec<Message>,
+    /// Committed entries to apply, in order.
     pub committed: Vec<Entry>,
+    /// Reads whose index is settled.
     pub reads: Vec<ReadState>,
     /// Reads that can no longer complete here (leadership was lost).
     pub dropped_reads: Vec<u64>,
@@ -50,6 +57,7 @@ impl Ready {
         self.entries.last().map(|e| (e.index, e.term))
     }
 
+    /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.hard_state.is_none()
             && self.entries.is_empty()

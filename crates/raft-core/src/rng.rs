@@ -1,14 +1,17 @@
 //! A small seeded PRNG (SplitMix64), so the protocol owns no global random
 //! source and every run replays exactly from its seed.
 
+/// The generator: the protocol's only randomness.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
         Rng(seed)
     }
 
+    /// The next number.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

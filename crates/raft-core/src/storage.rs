@@ -9,6 +9,7 @@ use crate::types::{Entry, HardState, Index, Term};
 /// One `Ready`'s durable part: written in one transaction, all or nothing.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WriteBatch<'a> {
+    /// The hard state to write, if it changed.
     pub hard_state: Option<HardState>,
     /// Replace every stored entry at or above `entries[0].index`, then
     /// append these. Must be contiguous, and start no later than one past
@@ -24,7 +25,9 @@ pub struct WriteBatch<'a> {
 /// What a node finds in its storage when it starts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoredState {
+    /// The last hard state written.
     pub hard_state: HardState,
+    /// The configuration stored, and the index it is in force as of.
     pub membership: Option<(Index, Membership)>,
     /// The last index and term purged (compacted away); (0, 0) if none.
     pub purged: (Index, Term),
@@ -76,8 +79,10 @@ pub trait SnapshotSink: std::io::Write + Send {
 /// Invariant: the stored entries are exactly the indexes
 /// `purged.0 + 1 ..= last_index`, contiguous.
 pub trait LogStore {
+    /// What a failed read or write reports.
     type Error: std::error::Error + Send + Sync + 'static;
 
+    /// What the store holds: hard state, configuration, purge point, last index.
     fn state(&self) -> Result<StoredState, Self::Error>;
 
     /// Entries with indexes in `lo..hi`, stopping once `max_bytes` of

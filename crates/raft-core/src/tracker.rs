@@ -7,8 +7,10 @@ use crate::quorum::{JointConfig, MajorityConfig, VoteResult};
 use crate::types::{Index, NodeId};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// A leader's view of every member: its progress, who votes, and the votes of an election.
 #[derive(Clone, Debug)]
 pub struct ProgressTracker {
+    /// Who votes (both halves during a change).
     pub voters: JointConfig,
     /// Members that receive the log but do not vote or count for commit.
     pub learners: BTreeSet<NodeId>,
@@ -21,6 +23,7 @@ pub struct ProgressTracker {
 }
 
 impl ProgressTracker {
+    /// Progress for every member of `conf`, each with this in-flight window.
     pub fn new(conf: &Membership, max_inflight: usize) -> Self {
         let mut t = ProgressTracker {
             voters: JointConfig::default(),
@@ -64,6 +67,7 @@ impl ProgressTracker {
             .collect();
     }
 
+    /// Whether `id` votes.
     pub fn is_voter(&self, id: NodeId) -> bool {
         self.voters.contains(id)
     }
@@ -74,6 +78,7 @@ impl ProgressTracker {
             .committed_index(|id| self.progress.get(&id).map(|p| p.matched))
     }
 
+    /// Forgets the votes of the last election.
     pub fn reset_votes(&mut self) {
         self.votes.clear();
     }
@@ -84,6 +89,7 @@ impl ProgressTracker {
         self.tally()
     }
 
+    /// The election's outcome so far.
     pub fn tally(&self) -> VoteResult {
         self.voters.vote_result(|id| self.votes.get(&id).copied())
     }

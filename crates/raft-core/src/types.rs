@@ -29,8 +29,11 @@ pub enum Payload {
 /// One log entry.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    /// The term it was proposed in.
     pub term: Term,
+    /// Its place in the log.
     pub index: Index,
+    /// What it carries.
     pub payload: Payload,
 }
 
@@ -69,7 +72,9 @@ impl fmt::Display for Entry {
 /// append: losing `term` or `vote` could let a node vote twice in a term.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HardState {
+    /// The latest term this node has seen.
     pub term: Term,
+    /// Who it voted for in that term.
     pub vote: Option<NodeId>,
     /// Persisted as a hint so a restarted node can apply without waiting for
     /// a leader; it may lag the true commit index, never lead it.
@@ -115,9 +120,13 @@ impl std::str::FromStr for Mode {
 /// A node's role in the protocol. Only `Raft::become_*` changes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Role {
+    /// Follows a leader (or waits for one).
     Follower,
+    /// Asks whether it could win before raising its term (pre-vote).
     PreCandidate,
+    /// Campaigns in a new term.
     Candidate,
+    /// Leads its term.
     Leader,
 }
 

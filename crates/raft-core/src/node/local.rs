@@ -21,6 +21,7 @@ pub struct LocalNetwork {
 }
 
 impl LocalNetwork {
+    /// A network with no nodes yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -60,6 +61,7 @@ impl LocalNetwork {
     }
 }
 
+/// One node's end of a [`LocalNetwork`].
 pub struct LocalTransport {
     net: LocalNetwork,
     id: NodeId,

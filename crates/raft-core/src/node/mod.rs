@@ -28,6 +28,7 @@ pub use metrics::NodeMetrics;
 
 /// Sends messages to peers. Never blocks; may drop (Raft retransmits).
 pub trait Transport: Send + Sync + 'static {
+    /// Queues `m` for its receiver.
     fn send(&self, m: Message);
 }
 
@@ -47,13 +48,18 @@ impl<T: Transport> Transport for std::sync::Arc<T> {
 /// that view out on a blocking thread. Installing is the reverse:
 /// `read_snapshot` on a blocking thread, then `restore` swaps it in.
 pub trait StateMachine: Send + 'static {
+    /// What applying an entry answers (to the proposer, on the leader).
     type Output: Send + 'static;
     /// A view of the state as of the last entry applied.
     type Snapshot: Send + 'static;
     /// Applies one committed application entry.
     fn apply(&mut self, index: Index, data: &Bytes) -> Self::Output;
+    /// A point-in-time view of the state (cheap: a clone of shared structures); the
+    /// protocol task calls it.
     fn snapshot(&mut self) -> Self::Snapshot;
+    /// Streams `view` out, on a blocking thread.
     fn write_snapshot(view: Self::Snapshot, w: &mut dyn std::io::Write) -> std::io::Result<()>;
+    /// Reads a snapshot back, on a blocking thread; an error for damaged data.
     fn read_snapshot(r: &mut dyn std::io::Read) -> std::io::Result<Self::Snapshot>;
     /// Replaces the whole state with `view`.
     fn restore(&mut self, view: Self::Snapshot);
@@ -62,6 +68,7 @@ pub trait StateMachine: Send + 'static {
 /// Driver settings around the protocol's own.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
+    /// The protocol's settings.
     pub raft: Config,
     /// The initial voters, used when the store holds no membership yet.
     pub voters: Vec<NodeId>,
@@ -94,22 +101,28 @@ pub struct NodeConfig {
     /// member has applied, once that is `reduction_step` past the log's
     /// start.
     pub log_reduction: bool,
+    /// With log reduction: how far past the log's start the floor must move before
+    /// compacting.
     pub reduction_step: u64,
     /// Bytes per snapshot chunk, and chunks in flight per transfer.
     pub snapshot_chunk: usize,
+    /// Snapshot chunks in flight per transfer.
     pub snapshot_window: usize,
     /// A transfer with no acknowledgement for this long resends from the
     /// last acknowledged byte; after `snapshot_retries` such timeouts in a
     /// row it is abandoned (and started again if still needed).
     pub snapshot_ack_timeout: Duration,
+    /// Timeouts in a row before a transfer is abandoned.
     pub snapshot_retries: u32,
     /// How often the latest snapshot is re-read and verified (zero: never),
     /// and how fast, in bytes per second (zero: as fast as the disk goes).
     pub scrub_interval: Duration,
+    /// Scrub speed in bytes per second (zero: as fast as the disk goes).
     pub scrub_rate: u64,
 }
 
 impl NodeConfig {
+    /// The defaults around `raft`, for a cluster of `voters`.
     pub fn new(raft: Config, voters: Vec<NodeId>) -> Self {
         NodeConfig {
             raft,
@@ -201,7 +214,9 @@ impl NodeError {
 /// What the node publishes after every round, for status pages.
 #[derive(Clone, Debug)]
 pub struct NodeStatus {
+    /// The protocol's status.
     pub raft: Status,
+    /// The voters of the configuration in force.
     pub voters: Vec<NodeId>,
     /// Set once storage failed; the node then refuses writes.
     pub failed: Option<String>,
@@ -209,9 +224,11 @@ pub struct NodeStatus {
     pub damage: Option<String>,
     /// Scrub passes finished, and those that found damage.
     pub scrubs: u64,
+    /// Scrub passes that found damage.
     pub scrub_damage: u64,
     /// Milliseconds per tick, to turn `last_contact` ticks into time.
     pub tick_ms: u64,
+    /// Ticks of an election timeout.
     pub election_tick: u64,
     /// Leader only: whether a quorum was heard from within an election
     /// timeout.
@@ -223,11 +240,14 @@ pub struct NodeStatus {
 pub struct MembershipView {
     /// The index of the configuration's entry.
     pub index: Index,
+    /// The configuration.
     pub membership: std::sync::Arc<crate::Membership>,
+    /// The leader this node knows of.
     pub leader: Option<NodeId>,
 }
 
 impl NodeStatus {
+    /// Whether this node leads.
     pub fn is_leader(&self) -> bool {
         self.raft.role == Role::Leader
     }
@@ -425,6 +445,7 @@ impl<O: Send + 'static> Node<O> {
         }
     }
 
+    /// The status as of the driver's last round.
     pub fn status(&self) -> NodeStatus {
         self.status.borrow().clone()
     }
