@@ -13,6 +13,8 @@ struct Seen {
     durable: HardState,
 }
 
+/// Checks Raft's safety properties (the paper's figure 3) incrementally,
+/// as the simulated nodes write, persist, apply and change state.
 #[derive(Default)]
 pub struct Checker {
     /// Election safety: the leader of each term.
@@ -33,6 +35,7 @@ pub struct Checker {
     removed: BTreeSet<NodeId>,
 }
 
+/// What broke, in words (with the seed, enough to replay it).
 pub type Violation = String;
 
 impl Checker {
@@ -287,14 +290,17 @@ impl Checker {
             .count()
     }
 
+    /// Nodes a committed configuration removed.
     pub fn removed(&self) -> &BTreeSet<NodeId> {
         &self.removed
     }
 
+    /// Entries the cluster has committed.
     pub fn committed_len(&self) -> usize {
         self.committed.len()
     }
 
+    /// Terms that had a leader.
     pub fn terms_with_leader(&self) -> usize {
         self.leaders.len()
     }

@@ -12,6 +12,8 @@
 //! and complete client operations within a bounded number of ticks; then
 //! the history must be linearizable. A run is a pure function of its seed.
 
+#![deny(missing_docs)]
+
 pub mod checker;
 mod churn;
 mod cuts;
@@ -40,13 +42,16 @@ const MAX_EVENTS: u64 = 2_000_000;
 /// What one run does. Everything not here derives from `seed`.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
+    /// The seed every random choice derives from.
     pub seed: u64,
+    /// Voters to start with.
     pub nodes: usize,
     /// Ticks of faults.
     pub fault_ticks: u64,
     /// Ticks, after healing, within which a leader must be elected and every
     /// client must complete a write and a read.
     pub heal_ticks: u64,
+    /// Clients issuing reads and writes.
     pub clients: usize,
     /// Print every event to stderr (for replaying one seed).
     pub trace: bool,
@@ -70,6 +75,8 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
+    /// The defaults for a run of `nodes` nodes from `seed`: 1,500 ticks of faults, then 600
+    /// to recover.
     pub fn new(seed: u64, nodes: usize) -> Self {
         SimConfig {
             seed,
@@ -107,15 +114,20 @@ impl SimConfig {
 /// What a passing run did.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
+    /// Ticks the run took.
     pub ticks: u64,
     /// Completed client operations the linearizability check covered.
     pub ops_checked: usize,
     /// Writes whose outcome the client never learned (still checked: they
     /// may or may not have happened).
     pub ops_indeterminate: usize,
+    /// Messages delivered.
     pub messages: u64,
+    /// Node crashes (restarted from their disks).
     pub crashes: u64,
+    /// Terms that had a leader.
     pub terms_with_leader: usize,
+    /// Entries committed.
     pub committed: usize,
     /// Committed configuration entries.
     pub configs: usize,
@@ -124,17 +136,24 @@ pub struct Report {
     /// Disks wiped (`SimConfig::wipes`), and wiped nodes the cluster told
     /// they were replaced.
     pub wiped: u64,
+    /// Wiped nodes the cluster told they were replaced.
     pub replaced: u64,
 }
 
 /// A failing run: what broke, and how to replay it.
 #[derive(Clone, Debug)]
 pub struct Failure {
+    /// The seed.
     pub seed: u64,
+    /// Nodes.
     pub nodes: usize,
+    /// Whether membership churned.
     pub churn: bool,
+    /// Whether disks were wiped.
     pub wipes: bool,
+    /// The tick it broke at.
     pub tick: u64,
+    /// What broke.
     pub what: String,
 }
 
@@ -157,7 +176,9 @@ impl fmt::Display for Failure {
 /// What a range of seeds did, added up.
 #[derive(Debug, Default)]
 pub struct Summary {
+    /// Seeds that passed.
     pub passed: u64,
+    /// What the passing runs did, added up.
     pub total: Report,
     /// Sorted by seed.
     pub failures: Vec<Failure>,

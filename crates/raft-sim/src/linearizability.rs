@@ -12,8 +12,10 @@ pub type Key = u8;
 /// Values are unique per write (the writing operation's id).
 pub type Value = u64;
 
+/// What an operation on one register did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpKind {
+    /// Wrote the value.
     Put(Value),
     /// A read and what it returned.
     Get(Option<Value>),
@@ -21,16 +23,23 @@ pub enum OpKind {
     /// empty); `swapped` says whether it did (meaningless when the outcome
     /// is unknown: then it took effect, if its condition held, or never).
     Cas {
+        /// The value it required (`None`: empty).
         expect: Option<Value>,
+        /// The value it wrote.
         new: Value,
+        /// Whether it swapped.
         swapped: bool,
     },
 }
 
+/// One client operation of a history.
 #[derive(Clone, Debug)]
 pub struct Op {
+    /// The client that made it.
     pub client: usize,
+    /// The register (key) it was on.
     pub key: Key,
+    /// What it did.
     pub kind: OpKind,
     /// Position in the simulation's global event order when invoked.
     pub call: u64,
@@ -43,9 +52,12 @@ pub struct Op {
 /// How many search states one key's check may visit before giving up.
 const MAX_STATES: usize = 200_000;
 
+/// What the check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
+    /// Some order of the operations explains every answer.
     Linearizable,
+    /// No order does: a violation.
     NotLinearizable,
     /// The search ran out of budget: neither proven nor refuted.
     Unknown,
@@ -143,8 +155,11 @@ pub fn check_register(ops: &[Op]) -> Verdict {
 /// point after `call`, or never).
 #[derive(Clone, Debug)]
 pub struct Timed<O> {
+    /// The operation.
     pub op: O,
+    /// When it was invoked (global event order).
     pub call: u64,
+    /// When it was answered.
     pub ret: Option<u64>,
 }
 
@@ -206,9 +221,13 @@ pub enum BankOp {
     /// Moves `amount` from `from` to `to` if their balances are still
     /// `seen` (what the client read before: a compare on each).
     Transfer {
+        /// The account debited.
         from: usize,
+        /// The account credited.
         to: usize,
+        /// Their balances as the client read them.
         seen: (i64, i64),
+        /// How much.
         amount: i64,
     },
 }

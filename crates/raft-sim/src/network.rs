@@ -8,14 +8,20 @@ use std::collections::{BTreeSet, BinaryHeap};
 
 /// Simulated time: `TICK` units make one protocol tick.
 pub type Time = u64;
+/// Time units per protocol tick.
 pub const TICK: Time = 10;
 
+/// Something the network delivers at a time.
 #[derive(Debug)]
 pub enum Event {
+    /// A message arrives.
     Deliver(Box<Message>),
     /// A node's oldest outstanding disk write finished.
     WriteDone {
+        /// The node.
         node: NodeId,
+        /// Its disk's generation (a crash starts a new one; writes of an older one are
+        /// lost).
         generation: u64,
     },
 }
@@ -43,6 +49,7 @@ impl Ord for Queued {
     }
 }
 
+/// How unreliable the network is.
 #[derive(Clone, Copy, Debug)]
 pub struct Faults {
     /// Per-mille chance that a message is lost.
@@ -56,6 +63,7 @@ pub struct Faults {
     /// enough to arrive after elections have moved the terms on, which is
     /// how stale replies from earlier terms reach a node.
     pub slow_permille: u64,
+    /// The longest of those delays.
     pub max_slow: Time,
     /// Per-mille chance, per message sent, that one of the last `PAST`
     /// messages sent is delivered again: a duplicate of any age, so
@@ -66,12 +74,16 @@ pub struct Faults {
 /// How many sent messages the network remembers for replays.
 const PAST: usize = 64;
 
+/// The simulated network: an event queue in time order, per-link cuts, and faults drawn
+/// from the run's seed.
 pub struct Network {
     queue: BinaryHeap<Reverse<Queued>>,
     seq: u64,
+    /// Its faults.
     pub faults: Faults,
     /// Directed links that lose everything.
     blocked: BTreeSet<(NodeId, NodeId)>,
+    /// Messages delivered so far.
     pub delivered: u64,
     /// Draws for messages held for a node that is down, apart from the
     /// main generator so that holding them changes no other draw.
@@ -81,6 +93,7 @@ pub struct Network {
 }
 
 impl Network {
+    /// A network with `faults`; `seed` draws for messages held for down nodes.
     pub fn new(faults: Faults, seed: u64) -> Self {
         Network {
             queue: BinaryHeap::new(),
@@ -104,6 +117,7 @@ impl Network {
         }
     }
 
+    /// Queues `event` for time `at` (ties in the order queued).
     pub fn schedule(&mut self, at: Time, event: Event) {
         self.seq += 1;
         self.queue.push(Reverse(Queued {
@@ -122,6 +136,7 @@ impl Network {
         None
     }
 
+    /// Sends `m` at `now`: lost, delayed, duplicated or replayed as the faults draw.
     pub fn send(&mut self, now: Time, m: Message, rng: &mut Rng) {
         if self.blocked.contains(&(m.from, m.to)) || rng.chance(self.faults.drop_permille, 1000) {
             return;
@@ -154,6 +169,7 @@ impl Network {
         }
     }
 
+    /// Whether the link from `from` to `to` is cut.
     pub fn is_blocked(&self, from: NodeId, to: NodeId) -> bool {
         self.blocked.contains(&(from, to))
     }
@@ -179,10 +195,12 @@ impl Network {
         self.blocked.retain(|&(a, b)| a != id && b != id);
     }
 
+    /// Cuts the link from `from` to `to` only.
     pub fn block_one_way(&mut self, from: NodeId, to: NodeId) {
         self.blocked.insert((from, to));
     }
 
+    /// Restores every link.
     pub fn heal(&mut self) {
         self.blocked.clear();
     }
