@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod access;
+pub mod answers;
 mod backup;
 mod blocking;
 pub mod client;

@@ -6,15 +6,16 @@
 use super::access::{Need, Scope};
 use super::http::{self, Body};
 use super::routes::{ROUTES, Route};
+use crate::answers::NodeStatusBody;
 use hyper::Response;
 use serde::Serialize;
 use std::sync::OnceLock;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref,
-    Required, ResponseBuilder,
+    RefOr, Required, ResponseBuilder,
 };
 use utoipa::{PartialSchema, ToSchema};
 
@@ -143,7 +144,7 @@ fn build() -> OpenApi {
     for r in ROUTES {
         paths.add_path_operation(path_of(r.pattern), vec![method(r.method)], operation(r));
     }
-    let components = ComponentsBuilder::new()
+    let components = with_schema::<NodeStatusBody>(ComponentsBuilder::new())
         .schema("Error", ErrorBody::schema())
         .build();
     OpenApiBuilder::new()
@@ -161,6 +162,25 @@ fn build() -> OpenApi {
         .paths(paths)
         .components(Some(components))
         .build()
+}
+
+/// Adds `T`'s schema and those it refers to.
+fn with_schema<T: ToSchema>(b: ComponentsBuilder) -> ComponentsBuilder {
+    let mut deps = Vec::new();
+    T::schemas(&mut deps);
+    b.schema_from::<T>().schemas_from_iter(deps)
+}
+
+/// The schema of a route's `200` body, for the routes whose answer is a
+/// typed body (`crate::answers`).
+fn answer(r: &Route) -> Option<RefOr<Schema>> {
+    let strings = || ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String));
+    match (r.method, r.pattern) {
+        ("GET", "/" | "/v1/status") => Some(Ref::from_schema_name(NodeStatusBody::name()).into()),
+        ("GET", "/v1/status/leader") => Some(ObjectBuilder::new().schema_type(Type::String).into()),
+        ("GET", "/v1/status/peers") => Some(strings().into()),
+        _ => None,
+    }
 }
 
 /// `{*key}` is `{key}` in OpenAPI (a key may hold `/`).
@@ -228,9 +248,14 @@ fn operation(r: &Route) -> utoipa::openapi::path::Operation {
                 .schema(Some(Ref::from_schema_name("Error")))
                 .build(),
         );
-    op.response("200", ResponseBuilder::new().description("done"))
-        .response("default", error)
-        .build()
+    let done = match answer(r) {
+        Some(schema) => ResponseBuilder::new().description("done").content(
+            "application/json",
+            ContentBuilder::new().schema(Some(schema)).build(),
+        ),
+        None => ResponseBuilder::new().description("done"),
+    };
+    op.response("200", done).response("default", error).build()
 }
 
 fn schema(kind: Kind) -> ObjectBuilder {
@@ -324,5 +349,78 @@ mod tests {
                 "?{name} is explained but no route takes it"
             );
         }
+    }
+
+    /// Every `$ref` names a schema the document holds.
+    #[test]
+    fn every_reference_resolves() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let mut refs = Vec::new();
+        collect_refs(&doc, &mut refs);
+        assert!(
+            refs.iter().any(|r| r.ends_with("/NodeStatusBody")),
+            "{refs:?}"
+        );
+        for r in refs {
+            let name = r.strip_prefix("#/components/schemas/").unwrap();
+            assert!(schemas.contains_key(name), "{r} does not resolve");
+        }
+    }
+
+    fn collect_refs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(serde_json::Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|v| collect_refs(v, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| collect_refs(v, out)),
+            _ => {}
+        }
+    }
+
+    /// The status schema lists exactly the fields a status body has.
+    #[test]
+    fn the_status_schema_is_the_body_it_describes() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let schema = &doc["components"]["schemas"]["NodeStatusBody"]["properties"];
+        let mut described: Vec<_> = schema.as_object().unwrap().keys().cloned().collect();
+        let body = crate::answers::NodeStatusBody {
+            id: String::new(),
+            role: "leader",
+            mode: String::new(),
+            term: 0,
+            vote: None,
+            leader: None,
+            leader_command_port: None,
+            commit_index: 0,
+            applied_index: 0,
+            last_index: 0,
+            persisted_index: 0,
+            snapshot_index: 0,
+            first_index: 0,
+            uptime_s: 0.0,
+            health: "green",
+            health_reasons: vec![],
+            members: vec![],
+            configuration: serde_json::json!({}),
+            configuration_index: 0,
+            keys: 0,
+            log_reduction: false,
+            storage_failed: None,
+            rebuilding: false,
+            storage_damage: None,
+            client_role: String::new(),
+            anonymous_role: None,
+        };
+        let v = serde_json::to_value(body).unwrap();
+        let mut sent: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        described.sort();
+        sent.sort();
+        assert_eq!(described, sent);
+        let member = &doc["components"]["schemas"]["MemberBody"]["properties"];
+        assert!(member.get("self").is_some(), "{member}");
     }
 }

@@ -2,6 +2,7 @@
 //! endpoints, and this node's mode.
 
 use super::ApiContext;
+use super::answers::{MemberBody, NodeStatusBody};
 use super::http::{self, ApiError, ApiResult, Query};
 use hyper::StatusCode;
 use raft_core::node::{NodeError, NodeStatus};
@@ -88,29 +89,10 @@ pub fn node_status(ctx: &ApiContext, who: &super::access::Principal) -> ApiResul
     let (colour, reasons) = health_named(&s);
     let conf = &s.raft.membership;
     let me = s.raft.id;
-    let members: Vec<_> = conf
+    let members = conf
         .members()
         .into_iter()
-        .map(|id| {
-            let voter = conf.is_voter(id);
-            let mut m = json!({ "id": ctx.name(id), "voter": voter, "self": id == me });
-            if id != me {
-                // Where it serves clients, as its peer handshake said.
-                m["command_port"] = (ctx.peer_client_addr)(id).into();
-            }
-            if id == me {
-                m["mode"] = s.raft.mode.to_string().into();
-                m["match_index"] = s.raft.persisted.into();
-            } else if let Some(p) = s.raft.peers.iter().find(|p| p.id == id) {
-                m["mode"] = p.mode.to_string().into();
-                m["match_index"] = p.matched.into();
-                m["next_index"] = p.next.into();
-                m["replicating"] = p.replicating.into();
-                m["last_contact_ms"] = (p.last_contact * s.tick_ms).into();
-                m["connected"] = (p.last_contact < s.election_tick).into();
-            }
-            m
-        })
+        .map(|id| member_body(ctx, &s, id))
         .collect();
     let leader = s.raft.leader.map(|l| ctx.name(l));
     let leader_api = s.raft.leader.and_then(|l| {
@@ -120,38 +102,66 @@ pub fn node_status(ctx: &ApiContext, who: &super::access::Principal) -> ApiResul
             (ctx.peer_client_addr)(l)
         }
     });
-    let v = json!({
-        "id": ctx.name(me),
-        "role": role(s.raft.role),
-        "mode": s.raft.mode.to_string(),
-        "term": s.raft.term,
-        "vote": s.raft.vote.map(|v| ctx.name(v)),
-        "leader": leader,
-        "leader_command_port": leader_api,
-        "commit_index": s.raft.commit,
-        "applied_index": s.raft.applied,
-        "last_index": s.raft.last_index,
-        "persisted_index": s.raft.persisted,
-        "snapshot_index": s.raft.snapshot,
-        "first_index": s.raft.first_index,
-        "uptime_s": ctx.started.elapsed().as_secs_f64(),
-        "health": colour,
-        "health_reasons": reasons,
-        "members": members,
-        "configuration": membership_json(conf),
-        "configuration_index": s.raft.conf_index,
-        "keys": ctx.kv.read().keys(),
-        "log_reduction": ctx.log_reduction,
-        "storage_failed": s.failed,
-        "rebuilding": s.raft.rebuilding,
-        "storage_damage": s.damage,
-        "client_role": who.describe(),
-        "anonymous_role": ctx.anonymous.map(|r| r.name()),
-    });
+    let body = NodeStatusBody {
+        id: ctx.name(me),
+        role: role(s.raft.role),
+        mode: s.raft.mode.to_string(),
+        term: s.raft.term,
+        vote: s.raft.vote.map(|v| ctx.name(v)),
+        leader,
+        leader_command_port: leader_api,
+        commit_index: s.raft.commit,
+        applied_index: s.raft.applied,
+        last_index: s.raft.last_index,
+        persisted_index: s.raft.persisted,
+        snapshot_index: s.raft.snapshot,
+        first_index: s.raft.first_index,
+        uptime_s: ctx.started.elapsed().as_secs_f64(),
+        health: colour,
+        health_reasons: reasons,
+        members,
+        configuration: membership_json(conf),
+        configuration_index: s.raft.conf_index,
+        keys: ctx.kv.read().keys(),
+        log_reduction: ctx.log_reduction,
+        storage_failed: s.failed.clone(),
+        rebuilding: s.raft.rebuilding,
+        storage_damage: s.damage.clone(),
+        client_role: who.describe(),
+        anonymous_role: ctx.anonymous.map(|r| r.name()),
+    };
+    let v = serde_json::to_value(body).expect("invariant: a status body serializes");
     Ok(http::with_index(
         http::json(StatusCode::OK, &v),
         s.raft.applied,
     ))
+}
+
+/// One member as this node sees it: its own replication state, or (on
+/// the leader) a follower's.
+fn member_body(ctx: &ApiContext, s: &NodeStatus, id: NodeId) -> MemberBody {
+    let me = s.raft.id;
+    let mut m = MemberBody {
+        id: ctx.name(id),
+        voter: s.raft.membership.is_voter(id),
+        this: id == me,
+        ..MemberBody::default()
+    };
+    if id == me {
+        m.mode = Some(s.raft.mode.to_string());
+        m.match_index = Some(s.raft.persisted);
+        return m;
+    }
+    m.command_port = (ctx.peer_client_addr)(id);
+    if let Some(p) = s.raft.peers.iter().find(|p| p.id == id) {
+        m.mode = Some(p.mode.to_string());
+        m.match_index = Some(p.matched);
+        m.next_index = Some(p.next);
+        m.replicating = Some(p.replicating);
+        m.last_contact_ms = Some(p.last_contact * s.tick_ms);
+        m.connected = Some(p.last_contact < s.election_tick);
+    }
+    m
 }
 
 pub fn leader(ctx: &ApiContext) -> ApiResult {
