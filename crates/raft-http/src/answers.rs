@@ -98,3 +98,32 @@ pub struct MemberBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connected: Option<bool>,
 }
+
+/// `GET /v1/health`: `200` for green and yellow, `503` for red.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthBody {
+    /// `green`, `yellow` or `red`.
+    pub health: &'static str,
+    /// Why it is not green.
+    pub reasons: Vec<String>,
+}
+
+/// `GET /livez`: `200` while the node can go on, `503` once it cannot
+/// (storage failed, or its storage is not the one the cluster knows).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LiveBody {
+    /// Whether it is live.
+    pub live: bool,
+    /// Why not.
+    pub reasons: Vec<String>,
+}
+
+/// `GET /readyz`: `200` when the node can serve linearizable requests
+/// now, `503` otherwise.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyBody {
+    /// Whether it is ready.
+    pub ready: bool,
+    /// Why not.
+    pub reasons: Vec<String>,
+}

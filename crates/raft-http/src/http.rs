@@ -26,7 +26,13 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 }
 
 pub fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
-    let mut body = serde_json::to_vec_pretty(v).expect("JSON values serialize");
+    answer(status, v)
+}
+
+/// A typed answer body (`crate::answers`) as pretty JSON.
+pub fn answer<T: serde::Serialize>(status: StatusCode, v: &T) -> Response<Body> {
+    let mut body = serde_json::to_vec_pretty(v)
+        .expect("invariant: answer bodies have string keys and finite numbers");
     body.push(b'\n');
     let mut r = Response::new(full(body));
     *r.status_mut() = status;

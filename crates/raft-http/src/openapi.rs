@@ -6,7 +6,7 @@
 use super::access::{Need, Scope};
 use super::http::{self, Body};
 use super::routes::{ROUTES, Route};
-use crate::answers::NodeStatusBody;
+use crate::answers::{HealthBody, LiveBody, NodeStatusBody, ReadyBody};
 use hyper::Response;
 use serde::Serialize;
 use std::sync::OnceLock;
@@ -144,9 +144,12 @@ fn build() -> OpenApi {
     for r in ROUTES {
         paths.add_path_operation(path_of(r.pattern), vec![method(r.method)], operation(r));
     }
-    let components = with_schema::<NodeStatusBody>(ComponentsBuilder::new())
-        .schema("Error", ErrorBody::schema())
-        .build();
+    let mut components = ComponentsBuilder::new();
+    components = with_schema::<NodeStatusBody>(components);
+    components = with_schema::<HealthBody>(components);
+    components = with_schema::<LiveBody>(components);
+    components = with_schema::<ReadyBody>(components);
+    let components = components.schema("Error", ErrorBody::schema()).build();
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
@@ -171,16 +174,43 @@ fn with_schema<T: ToSchema>(b: ComponentsBuilder) -> ComponentsBuilder {
     b.schema_from::<T>().schemas_from_iter(deps)
 }
 
-/// The schema of a route's `200` body, for the routes whose answer is a
-/// typed body (`crate::answers`).
+/// A schema, made when the document is built.
+type MakeSchema = fn() -> RefOr<Schema>;
+
+/// The routes whose `200` body is typed (`crate::answers`), and its
+/// schema.
+const ANSWERS: &[(&str, &str, MakeSchema)] = &[
+    ("GET", "/", status_ref),
+    ("GET", "/v1/status", status_ref),
+    ("GET", "/v1/status/leader", || {
+        ObjectBuilder::new().schema_type(Type::String).into()
+    }),
+    ("GET", "/v1/status/peers", || {
+        ArrayBuilder::new()
+            .items(ObjectBuilder::new().schema_type(Type::String))
+            .into()
+    }),
+    ("GET", "/v1/health", || {
+        Ref::from_schema_name(HealthBody::name()).into()
+    }),
+    ("GET", "/livez", || {
+        Ref::from_schema_name(LiveBody::name()).into()
+    }),
+    ("GET", "/readyz", || {
+        Ref::from_schema_name(ReadyBody::name()).into()
+    }),
+];
+
+fn status_ref() -> RefOr<Schema> {
+    Ref::from_schema_name(NodeStatusBody::name()).into()
+}
+
+/// The schema of a route's `200` body, where it is typed.
 fn answer(r: &Route) -> Option<RefOr<Schema>> {
-    let strings = || ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String));
-    match (r.method, r.pattern) {
-        ("GET", "/" | "/v1/status") => Some(Ref::from_schema_name(NodeStatusBody::name()).into()),
-        ("GET", "/v1/status/leader") => Some(ObjectBuilder::new().schema_type(Type::String).into()),
-        ("GET", "/v1/status/peers") => Some(strings().into()),
-        _ => None,
-    }
+    ANSWERS
+        .iter()
+        .find(|(m, p, _)| *m == r.method && *p == r.pattern)
+        .map(|(_, _, make)| make())
 }
 
 /// `{*key}` is `{key}` in OpenAPI (a key may hold `/`).
@@ -422,5 +452,14 @@ mod tests {
         assert_eq!(described, sent);
         let member = &doc["components"]["schemas"]["MemberBody"]["properties"];
         assert!(member.get("self").is_some(), "{member}");
+    }
+
+    /// Every typed answer belongs to a route that exists.
+    #[test]
+    fn typed_answers_name_real_routes() {
+        for (m, p, _) in ANSWERS {
+            let known = ROUTES.iter().any(|r| r.method == *m && r.pattern == *p);
+            assert!(known, "{m} {p} is not a route");
+        }
     }
 }

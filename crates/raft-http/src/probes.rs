@@ -2,10 +2,10 @@
 //! `/v1/health`, `/livez`, `/readyz`. Each answers JSON with its reasons.
 
 use super::ApiContext;
-use super::http::{self, ApiResult};
+use super::answers::{HealthBody, LiveBody, ReadyBody};
+use super::http::{ApiResult, answer};
 use super::status::health_named;
 use hyper::StatusCode;
-use serde_json::json;
 
 fn code(ok: bool) -> StatusCode {
     if ok {
@@ -20,8 +20,12 @@ fn code(ok: bool) -> StatusCode {
 pub fn health(ctx: &ApiContext) -> ApiResult {
     let s = ctx.node.status();
     let (colour, reasons) = health_named(&s);
-    let v = json!({ "health": colour, "reasons": reasons });
-    Ok(http::json(code(colour != "red"), &v))
+    let ok = colour != "red";
+    let body = HealthBody {
+        health: colour,
+        reasons,
+    };
+    Ok(answer(code(ok), &body))
 }
 
 /// `GET /livez`: the process is serving and its node can go on (503 once
@@ -36,8 +40,8 @@ pub fn livez(ctx: &ApiContext) -> ApiResult {
     if s.raft.replaced.is_some() {
         reasons.push("its storage is not the one the cluster knows for it".to_string());
     }
-    let v = json!({ "live": reasons.is_empty(), "reasons": reasons });
-    Ok(http::json(code(reasons.is_empty()), &v))
+    let live = reasons.is_empty();
+    Ok(answer(code(live), &LiveBody { live, reasons }))
 }
 
 /// `GET /readyz`: this node can serve linearizable requests now: health
@@ -51,6 +55,5 @@ pub fn readyz(ctx: &ApiContext) -> ApiResult {
         reasons.push("being rebuilt from its peers".to_string());
     }
     let ready = reasons.is_empty();
-    let v = json!({ "ready": ready, "reasons": reasons });
-    Ok(http::json(code(ready), &v))
+    Ok(answer(code(ready), &ReadyBody { ready, reasons }))
 }

@@ -130,9 +130,8 @@ pub fn node_status(ctx: &ApiContext, who: &super::access::Principal) -> ApiResul
         client_role: who.describe(),
         anonymous_role: ctx.anonymous.map(|r| r.name()),
     };
-    let v = serde_json::to_value(body).expect("invariant: a status body serializes");
     Ok(http::with_index(
-        http::json(StatusCode::OK, &v),
+        http::answer(StatusCode::OK, &body),
         s.raft.applied,
     ))
 }
